@@ -1,0 +1,1 @@
+"""noisescope: record and replay what a diffusion model does at every step."""

@@ -1,0 +1,30 @@
+"""Noise-prediction networks and the interface every sampler calls.
+
+A noise predictor is any callable ``model(x, t, labels) -> eps_pred`` where
+``x`` is ``[B, *D]`` float, ``t`` is ``[B]`` int64 (0-based schedule indices),
+and ``labels`` is ``[B]`` int64 class labels or None (unconditional). A
+class-conditional model also exposes ``num_classes`` and ``null_label`` (the
+extra "no class" label classifier-free guidance uses; Ho and Salimans 2022).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class NoisePredictor(Protocol):
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor: ...
+
+
+def num_classes(model: object) -> int:
+    """How many class labels the model accepts (0 for an unconditional model)."""
+    return int(getattr(model, "num_classes", 0) or 0)
+
+
+def null_label(model: object) -> int | None:
+    """The label meaning "no class", or None if the model has none."""
+    value = getattr(model, "null_label", None)
+    return None if value is None else int(value)

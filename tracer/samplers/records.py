@@ -1,0 +1,39 @@
+"""The frozen record a sampler yields at every step.
+
+Field names are the paper symbols and the trace names (docs/trace-format.md):
+``x_t``, ``eps``, ``x0_pred``... become ``steps/x_t``, ``steps/eps``, ``steps/x0_pred``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one reverse step read, computed and produced.
+
+    Scalars are those the update actually used. ``alpha_t`` and ``beta_t`` are the
+    step's effective values, alpha_t = alpha_bar_t / alpha_bar_prev and
+    beta_t = 1 - alpha_t (the schedule's own alpha and beta when a step spans one
+    timestep, as every DDPM step does).
+    """
+
+    index: int  # i, 0-based position in the sampling loop
+    t: int  # model timestep of this step (0-based schedule index)
+    t_prev: int  # timestep the step moves to; -1 for the clean end
+    alpha_bar_t: float
+    alpha_bar_prev: float
+    alpha_t: float
+    beta_t: float
+    sigma: float  # std of the noise the step adds
+    x_t: torch.Tensor  # [B, *D] input of the step
+    eps: torch.Tensor  # [B, *D] noise prediction used by the update (after guidance)
+    x0_pred: torch.Tensor  # [B, *D] predicted clean sample used by the update
+    noise: torch.Tensor  # [B, *D] the z drawn (zeros where sigma == 0)
+    x_prev: torch.Tensor  # [B, *D] output of the step: x_t of the next step
+    eps_cond: torch.Tensor | None = None  # [B, *D] when guidance is on
+    eps_uncond: torch.Tensor | None = None  # [B, *D] when guidance is on
+    x0_pred_raw: torch.Tensor | None = None  # [B, *D] before clipping, when clipping is on

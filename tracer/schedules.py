@@ -1,0 +1,94 @@
+"""Beta schedules, in float64: beta_t, alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s.
+
+- ``linear``: Ho et al. 2020, Sec. 4 (beta from 1e-4 to 0.02 over T = 1000 steps,
+  scaled by 1000/T for other T so the total noise stays comparable).
+- ``cosine``: Nichol and Dhariwal 2021, Eq. 17 (offset s = 0.008, beta clipped at 0.999).
+- ``seed-report``: the linear range of the report noisescope grew from
+  (arXiv 2512.07201): beta from 0.0003*1000/T to 0.03*1000/T, default T = 300.
+
+Timesteps are 0-based schedule indices: index t holds beta_{t+1} of the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+ScheduleName = Literal["linear", "cosine", "seed-report"]
+SCHEDULE_NAMES: tuple[str, ...] = get_args(ScheduleName)
+DEFAULT_TIMESTEPS: dict[str, int] = {"linear": 1000, "cosine": 1000, "seed-report": 300}
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A noise schedule: three float64 arrays of length T."""
+
+    name: str
+    beta: np.ndarray
+    alpha: np.ndarray
+    alpha_bar: np.ndarray
+
+    @property
+    def T(self) -> int:  # noqa: N802 - the paper's symbol
+        return int(self.beta.shape[0])
+
+    def alpha_bar_at(self, t: int) -> float:
+        """alpha_bar at schedule index t; t = -1 is the clean end, where alpha_bar = 1."""
+        return 1.0 if t < 0 else float(self.alpha_bar[t])
+
+    def log_snr(self) -> np.ndarray:
+        """log(alpha_bar / (1 - alpha_bar)), the signal-to-noise ratio in log space."""
+        return np.log(self.alpha_bar) - np.log1p(-self.alpha_bar)
+
+
+def from_betas(name: str, beta: np.ndarray) -> Schedule:
+    """Build a Schedule from betas: alpha = 1 - beta, alpha_bar = cumprod(alpha) (Ho et al. 2020, Eq. 4)."""
+    beta = np.asarray(beta, dtype=np.float64)
+    if beta.ndim != 1 or beta.size == 0:
+        raise ValueError("beta must be a non-empty 1-D array")
+    if not np.all((beta > 0) & (beta < 1)):
+        raise ValueError("every beta must lie in (0, 1)")
+    alpha = 1.0 - beta
+    alpha_bar = np.cumprod(alpha)
+    for array in (beta, alpha, alpha_bar):
+        array.setflags(write=False)
+    return Schedule(name=name, beta=beta, alpha=alpha, alpha_bar=alpha_bar)
+
+
+def linear_betas(T: int) -> np.ndarray:  # noqa: N803
+    scale = 1000.0 / T
+    return np.linspace(1e-4 * scale, 0.02 * scale, T, dtype=np.float64)
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:  # noqa: N803
+    # Nichol and Dhariwal 2021, Eq. 17: alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2)
+    def f(t: float) -> float:
+        return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+    return np.array([min(1 - f(i + 1) / f(i), max_beta) for i in range(T)], dtype=np.float64)
+
+
+def seed_report_betas(T: int) -> np.ndarray:  # noqa: N803
+    scale = 1000.0 / T
+    return np.linspace(0.0003 * scale, 0.03 * scale, T, dtype=np.float64)
+
+
+_BETAS = {"linear": linear_betas, "cosine": cosine_betas, "seed-report": seed_report_betas}
+
+
+def make_schedule(name: str, T: int | None = None) -> Schedule:  # noqa: N803
+    """The named schedule over T steps (T defaults per schedule: 1000, or 300 for seed-report)."""
+    if name not in _BETAS:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
+    T = DEFAULT_TIMESTEPS[name] if T is None else int(T)
+    if T < 1:
+        raise ValueError(f"the number of timesteps must be at least 1, got {T}")
+    beta = _BETAS[name](T)
+    if name == "seed-report" and beta[-1] >= 1:
+        raise ValueError(f"seed-report needs T > 30 (beta would reach {beta[-1]:.3g} at T={T})")
+    if name == "linear" and beta[-1] >= 1:
+        raise ValueError(f"linear needs T > 20 (beta would reach {beta[-1]:.3g} at T={T})")
+    return from_betas(name, beta)

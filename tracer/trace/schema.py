@@ -1,0 +1,86 @@
+"""The trace file layout: the one place its names, shapes and dtypes are spelled.
+
+A trace is one HDF5 file. docs/trace-format.md documents every name here; the
+stable core (DESIGN.md) is a public contract: add names freely, never rename.
+
+Layout, for a sampling trace with S steps, batch B and sample shape D:
+
+    /                       attrs: format, schema_version, kind, config, created, versions, ...
+    /status                 scalar S16 dataset: running | complete | failed (live under SWMR)
+    /progress/<series>      scalar int64 dataset: rows of <series> committed so far
+    /progress/final         scalar int64 dataset: 1 once samples and labels are written
+    /schedule/{beta,alpha,alpha_bar}            [T] float64
+    /steps/<scalar>         [S]        (STEP_SCALARS)
+    /steps/<tensor>         [S, B, *D] (STEP_TENSORS, OPTIONAL_STEP_TENSORS), chunked one step a chunk
+    /samples                [B, *D]    the final output
+    /labels                 [B] int64  class labels, -1 for unconditional
+
+Attributes cannot change while a file is in SWMR mode, so the live state
+(status, committed rows) lives in small datasets that the writer overwrites.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import numpy as np
+
+FORMAT: Final = "noisescope-trace"
+SCHEMA_VERSION: Final = 1
+
+Kind = Literal["sampling", "training"]
+Status = Literal["running", "complete", "failed"]
+STATUSES: Final = ("running", "complete", "failed")
+STATUS_DTYPE: Final = np.dtype("S16")
+
+# Root attributes.
+ATTR_FORMAT: Final = "format"
+ATTR_SCHEMA_VERSION: Final = "schema_version"
+ATTR_KIND: Final = "kind"
+ATTR_CONFIG: Final = "config"  # JSON of the full configuration
+ATTR_CREATED: Final = "created"  # ISO 8601, UTC
+ATTR_VERSIONS: Final = "versions"  # JSON: library versions of the writer
+ATTR_TENSOR_DTYPE: Final = "tensor_dtype"  # float32 | float16
+ATTR_PLANNED: Final = "planned"  # JSON: {series: planned rows}
+ATTR_RECOVERED_FROM: Final = "recovered_from"  # set by `noisescope recover` on the copy
+
+STATUS: Final = "status"
+PROGRESS: Final = "progress"
+FINAL: Final = "final"  # progress/final: 1 once the root datasets (samples, labels) are written
+
+SCHEDULE: Final = "schedule"
+SCHEDULE_FIELDS: Final = ("beta", "alpha", "alpha_bar")
+
+# Sampling: one row of the series "steps" per reverse step.
+STEPS: Final = "steps"
+STEP_SCALARS: Final[dict[str, str]] = {
+    "t": "int64",  # model timestep (0-based schedule index)
+    "t_prev": "int64",  # timestep the step moves to, -1 for the clean end
+    "alpha_bar_t": "float64",
+    "alpha_bar_prev": "float64",
+    "alpha_t": "float64",  # alpha_bar_t / alpha_bar_prev: the step's effective alpha
+    "beta_t": "float64",  # 1 - alpha_t
+    "sigma": "float64",  # std of the noise the step adds
+}
+STEP_TENSORS: Final = ("x_t", "eps", "x0_pred", "noise")
+OPTIONAL_STEP_TENSORS: Final = ("eps_cond", "eps_uncond", "x0_pred_raw")
+SAMPLES: Final = "samples"
+LABELS: Final = "labels"
+NO_LABEL: Final = -1
+
+# Training: series "train" (one row per logged step), "snapshots" (samples from a
+# fixed x_T every k steps) and "examples" (worked examples of the loss, written once).
+TRAIN: Final = "train"
+SNAPSHOTS: Final = "snapshots"
+EXAMPLES: Final = "examples"
+
+TENSOR: Final = "tensor"  # field dtype placeholder: float32 or float16 per the trace's tensor_dtype
+TENSOR_DTYPES: Final = ("float32", "float16")
+
+
+def progress_path(series: str) -> str:
+    return f"{PROGRESS}/{series}"
+
+
+def field_path(series: str, field: str) -> str:
+    return f"{series}/{field}"
