@@ -7,6 +7,7 @@ the series ``steps`` and the last step's output as ``samples``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,16 +21,13 @@ from tracer.trace import schema
 from tracer.trace.writer import Series, TraceWriter
 
 
-def steps_series(sample_shape: tuple[int, ...], batch: int, planned: int, *, guided: bool, clipped: bool) -> Series:
-    """The ``steps`` series: every scalar of STEP_SCALARS and the tensors this run produces."""
+def steps_series(first: StepRecord, planned: int) -> Series:
+    """The ``steps`` series: every scalar of STEP_SCALARS and the tensors the run's first record carries."""
     fields: dict[str, tuple[tuple[int, ...], str]] = {name: ((), dtype) for name, dtype in schema.STEP_SCALARS.items()}
-    tensors = list(schema.STEP_TENSORS)
-    if guided:
-        tensors += ["eps_cond", "eps_uncond"]
-    if clipped:
-        tensors.append("x0_pred_raw")
-    for name in tensors:
-        fields[name] = ((batch, *sample_shape), schema.TENSOR)
+    for name in (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS):
+        value = getattr(first, name)
+        if value is not None:
+            fields[name] = (tuple(int(d) for d in value.shape), schema.TENSOR)
     return Series(schema.STEPS, fields, planned=planned)
 
 
@@ -50,10 +48,7 @@ def record_sampling(
     schedule: Schedule,
     config: Mapping[str, Any],
     planned: int,
-    x_T: torch.Tensor,  # noqa: N803
     labels: torch.Tensor | None,
-    guided: bool,
-    clipped: bool,
     tensor_dtype: str = "float32",
     overwrite: bool = False,
     attrs: Mapping[str, Any] | None = None,
@@ -61,17 +56,22 @@ def record_sampling(
     """Consume ``records`` into a trace at ``path``; return the final samples.
 
     The trace is complete when the records run out, failed if they raise
-    (every step committed before the error stays readable).
+    (every step committed before the error stays readable). Which optional
+    tensors (eps_cond, eps_uncond, x0_pred_raw) the trace holds follows the
+    first record.
     """
-    batch, sample_shape = int(x_T.shape[0]), tuple(int(d) for d in x_T.shape[1:])
-    series = steps_series(sample_shape, batch, planned, guided=guided, clipped=clipped)
+    iterator = iter(records)
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError("the sampler produced no steps")
+    batch, sample_shape = int(first.x_t.shape[0]), tuple(int(d) for d in first.x_t.shape[1:])
+    series = steps_series(first, planned)
     finals = {schema.SAMPLES: ((batch, *sample_shape), schema.TENSOR), schema.LABELS: ((batch,), "int64")}
-    samples = x_T
     with TraceWriter(
         path, kind="sampling", config=config, series=[series], schedule=schedule,
         tensor_dtype=tensor_dtype, overwrite=overwrite, attrs=attrs, finals=finals,
     ) as writer:
-        for record in records:
+        for record in itertools.chain([first], iterator):
             writer.append(schema.STEPS, step_row(record))
             samples = record.x_prev
         label_array = np.full(batch, schema.NO_LABEL, dtype=np.int64) if labels is None else labels

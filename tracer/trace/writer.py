@@ -148,7 +148,8 @@ class TraceWriter:
         self._finals: dict[str, h5py.Dataset] = {}
         for name, (shape, dtype_name) in finals.items():
             dtype = self.tensor_dtype if dtype_name == schema.TENSOR else np.dtype(dtype_name)
-            self._finals[name] = f.create_dataset(name, shape=shape, dtype=dtype)
+            # Chunked, as SWMR readers need: a contiguous dataset's late allocation changes its header.
+            self._finals[name] = f.create_dataset(name, shape=shape, dtype=dtype, chunks=shape or None)
         self._finals_written = f.create_dataset(schema.progress_path(schema.FINAL), data=np.int64(0))
 
     def _create_series(self, spec: Series) -> _SeriesState:

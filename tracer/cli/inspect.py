@@ -1,0 +1,120 @@
+"""``noisescope inspect``: what a trace holds, at a glance or as JSON.
+
+The JSON fields are documented in docs/trace-format.md ("inspect --json").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tracer.trace import schema
+from tracer.trace.reader import Trace, open_trace
+
+SUMMARISED = ("x_t", "eps", "x0_pred")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="summarise a trace: status, settings, shapes, per-step statistics",
+        description="Print a trace's kind, status, steps recorded and planned, sampler settings, tensor shapes and "
+        "per-step mean and std of x_t, eps and x0_pred.",
+    )
+    p.add_argument("trace", type=Path, help="the trace file (.h5)")
+    p.add_argument("--json", action="store_true", help="print everything as one JSON object (every step)")
+    p.add_argument("--rows", type=int, default=12, help="steps shown in the text table, evenly spaced (default 12; 0 = all)")
+    p.set_defaults(run=run)
+
+
+def step_statistics(trace: Trace, series: str = schema.STEPS) -> list[dict[str, Any]]:
+    """Per step: t and the mean and std of x_t, eps and x0_pred (float64 accumulations, one step read at a time)."""
+    scalars = trace.scalars(series)
+    names = [n for n in SUMMARISED if n in trace.tensor_names(series)]
+    rows = []
+    for i in range(trace.rows(series)):
+        row: dict[str, Any] = {"step": i, "t": int(scalars["t"][i]) if "t" in scalars else None}
+        for name in names:
+            values = trace.tensor(name, i, series).astype(np.float64)
+            row[f"{name}_mean"] = float(values.mean())
+            row[f"{name}_std"] = float(values.std())
+        rows.append(row)
+    return rows
+
+
+def summary(trace: Trace) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "path": str(trace.path),
+        "format": schema.FORMAT,
+        "schema_version": trace.schema_version,
+        "kind": trace.kind,
+        "status": trace.status,
+        "created": trace.created,
+        "tensor_dtype": trace.tensor_dtype,
+        "recovered_from": trace.recovered_from,
+        "config": trace.config,
+        "schedule": None,
+        "series": {},
+    }
+    if trace.schedule is not None:
+        info["schedule"] = {"name": trace.schedule.name, "T": trace.schedule.T}
+    for name in (schema.STEPS, schema.TRAIN, schema.SNAPSHOTS, schema.EXAMPLES):
+        if trace.has_series(name):
+            shapes = {field: list(trace.file[f"{name}/{field}"].shape[1:]) for field in trace.field_names(name)}
+            info["series"][name] = {"recorded": trace.rows(name), "planned": trace.planned(name), "shapes": shapes}
+    if trace.kind == "sampling":
+        info["steps_recorded"] = trace.num_steps
+        info["steps_planned"] = trace.planned()
+        info["sample_shape"] = list(trace.sample_shape)
+        info["batch"] = trace.batch_size
+        info["steps"] = step_statistics(trace)
+    else:
+        train = trace.series(schema.TRAIN) if trace.has_series(schema.TRAIN) else {}
+        if train.get("loss") is not None and len(train["loss"]):
+            info["last_loss"] = float(train["loss"][-1])
+            info["last_step"] = int(train["step"][-1]) if "step" in train else None
+    return info
+
+
+def _text(info: dict[str, Any], rows: int) -> str:
+    lines = [
+        f"{info['path']}",
+        f"  kind      {info['kind']}   status {info['status']}   schema v{info['schema_version']}   created {info['created']}",
+    ]
+    if info["recovered_from"]:
+        lines.append(f"  recovered from {info['recovered_from']}")
+    if info["schedule"]:
+        lines.append(f"  schedule  {info['schedule']['name']}, T = {info['schedule']['T']}")
+    sampler = info["config"].get("sampler")
+    if isinstance(sampler, dict):
+        settings = ", ".join(f"{k}={v}" for k, v in sampler.items() if v is not None)
+        lines.append(f"  sampler   {settings}")
+    for name, series in info["series"].items():
+        shapes = ", ".join(f"{f}{tuple(s)}" for f, s in series["shapes"].items() if s)
+        lines.append(f"  {name:<9} {series['recorded']} of {series['planned']} planned rows   tensors: {shapes or '-'}")
+    if info["kind"] == "sampling":
+        lines.append(f"  tensors   {info['tensor_dtype']}, batch {info['batch']}, sample shape {tuple(info['sample_shape'])}")
+        steps = info["steps"]
+        if steps:
+            shown = steps if rows <= 0 or len(steps) <= rows else [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, rows).round())]
+            header = f"  {'step':>5} {'t':>5}" + "".join(f" {n + ' mean':>13} {n + ' std':>12}" for n in SUMMARISED if f"{n}_mean" in steps[0])
+            lines += ["", header]
+            for row in shown:
+                cells = "".join(f" {row[f'{n}_mean']:>13.4f} {row[f'{n}_std']:>12.4f}" for n in SUMMARISED if f"{n}_mean" in row)
+                lines.append(f"  {row['step']:>5} {row['t']:>5}{cells}")
+            if len(shown) < len(steps):
+                lines.append(f"  ({len(shown)} of {len(steps)} steps shown; --rows 0 for all, --json for everything)")
+    elif "last_loss" in info:
+        lines.append(f"  last loss {info['last_loss']:.5f} at step {info['last_step']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_trace(args.trace) as trace:
+        info = summary(trace)
+    print(json.dumps(info, indent=2) if args.json else _text(info, args.rows))
+    return 0

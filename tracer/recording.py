@@ -1,0 +1,52 @@
+"""Sampling with a trace: the samplers' records, a progress bar, and the trace writer, wired once.
+
+Used by ``noisescope sample`` and ``noisescope demo``; the config written into
+the trace is everything needed to know how the run was made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from tracer.config import SamplerConfig, to_dict
+from tracer.samplers.run import planned_steps, sample
+from tracer.schedules import Schedule
+from tracer.trace.sampling import record_sampling
+
+
+def record_run(
+    model: Any,
+    schedule: Schedule,
+    config: SamplerConfig,
+    *,
+    x_T: torch.Tensor,  # noqa: N803
+    labels: torch.Tensor | None,
+    generator: torch.Generator | None,
+    out: str | os.PathLike[str],
+    tensor_dtype: str = "float32",
+    overwrite: bool = False,
+    extra_config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples."""
+    planned = planned_steps(schedule, config)
+    records = sample(model, schedule, config, x_T=x_T, labels=labels, generator=generator)
+    bar = tqdm(records, total=planned, desc=f"{config.sampler} -> {Path(out).name}", unit="step", disable=not progress, leave=False)
+    trace_config = {"sampler": to_dict(config), **(extra_config or {})}
+    with torch.no_grad():
+        return record_sampling(
+            bar,
+            out,
+            schedule=schedule,
+            config=trace_config,
+            planned=planned,
+            labels=labels,
+            tensor_dtype=tensor_dtype,
+            overwrite=overwrite,
+            attrs={"sampler": config.sampler},
+        )
