@@ -1,0 +1,71 @@
+"""Exact noise predictors for Gaussian data: oracles for tests, and a model for demos that needs no training.
+
+Data x0 ~ N(mu_y, std^2 I). The forward process (Ho et al. 2020, Eq. 4) gives
+x_t | y ~ N(sqrt(alpha_bar_t) mu_y, v_t I) with v_t = alpha_bar_t std^2 + 1 - alpha_bar_t, and
+eps and x_t are jointly Gaussian with Cov(eps, x_t) = sqrt(1 - alpha_bar_t) I, so the minimiser
+of the epsilon loss E||eps - eps_theta(x_t, t)||^2 is the regression
+
+    E[eps | x_t, y] = sqrt(1 - alpha_bar_t) (x_t - sqrt(alpha_bar_t) mu_y) / v_t.
+
+With K per-class means the model is class-conditional (``num_classes`` = K, ``null_label`` = K);
+the null label, or ``labels=None``, gives the exact unconditional prediction of the
+equal-weight mixture, sum_k p(k | x_t) E[eps | x_t, k], with the posterior
+p(k | x_t) = softmax_k(-||x_t - sqrt(alpha_bar_t) mu_k||^2 / (2 v_t)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tracer.schedules import Schedule
+
+
+class GaussianOracle(nn.Module):
+    """eps_theta(x_t, t, labels) = E[eps | x_t (, y)] for data N(mu, std^2 I) or an equal-weight mixture of them.
+
+    ``mean`` is one mean of the sample shape D, or, with ``per_class=True``, K means stacked as [K, *D].
+    Computes in float64 and returns x_t's dtype.
+    """
+
+    alpha_bar: torch.Tensor
+    means: torch.Tensor
+
+    def __init__(self, schedule: Schedule, mean: torch.Tensor, std: float = 1.0, *, per_class: bool = False) -> None:
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
+        means = torch.as_tensor(mean, dtype=torch.float64)
+        if per_class and (means.dim() < 2 or means.shape[0] < 1):
+            raise ValueError("per-class means must be stacked as [K, *D] with K >= 1")
+        self.register_buffer("alpha_bar", torch.tensor(schedule.alpha_bar.tolist(), dtype=torch.float64))
+        self.register_buffer("means", means.clone() if per_class else means.unsqueeze(0).clone())
+        self.std = float(std)
+        self.num_classes = int(self.means.shape[0]) if per_class else 0
+        self.null_label: int | None = self.num_classes if per_class else None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.means.shape[1:])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x_t = x.to(torch.float64)
+        view = (-1, *([1] * (x.dim() - 1)))
+        alpha_bar_t = self.alpha_bar[t.to(self.alpha_bar.device)].reshape(view)
+        v_t = alpha_bar_t * self.std**2 + 1.0 - alpha_bar_t  # Var(x_t | y) per coordinate
+        # E[eps | x_t, k] for every class k: [B, K, *D]
+        centred = x_t.unsqueeze(1) - alpha_bar_t.sqrt().unsqueeze(1) * self.means.unsqueeze(0)
+        eps_k = (1.0 - alpha_bar_t).sqrt().unsqueeze(1) * centred / v_t.unsqueeze(1)
+        # p(k | x_t) of the equal-weight mixture: softmax over k of the Gaussian log-likelihoods
+        log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * v_t.reshape(-1, 1))
+        weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (x.dim() - 1)))
+        eps_mix = (weights * eps_k).sum(1)
+        if labels is None or self.num_classes == 0:
+            return eps_mix.to(x.dtype)
+        if bool(((labels < 0) | (labels > self.num_classes)).any()):
+            raise ValueError(f"labels must lie in 0..{self.num_classes} (the last is the null label)")
+        rows = torch.arange(x.shape[0], device=x.device)
+        conditional = labels.ne(self.num_classes)  # the null label is K
+        eps_cond = eps_k[rows, labels.clamp(max=self.num_classes - 1)]  # null rows are replaced below
+        cond_mask = conditional.reshape(view)
+        return torch.where(cond_mask, eps_cond, eps_mix).to(x.dtype)
