@@ -56,6 +56,8 @@ class GaussianOracle(nn.Module):
         # E[eps | x_t, k] for every class k: [B, K, *D]
         centred = x_t.unsqueeze(1) - alpha_bar_t.sqrt().unsqueeze(1) * self.means.unsqueeze(0)
         eps_k = (1.0 - alpha_bar_t).sqrt().unsqueeze(1) * centred / v_t.unsqueeze(1)
+        if self.means.shape[0] == 1:  # one Gaussian: nothing to mix
+            return eps_k[:, 0].to(x.dtype)
         # p(k | x_t) of the equal-weight mixture: softmax over k of the Gaussian log-likelihoods
         log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * v_t.reshape(-1, 1))
         weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (x.dim() - 1)))

@@ -1,0 +1,27 @@
+"""Shared fixtures: a short linear schedule and exact Gaussian noise predictors (tracer/models/analytic.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tracer.models.analytic import GaussianOracle
+from tracer.schedules import Schedule, make_schedule
+
+
+@pytest.fixture
+def schedule50() -> Schedule:
+    """Linear schedule over T = 50 steps (Ho et al. 2020 range scaled by 1000/T)."""
+    return make_schedule("linear", 50)
+
+
+@pytest.fixture
+def oracle50(schedule50: Schedule) -> GaussianOracle:
+    """Unconditional 2-D oracle: data N((0.5, -0.3), 0.4^2 I)."""
+    return GaussianOracle(schedule50, torch.tensor([0.5, -0.3]), 0.4)
+
+
+@pytest.fixture
+def class_oracle50(schedule50: Schedule) -> GaussianOracle:
+    """Class-conditional 2-D oracle, K = 2 (null label 2): data N(mu_y, 0.2^2 I)."""
+    return GaussianOracle(schedule50, torch.tensor([[0.6, 0.4], [-0.5, -0.2]]), 0.2, per_class=True)
