@@ -98,3 +98,140 @@ class SamplerConfig:
 
     def clip_x0(self) -> bool:
         return (self.sampler == "ddpm") if self.clip is None else self.clip
+
+
+# -- models, data, training (tracer/models/registry.py, tracer/data.py, tracer/training.py) ---------
+
+ModelName = Literal["unet", "mlp", "seed-unet"]
+DEFAULT_TRAIN_STEPS = 1500
+
+
+def _positive_ints(field: str, values: Any) -> tuple[int, ...]:
+    items = tuple(values)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items):
+        raise ConfigError(f"{field} must be positive integers, got {list(items)}")
+    return items
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network and its size; ``build_model`` in tracer/models/registry.py makes it.
+
+    ``sample_shape`` and ``num_classes`` None mean "from the data" (``resolve``).
+    ``channels`` () is the model's default: the U-Net's channels per level, the MLP's
+    hidden widths, or seed-unet's base channel count (one number).
+    """
+
+    name: str = "unet"
+    sample_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    channels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.name, ModelName)
+        # JSON hands lists back; keep tuples so configs compare equal after a round trip.
+        object.__setattr__(self, "channels", _positive_ints("--channels", self.channels))
+        if self.sample_shape is not None:
+            object.__setattr__(self, "sample_shape", _positive_ints("the sample shape", self.sample_shape))
+        if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes < 0):
+            raise ConfigError(f"the number of classes must be an integer >= 0, got {self.num_classes}")
+
+    @property
+    def resolved(self) -> bool:
+        return self.sample_shape is not None and self.num_classes is not None
+
+    def resolve(self, sample_shape: tuple[int, ...], num_classes: int) -> ModelConfig:
+        """Fill the fields left to the data; fields already set are kept (a mismatch is found when training)."""
+        return dataclasses.replace(
+            self,
+            sample_shape=tuple(sample_shape) if self.sample_shape is None else self.sample_shape,
+            num_classes=num_classes if self.num_classes is None else self.num_classes,
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data: ``name`` or ``name:DIR`` (tracer/data.py), a seed for toys and the split.
+
+    ``held_out`` is the fraction kept out of training (a deterministic split by
+    ``seed``); None means 0.2 for digits (the benchmark's classifier trains on the
+    held-out digits) and 0 for every other data set.
+    """
+
+    dataset: str = "digits"
+    seed: int = 0
+    size: int | None = None  # number of points of a 2-D toy set
+    held_out: float | None = None
+
+    def __post_init__(self) -> None:
+        from tracer.data import parse_spec  # tracer.data imports ConfigError from here
+
+        parse_spec(self.dataset)
+        if self.size is not None and self.size < 1:
+            raise ConfigError(f"--size must be at least 1, got {self.size}")
+        if self.held_out is not None and not 0.0 <= self.held_out < 1.0:
+            raise ConfigError(f"the held-out fraction must lie in [0, 1), got {self.held_out}")
+
+    @property
+    def held_out_fraction(self) -> float:
+        if self.held_out is not None:
+            return self.held_out
+        return 0.2 if self.dataset.partition(":")[0].strip().lower() == "digits" else 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (tracer/training.py). ``steps`` or ``epochs`` (not both); neither: DEFAULT_TRAIN_STEPS.
+
+    ``p_uncond`` None means 0.1 for a model with a null label, 0 for one without.
+    ``snapshot_every`` 0 turns snapshots off; ``save_every`` 0 saves the resume state
+    only at the end (and on Ctrl-C).
+    """
+
+    steps: int | None = None
+    epochs: int | None = None
+    batch: int = 128
+    lr: float = 2e-3
+    warmup: int = 100  # linear learning-rate warmup over this many steps, then constant
+    p_uncond: float | None = None
+    ema: bool = True
+    ema_decay: float = 0.995
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    log_every: int = 10
+    snapshot_every: int = 250
+    snapshot_batch: int = 20
+    snapshot_steps: int = 20
+    examples: int = 8
+    loss_buckets: int = 10
+    save_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give --steps or --epochs, not both")
+        for name in ("steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {value}")
+        for name in ("batch", "log_every", "snapshot_batch", "snapshot_steps", "loss_buckets"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup", "snapshot_every", "save_every", "examples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.p_uncond is not None and not 0.0 <= self.p_uncond <= 1.0:
+            raise ConfigError(f"--p-uncond must lie in [0, 1], got {self.p_uncond}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ConfigError(f"--grad-clip must be a finite number > 0 (or off), got {self.grad_clip}")
+
+    def total_steps(self, num_examples: int) -> int:
+        """Optimizer steps of the whole run: ``steps``, or ``epochs`` passes over ``num_examples``."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is not None:
+            return self.epochs * math.ceil(num_examples / self.batch)
+        return DEFAULT_TRAIN_STEPS
