@@ -14,7 +14,7 @@ from tracer.trace import schema
 from tracer.trace.reader import TraceError, open_trace
 from tracer.trace.sampling import record_sampling
 
-SCHEDULE = make_schedule("linear", 20)
+SCHEDULE = make_schedule("linear", 40)
 
 
 @pytest.fixture

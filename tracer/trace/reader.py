@@ -3,10 +3,10 @@
 ``open_trace(path)`` checks that the file is an HDF5 noisescope trace of a
 schema version this code understands and raises ``TraceError`` (one line)
 for anything else. Nothing is read until asked for: ``tensor(name, i)`` reads
-one step (one chunk), so a trace never has to fit in memory. The file is
-opened in SWMR read mode, so a trace still being written can be followed:
-only rows the writer has committed (``progress/<series>``) are visible, each
-one whole.
+one step (one chunk), so a trace never has to fit in memory. A trace that a
+writer holds open (still running, or killed mid-run) is opened in SWMR read
+mode and can be followed: only rows the writer has committed
+(``progress/<series>``) are visible, each one whole.
 """
 
 from __future__ import annotations
@@ -44,12 +44,16 @@ def _open_h5(path: Path) -> h5py.File:
             raise TraceError(f"{path} is not an HDF5 file")
     except OSError as error:
         raise TraceError(f"{path} cannot be read: {_first_line(error)}") from None
-    try:
-        return h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError:
-        pass  # not written in SWMR-capable form (an old or foreign file): try a plain read
+    # A plain open first: it fails fast on a truncated file, where an SWMR open retries for minutes.
+    # It is refused for a file a writer holds open in SWMR mode (live, or killed mid-run), and only
+    # then is the file opened as an SWMR reader, which sees every committed row.
     try:
         return h5py.File(path, "r")
+    except OSError as error:
+        if "truncated" in str(error) or "signature" in str(error):
+            raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
+    try:
+        return h5py.File(path, "r", libver="latest", swmr=True)
     except OSError as error:
         raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
 
@@ -92,6 +96,11 @@ class Trace:
         self.schema_version = version
         self.kind: schema.Kind = kind  # type: ignore[assignment]
 
+    @property
+    def live(self) -> bool:
+        """True when the file was opened as an SWMR reader: a writer has (or had) it open."""
+        return bool(self.file.swmr_mode)
+
     # -- metadata ---------------------------------------------------------------------------------
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -122,7 +131,7 @@ class Trace:
     def status(self) -> schema.Status:
         """running, complete or failed; read fresh from the file each time."""
         ds = self.file[schema.STATUS]
-        if self.file.swmr_mode:
+        if self.live:
             ds.refresh()
         value = _attr_str(ds[()]).strip("\x00")
         return value if value in schema.STATUSES else "failed"  # type: ignore[return-value]
@@ -152,7 +161,7 @@ class Trace:
         if not self.has_series(series):
             return 0
         ds = self.file[schema.progress_path(series)]
-        if self.file.swmr_mode:
+        if self.live:
             ds.refresh()
         committed = int(ds[()])
         lengths = [d.shape[0] for d in self._fields(series).values()]
@@ -164,7 +173,7 @@ class Trace:
 
     def refresh(self) -> None:
         """See rows the writer committed since the last look (live traces)."""
-        if self.file.swmr_mode:
+        if self.live:
             for ds in self._fields(schema.STEPS).values():
                 ds.refresh()
 
@@ -185,7 +194,7 @@ class Trace:
         ds = self._fields(series).get(name)
         if ds is None:
             raise TraceError(f"{self.path} has no dataset {series}/{name}")
-        if self.file.swmr_mode:
+        if self.live:
             ds.refresh()
         return ds
 
@@ -237,7 +246,7 @@ class Trace:
         if path not in self.file:
             return False
         ds = self.file[path]
-        if self.file.swmr_mode:
+        if self.live:
             ds.refresh()
         return bool(ds[()])
 
