@@ -1,0 +1,231 @@
+"""Figure builders without Streamlit: the numbers passed in are the numbers the plotly traces carry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from tracer.schedules import make_schedule
+from viewer.figures.compare import distance_figure
+from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for, grid_columns, image_grids_figure, mosaic, sweep_grid_figure, to_uint8
+from viewer.figures.points import extent, point_cloud_figure, polylines
+from viewer.figures.scalars import scalar_strips_figure, timeline_figure
+from viewer.figures.schedule import log_snr, schedule_figure
+from viewer.figures.training import bucket_bars_figure, bucket_labels, loss_by_bucket_figure, loss_figure, smooth
+
+RNG = np.random.default_rng(0)
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+
+def test_mosaic_puts_sample_k_in_row_major_tile_k_with_nan_gaps() -> None:
+    images = np.arange(5 * 1 * 2 * 3, dtype=np.float32).reshape(5, 1, 2, 3)
+    tiles = mosaic(images, columns=3, gap=1)
+    assert tiles.shape == (1, 2 * 2 + 1, 3 * 3 + 2)
+    for k in range(5):
+        r, c = divmod(k, 3)
+        np.testing.assert_array_equal(tiles[0, r * 3 : r * 3 + 2, c * 4 : c * 4 + 3], images[k, 0])
+    assert np.isnan(tiles[0, 2, :]).all()  # the gap row
+    assert np.isnan(tiles[0, 3:, 8:]).all()  # the empty sixth tile
+
+
+def test_grid_columns_is_near_square() -> None:
+    assert [grid_columns(n) for n in (1, 2, 4, 5, 9, 10, 64, 200)] == [1, 2, 2, 3, 3, 4, 8, 8]
+
+
+def test_to_uint8_maps_the_range_linearly_and_clips() -> None:
+    values = np.array([-2.0, -1.0, 0.0, 1.0, 3.0, np.nan])
+    np.testing.assert_array_equal(to_uint8(values, -1.0, 1.0), [0, 0, 128, 255, 255, 255])
+
+
+def test_image_grid_heatmaps_carry_the_mosaic_and_the_fixed_range() -> None:
+    x_t = RNG.standard_normal((4, 1, 5, 5)).astype(np.float32)
+    eps = RNG.standard_normal((4, 1, 5, 5)).astype(np.float32)
+    fig = image_grids_figure([Panel("x<sub>t</sub>", x_t, -2.5, 2.5), Panel("ε", eps, -3.0, 3.0, colours_for("eps"))])
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 2
+    np.testing.assert_array_equal(np.asarray(heatmaps[0].z, dtype=np.float32), mosaic(x_t, 2)[0])
+    np.testing.assert_array_equal(np.asarray(heatmaps[1].z, dtype=np.float32), mosaic(eps, 2)[0])
+    assert (heatmaps[0].zmin, heatmaps[0].zmax) == (-2.5, 2.5) and (heatmaps[1].zmin, heatmaps[1].zmax) == (-3.0, 3.0)
+    assert heatmaps[1].colorscale != heatmaps[0].colorscale  # noise-like tensors get the diverging map
+    assert heatmaps[0].xaxis == "x" and heatmaps[1].xaxis == "x2"
+    assert fig.layout.yaxis.autorange == "reversed"  # images are drawn top row first
+
+
+def test_image_grid_wraps_panels_into_rows() -> None:
+    panels = [Panel(str(k), np.zeros((1, 1, 4, 4)), -1, 1) for k in range(6)]
+    fig = image_grids_figure(panels, per_row=4)
+    top, bottom = fig.layout.yaxis.domain, fig.layout.yaxis5.domain
+    assert bottom[1] <= top[0]  # panel 5 sits in the second row
+    assert fig.layout.xaxis5.domain == fig.layout.xaxis.domain
+
+
+def test_rgb_images_become_an_image_trace_on_the_same_range() -> None:
+    images = np.stack([np.full((2, 2), -1.0), np.zeros((2, 2)), np.full((2, 2), 1.0)])[None].astype(np.float32)  # [1, 3, 2, 2]
+    fig = image_grids_figure([Panel("rgb", images, -1.0, 1.0)])
+    (image,) = fig.data
+    assert isinstance(image, go.Image)
+    np.testing.assert_array_equal(np.asarray(image.z)[0, 0], [0, 128, 255])
+
+
+def test_as_images_adds_a_channel_to_hw_samples_and_refuses_points() -> None:
+    assert as_images(np.zeros((3, 4, 5))).shape == (3, 1, 4, 5)
+    with pytest.raises(ValueError):
+        as_images(np.zeros((3, 2)))
+
+
+def test_sweep_grid_is_one_column_per_trace_with_samples_in_rows() -> None:
+    columns = [Panel(f"s={s}", RNG.standard_normal((3, 1, 4, 4)), -1, 1) for s in (0, 1, 3)]
+    fig = sweep_grid_figure(columns)
+    assert len(fig.data) == 3
+    for panel, trace in zip(columns, fig.data, strict=True):
+        np.testing.assert_array_equal(np.asarray(trace.z, dtype=np.float32), mosaic(panel.images.astype(np.float32), 1)[0])
+        assert np.asarray(trace.z).shape == (3 * 4 + 2, 4)  # three samples stacked, one column
+    assert colours_for("x_t") == GREY and colours_for("noise") == DIVERGING
+
+
+# -- 2-D point clouds ---------------------------------------------------------------------------------
+
+
+def test_polylines_join_each_path_and_break_between_paths() -> None:
+    paths = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)  # 3 points on each of 2 paths
+    x, y = polylines(paths)
+    np.testing.assert_array_equal(x[:3], paths[:, 0, 0])
+    assert np.isnan(x[3]) and np.isnan(y[3])
+    np.testing.assert_array_equal(y[4:7], paths[:, 1, 1])
+
+
+def test_point_cloud_draws_x_t_trajectories_and_arrows_to_x0_pred() -> None:
+    history = RNG.standard_normal((4, 5, 2))
+    x0 = RNG.standard_normal((5, 2))
+    fig = point_cloud_figure(history[-1], history, x0, "arrows", bounds=(-5, 5, -4, 4))
+    by_name = {t.name: t for t in fig.data}
+    np.testing.assert_array_equal(by_name["x<sub>t</sub>"].x, history[-1, :, 0])
+    np.testing.assert_array_equal(by_name["x<sub>t</sub>"].y, history[-1, :, 1])
+    traj_x = np.asarray(by_name["trajectory"].x, dtype=float)
+    np.testing.assert_array_equal(traj_x[:4], history[:, 0, 0])
+    arrows_x = np.asarray(by_name["x̂<sub>0</sub>"].x, dtype=float)
+    np.testing.assert_array_equal(arrows_x[0::3], history[-1, :, 0])  # each arrow starts at x_t ...
+    np.testing.assert_array_equal(arrows_x[1::3], x0[:, 0])  # ... and ends at x0_pred
+    assert list(fig.layout.xaxis.range) == [-5, 5] and list(fig.layout.yaxis.range) == [-4, 4]
+
+
+def test_point_cloud_ghost_points_and_no_x0() -> None:
+    x_t, x0 = RNG.standard_normal((6, 2)), RNG.standard_normal((6, 2))
+    ghost = point_cloud_figure(x_t, x_t[None], x0, "ghost")
+    assert any(t.name == "x̂<sub>0</sub>" and t.marker.opacity < 1 and np.allclose(t.x, x0[:, 0]) for t in ghost.data)
+    plain = point_cloud_figure(x_t, x_t[None], x0, "none")
+    assert [t.name for t in plain.data] == ["x<sub>t</sub>"]
+    with pytest.raises(ValueError):
+        point_cloud_figure(x_t, x_t[None], x0, "sparkles")  # type: ignore[arg-type]
+
+
+def test_extent_covers_every_point() -> None:
+    a, b = RNG.standard_normal((10, 3, 2)), RNG.standard_normal((4, 2)) * 5
+    x0, x1, y0, y1 = extent(a, b)
+    points = np.concatenate([a.reshape(-1, 2), b])
+    assert x0 < points[:, 0].min() and x1 > points[:, 0].max() and y0 < points[:, 1].min() and y1 > points[:, 1].max()
+
+
+# -- scalars, timeline --------------------------------------------------------------------------------
+
+
+def test_scalar_strips_plot_each_series_with_a_cursor_at_the_step() -> None:
+    t = np.arange(20, 0, -1)
+    series = {"alpha_bar_t": np.linspace(0.01, 0.99, 20), "sigma": np.linspace(0.5, 0.0, 20)}
+    fig = scalar_strips_figure(series, t, cursor=7)
+    lines = [trace for trace in fig.data if trace.mode == "lines"]
+    markers = [trace for trace in fig.data if trace.mode == "markers"]
+    for line, marker, values in zip(lines, markers, series.values(), strict=True):
+        np.testing.assert_array_equal(line.y, values)
+        np.testing.assert_array_equal(line.customdata, t)  # hover shows t
+        assert list(marker.x) == [7] and list(marker.y) == [values[7]]
+    assert [s.x0 for s in fig.layout.shapes] == [7, 7]
+    assert f"= {series['alpha_bar_t'][7]:.4g}" in fig.layout.annotations[0].text  # the value at the step, in the panel title
+
+
+def test_timeline_marks_failing_steps() -> None:
+    fig = timeline_figure(50, 3, {"ddim_update": [4, 9]})
+    failing = [t for t in fig.data if t.name == "ddim_update"]
+    assert len(failing) == 1 and list(failing[0].x) == [4, 9]
+    assert [t for t in fig.data if t.name == "now"][0].x == (3,)
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+
+
+def test_schedule_figure_plots_beta_alpha_bar_and_log_snr_with_visited_marks() -> None:
+    schedule = make_schedule("linear", 100)
+    visited = np.array([99, 80, 60, 0])
+    fig = schedule_figure(schedule.beta, schedule.alpha_bar, visited, current_t=60)
+    curves = [t for t in fig.data if t.mode == "lines"]
+    np.testing.assert_array_equal(curves[0].y, schedule.beta)
+    np.testing.assert_array_equal(curves[1].y, schedule.alpha_bar)
+    np.testing.assert_allclose(curves[2].y, np.log(schedule.alpha_bar / (1 - schedule.alpha_bar)), rtol=1e-12)
+    marks = [t for t in fig.data if t.mode == "markers"]
+    assert sorted(marks[0].x) == [0, 60, 80, 99]
+    np.testing.assert_array_equal(marks[0].y, schedule.beta[np.sort(visited)])
+    assert [s.x0 for s in fig.layout.shapes] == [60, 60, 60]
+
+
+def test_log_snr_is_decreasing_and_zero_where_alpha_bar_is_one_half() -> None:
+    assert log_snr(np.array([0.5]))[0] == pytest.approx(0.0, abs=1e-15)
+    schedule = make_schedule("cosine", 200)
+    assert np.all(np.diff(log_snr(schedule.alpha_bar)) < 0)
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def test_smooth_is_the_debiased_ema() -> None:
+    values = RNG.uniform(0.1, 1.0, 50)
+    np.testing.assert_array_equal(smooth(values, 0.0), values)
+    np.testing.assert_allclose(smooth(np.full(30, 0.7), 0.9), 0.7, rtol=1e-12)  # debiasing: no warm-up bias
+    w, s, expected = 0.8, 0.0, []
+    for n, v in enumerate(values, start=1):
+        s = w * s + (1 - w) * v
+        expected.append(s / (1 - w**n))
+    np.testing.assert_allclose(smooth(values, w), expected, rtol=1e-12)
+    gappy = smooth(np.array([1.0, np.nan, 3.0]), 0.5)
+    assert gappy[1] == gappy[0] == 1.0 and gappy[2] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75)
+    with pytest.raises(ValueError):
+        smooth(values, 1.0)
+
+
+def test_loss_figure_has_raw_and_smoothed_curves_on_log_axis() -> None:
+    step, loss = np.arange(1, 41) * 10, np.exp(-np.linspace(0, 3, 40))
+    fig = loss_figure(step, loss, 0.5)
+    raw, smoothed = fig.data
+    np.testing.assert_array_equal(raw.y, loss)
+    np.testing.assert_allclose(smoothed.y, smooth(loss, 0.5))
+    assert fig.layout.yaxis.type == "log"
+    assert loss_figure(step, loss - 0.5).layout.yaxis.type == "linear"  # negative values: no log axis
+
+
+def test_loss_by_bucket_lines_and_bars_follow_the_bucket_edges() -> None:
+    edges = [0, 25, 50, 75, 100]
+    assert bucket_labels(edges) == ["t 0-24", "t 25-49", "t 50-74", "t 75-99"]
+    values = RNG.uniform(0.1, 1, (12, 4))
+    fig = loss_by_bucket_figure(np.arange(12), values, edges)
+    assert [t.name for t in fig.data] == bucket_labels(edges)
+    for k, trace in enumerate(fig.data):
+        np.testing.assert_array_equal(trace.y, values[:, k])
+    bars = bucket_bars_figure(values[-1], edges)
+    np.testing.assert_array_equal(bars.data[0].y, values[-1])
+    assert list(bars.data[0].x) == bucket_labels(edges)
+
+
+# -- compare ------------------------------------------------------------------------------------------
+
+
+def test_distance_figure_runs_t_from_high_to_low_with_the_cursor() -> None:
+    t, d = np.arange(49, -1, -1), RNG.uniform(0, 1, 50)
+    fig = distance_figure({"ddim − ddpm": (t, d)}, cursor_t=30)
+    np.testing.assert_array_equal(fig.data[0].x, t)
+    np.testing.assert_array_equal(fig.data[0].y, d)
+    assert fig.layout.xaxis.autorange == "reversed" and fig.layout.shapes[0].x0 == 30
+    assert math.isfinite(fig.layout.height)

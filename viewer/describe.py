@@ -1,0 +1,39 @@
+"""Short human labels for traces, from their config: 'ddim · 50 steps · η=0 · s=3'."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def sampler_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampler part of a trace config (``{"sampler": {...}}``), or {} when absent or not a mapping."""
+    sampler = config.get("sampler")
+    return dict(sampler) if isinstance(sampler, Mapping) else {}
+
+
+def trace_label(config: Mapping[str, Any], steps: int | None = None) -> str:
+    """A one-line summary of how a sampling trace was made; '' when the config says nothing about it."""
+    s = sampler_settings(config)
+    parts: list[str] = []
+    if s.get("sampler"):
+        parts.append(str(s["sampler"]))
+    count = s.get("steps") or steps
+    if count:
+        parts.append(f"{count} steps")
+    if s.get("sampler") == "ddim" and s.get("eta") is not None:
+        parts.append(f"η={s['eta']:g}" if isinstance(s["eta"], (int, float)) else f"η={s['eta']}")
+    if s.get("guidance") is not None:
+        parts.append(f"s={s['guidance']:g}" if isinstance(s["guidance"], (int, float)) else f"s={s['guidance']}")
+    if s.get("preset") not in (None, "none"):
+        parts.append(str(s["preset"]))
+    seed = config.get("seed")
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    return " · ".join(parts)
+
+
+def short_label(name: str, config: Mapping[str, Any]) -> str:
+    """The file name, with the settings when the config has them: 'ddim.h5 (ddim · 50 steps · η=0)'."""
+    settings = trace_label(config)
+    return f"{name} ({settings})" if settings else name

@@ -1,0 +1,161 @@
+"""Equations beside the code: for the current step, every equation behind what is shown.
+
+For each equation of the registry (tracer/equations) that applies to the trace: its
+LaTeX, the same equation with this step's scalars substituted, the source of the
+function that implements it with the computing lines highlighted (read from the file
+by the registry, never a copy, so it cannot drift), and the residual max |lhs - rhs|
+of the recorded tensors, passed or failed against a tolerance that follows the trace's
+tensor dtype. The registry is passed in, so tests can hand a small fake one.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+import streamlit as st
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from viewer.panels.errors import one_line
+
+# Relative tolerance of a recorded equation, by the dtype the tensors were stored in.
+TOLERANCE: Final[dict[str, float]] = {"float32": 1e-5, "float16": 1e-2, "float64": 1e-10}
+
+
+class SourceViewLike(Protocol):
+    path: str
+    first_line: int
+    lines: list[str]
+    highlight: set[int]
+
+
+class EquationLike(Protocol):
+    id: str
+    title: str
+    reference: str
+    latex: str
+    implementation: str
+    names: tuple[str, ...]
+
+    def values_latex(self, step_scalars: Mapping[str, float]) -> str: ...
+
+    def residual(self, trace: Any, i: int) -> float | None: ...
+
+
+class RegistryLike(Protocol):
+    def equations_for(self, trace: Any) -> list[Any]: ...
+
+    def implementation_source(self, eq: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A residual judged against the tolerance: 'pass', 'fail' or 'n/a' (the check does not apply)."""
+
+    status: str
+    residual: float | None
+    tolerance: float
+
+    @property
+    def text(self) -> str:
+        if self.residual is None:
+            return "not checked at this step"
+        mark = "✅" if self.status == "pass" else "❌"
+        relation = "≤" if self.status == "pass" else ">"
+        return f"{mark} residual max |lhs − rhs| = {self.residual:.3e} {relation} {self.tolerance:.0e}"
+
+
+def load_registry() -> Any | None:
+    """The equation registry module, or None while it is not installed."""
+    try:
+        return importlib.import_module("tracer.equations")
+    except ModuleNotFoundError as error:
+        if error.name in ("tracer.equations", "tracer"):
+            return None
+        raise
+
+
+def tolerance_for(registry: Any, eq: Any, dtype: str) -> float:
+    """The registry's tolerance for this equation and dtype if it defines one, else TOLERANCE[dtype]."""
+    fn = getattr(registry, "tolerance", None)
+    if callable(fn):
+        try:
+            return float(fn(eq, dtype))
+        except TypeError:
+            return float(fn(dtype))
+    return TOLERANCE.get(dtype, TOLERANCE["float32"])
+
+
+def verdict(residual: float | None, tolerance: float) -> Verdict:
+    """Pass when the residual is finite and at most the tolerance."""
+    if residual is None:
+        return Verdict("n/a", None, tolerance)
+    ok = bool(np.isfinite(residual)) and residual <= tolerance
+    return Verdict("pass" if ok else "fail", float(residual), tolerance)
+
+
+def step_scalars(scalars: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
+    """The scalars of step i as plain floats (what values_latex substitutes)."""
+    return {name: float(values[i]) for name, values in scalars.items() if 0 <= i < len(values)}
+
+
+def source_html(view: Any, style: str = "friendly") -> str:
+    """The implementing function's source, line-numbered as in its file, computing lines highlighted (inline styles)."""
+    code = "\n".join(line.rstrip("\n") for line in view.lines)
+    hl_lines = sorted(int(k) + 1 for k in view.highlight)  # pygments counts lines from 1
+    formatter = HtmlFormatter(
+        style=style, noclasses=True, hl_lines=hl_lines, linenos="inline", linenostart=int(view.first_line),
+        nowrap=False, hl_color="#fff3b0", prestyles="font-size:12.5px; line-height:1.45; margin:0; padding:8px; overflow-x:auto",
+    )
+    body = highlight(code, PythonLexer(), formatter)
+    location = html.escape(f"{view.path}:{view.first_line}")
+    return f"<div style='font-size:11px;color:#888;margin-bottom:2px'><code>{location}</code></div>{body}"
+
+
+def equation_ui(registry: Any, eq: Any, trace: Any, i: int, scalars_i: Mapping[str, float], dtype: str) -> Verdict | None:
+    """One equation: title and reference, LaTeX symbolic and with values, residual; the source beside it."""
+    with st.container(border=True, key=f"eq-{eq.id}"):
+        math_col, code_col = st.columns([1, 1.15])
+        with math_col:
+            st.markdown(f"**{eq.title}**  \n<span style='color:#888;font-size:0.85em'>{html.escape(eq.reference)}</span>",
+                        unsafe_allow_html=True)
+            st.latex(eq.latex)
+            try:
+                st.latex(eq.values_latex(scalars_i))
+            except Exception as error:  # noqa: BLE001
+                st.caption(f"values not available: {one_line(error)}")
+            result: Verdict | None = None
+            try:
+                result = verdict(eq.residual(trace, i), tolerance_for(registry, eq, dtype))
+                (st.success if result.status == "pass" else st.caption if result.status == "n/a" else st.error)(result.text)
+            except Exception as error:  # noqa: BLE001
+                st.warning(f"residual not computed: {one_line(error)}")
+        with code_col:
+            try:
+                view = registry.implementation_source(eq)
+                st.markdown(source_html(view), unsafe_allow_html=True)
+            except Exception as error:  # noqa: BLE001
+                st.caption(f"`{eq.implementation}`: source not available ({one_line(error)})")
+    return result
+
+
+def equations_ui(registry: Any | None, trace: Any, i: int, scalars: Mapping[str, np.ndarray], dtype: str, names: Sequence[str] | None = None) -> list[Verdict | None]:
+    """Every equation that applies to ``trace``, at step ``i``; ``names`` limits them to those relating shown tensors."""
+    if registry is None:
+        st.info("The equation registry (tracer.equations) is not installed: equations are not shown.")
+        return []
+    equations = list(registry.equations_for(trace))
+    if names is not None:
+        shown = set(names)
+        equations = [eq for eq in equations if not getattr(eq, "names", ()) or shown & set(eq.names)]
+    if not equations:
+        st.caption("No registered equation applies to this trace.")
+        return []
+    values = step_scalars(scalars, i)
+    return [equation_ui(registry, eq, trace, i, values, dtype) for eq in equations]

@@ -1,0 +1,331 @@
+"""Cached loaders over the trace reader: what the viewer reads, and how long it keeps it.
+
+- One open ``Trace`` per file, shared by every session (``st.cache_resource``), keyed on
+  path and inode: a trace replaced on disk (a new inode) is opened afresh.
+- Whole-trace summaries that are O(steps) small (scalars, per-step statistics, colour
+  ranges, 2-D trajectories, aligned distances) are cached keyed on path, inode and the
+  committed row count, so a live trace refreshes as rows arrive and a finished one is
+  read once.
+- One step's tensors are read on demand (one chunk per tensor) and never cached, so
+  memory does not grow with the number of steps visited or with the trace's length.
+
+Nothing here computes the diffusion math; statistics are summaries for the plots.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from tracer.trace import schema
+from tracer.trace.reader import Trace, TraceError, open_trace
+
+COLOUR_PROBE_STEPS = 12  # steps sampled to fix a tensor's colour range for the whole trace
+COLOUR_QUANTILE = 99.5  # percentile of |value| that ends the symmetric range
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    """What a panel needs to know about a trace before reading any tensor. Status is fresh."""
+
+    path: str
+    inode: int
+    kind: str
+    status: str
+    rows: int  # committed rows of the main series: steps (sampling) or train (training)
+    planned: int
+    sample_shape: tuple[int, ...]
+    batch: int
+    tensors: tuple[str, ...]
+    tensor_dtype: str
+    config: dict[str, Any]
+    schedule_T: int | None
+    created: str
+    recovered_from: str | None
+
+    @property
+    def is_2d(self) -> bool:
+        return self.sample_shape == (2,)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
+@dataclass
+class TraceHandle:
+    """An open trace with a lock (Streamlit runs sessions on threads) and per-step statistics computed once."""
+
+    trace: Trace
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    stats: dict[str, list[float]] = field(default_factory=lambda: {"std_x_t": [], "rms_eps": []})
+    memo: dict[Any, Any] = field(default_factory=dict)  # results valid for a given row count (e.g. failing steps)
+
+
+def stat_key(path: Path) -> tuple[str, int]:
+    """(path, inode) of a file; raises TraceError (one line) if it is gone."""
+    try:
+        st_result = os.stat(path)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except OSError as error:
+        raise TraceError(f"{path} cannot be read: {error.strerror}") from None
+    return str(path), int(st_result.st_ino)
+
+
+def checked_open(path: str | Path) -> Trace:
+    """open_trace, with any low-level failure of a damaged file (h5py raises RuntimeError for some) as one TraceError line."""
+    try:
+        return open_trace(path)
+    except TraceError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a corrupt file must never surface as a traceback
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TraceError(f"{path} is truncated or corrupt: {first}") from None
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _handle(path: str, inode: int) -> TraceHandle:
+    return TraceHandle(checked_open(path))
+
+
+def open_handle(path: Path | str) -> TraceHandle:
+    """The shared open trace at ``path`` (opened on first use); raises TraceError for a bad file."""
+    key_path, inode = stat_key(Path(path))
+    handle = _handle(key_path, inode)
+    with handle.lock:
+        handle.trace.refresh()
+    return handle
+
+
+def main_series(trace: Trace) -> str:
+    return schema.STEPS if trace.kind == "sampling" else schema.TRAIN
+
+
+def info(handle: TraceHandle) -> TraceInfo:
+    """A fresh summary (status and committed rows are read from the file each call)."""
+    trace = handle.trace
+    with handle.lock:
+        series = main_series(trace)
+        schedule = trace.schedule
+        stat = os.stat(trace.path)
+        return TraceInfo(
+            path=str(trace.path),
+            inode=int(stat.st_ino),
+            kind=trace.kind,
+            status=trace.status,
+            rows=trace.rows(series),
+            planned=trace.planned(series),
+            sample_shape=trace.sample_shape,
+            batch=trace.batch_size,
+            tensors=tuple(trace.tensor_names(schema.STEPS)),
+            tensor_dtype=trace.tensor_dtype,
+            config=trace.config,
+            schedule_T=None if schedule is None else schedule.T,
+            created=trace.created,
+            recovered_from=trace.recovered_from,
+        )
+
+
+# -- whole-trace summaries, cached on (path, inode, rows) ---------------------------------------------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def scalars(path: str, inode: int, rows: int, series: str = schema.STEPS) -> dict[str, np.ndarray]:
+    """Every per-row scalar of ``series``, cut to ``rows`` committed rows."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        return {name: values[:rows] for name, values in handle.trace.scalars(series).items()}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def schedule_arrays(path: str, inode: int) -> dict[str, np.ndarray] | None:
+    """beta, alpha, alpha_bar of the trace's schedule (float64), or None if it has none."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        schedule = handle.trace.schedule
+    if schedule is None:
+        return None
+    return {"beta": np.asarray(schedule.beta), "alpha": np.asarray(schedule.alpha), "alpha_bar": np.asarray(schedule.alpha_bar)}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def final_array(path: str, inode: int, name: str, written: bool) -> np.ndarray | None:
+    """A root dataset written at the end (samples, labels, ...), or None; ``written`` keys the cache on progress/final."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        return handle.trace.final(name)
+
+
+def has_final(handle: TraceHandle) -> bool:
+    with handle.lock:
+        return handle.trace.has_final()
+
+
+def step_stats(handle: TraceHandle, rows: int) -> dict[str, np.ndarray]:
+    """Per step: std of x_t over the batch, and the RMS of eps, ||eps||_2 / sqrt(d) (for the scalar plots).
+
+    Computed once per step in float64, one step read at a time; new rows of a live trace
+    are added as they arrive.
+    """
+    trace = handle.trace
+    with handle.lock:
+        names = trace.tensor_names(schema.STEPS)
+        for i in range(len(handle.stats["std_x_t"]), rows):
+            x_t = trace.tensor("x_t", i).astype(np.float64) if "x_t" in names else None
+            eps = trace.tensor("eps", i).astype(np.float64) if "eps" in names else None
+            handle.stats["std_x_t"].append(float(x_t.std()) if x_t is not None else float("nan"))
+            handle.stats["rms_eps"].append(float(np.sqrt(np.mean(eps**2))) if eps is not None else float("nan"))
+        return {name: np.asarray(values[:rows]) for name, values in handle.stats.items()}
+
+
+def probe_steps(rows: int, count: int = COLOUR_PROBE_STEPS) -> np.ndarray:
+    """Evenly spaced step indices, first and last included."""
+    if rows <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, rows - 1, min(count, rows)).round().astype(np.int64))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], series: str = schema.STEPS) -> dict[str, tuple[float, float]]:
+    """A symmetric range (-q, q) per tensor, q the 99.5th percentile of |value| over a dozen steps.
+
+    Fixed for the whole trace, so the colour scale does not jump from step to step.
+    """
+    handle = _handle(path, inode)
+    out: dict[str, tuple[float, float]] = {}
+    with handle.lock:
+        for name in names:
+            values = [np.abs(handle.trace.tensor(name, int(i), series)).ravel() for i in probe_steps(rows)]
+            if not values:
+                out[name] = (-1.0, 1.0)
+                continue
+            q = float(np.percentile(np.concatenate(values), COLOUR_QUANTILE))
+            q = q if np.isfinite(q) and q > 0 else 1.0
+            out[name] = (-q, q)
+    return out
+
+
+def step_tensors(handle: TraceHandle, i: int, names: Sequence[str], samples: Sequence[int], series: str = schema.STEPS) -> dict[str, np.ndarray]:
+    """Tensors of row ``i`` for the chosen samples, [N, *D] float32: one chunk read per tensor, not cached."""
+    index = np.asarray(samples, dtype=np.int64)
+    with handle.lock:
+        present = set(handle.trace.tensor_names(series))
+        return {name: handle.trace.tensor(name, i, series)[index] for name in names if name in present}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def trajectory(path: str, inode: int, rows: int, name: str = "x_t") -> np.ndarray:
+    """All rows of a small tensor field, [S, B, *D] float32: for 2-D point clouds and their trajectories."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        return np.asarray(handle.trace.column(name)[:rows], dtype=np.float32)
+
+
+def nearest_steps(t_ref: np.ndarray, t_other: np.ndarray) -> np.ndarray:
+    """For each timestep of the reference, the step of the other trace whose t is closest (ties: the earlier step)."""
+    if t_other.size == 0:
+        return np.zeros(t_ref.shape, dtype=np.int64)
+    gaps = np.abs(t_ref.astype(np.int64)[:, None] - t_other.astype(np.int64)[None, :])
+    return np.argmin(gaps, axis=1)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def aligned_distance(
+    path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t of A, distance) over A's steps: mean over the batch of ||A_i - B_j|| / sqrt(d), j the step of B nearest in t.
+
+    Batches of different sizes are compared over their common leading samples.
+    """
+    handle_a, handle_b = _handle(path_a, inode_a), _handle(path_b, inode_b)
+    t_a = scalars(path_a, inode_a, rows_a)["t"]
+    t_b = scalars(path_b, inode_b, rows_b)["t"]
+    match = nearest_steps(t_a, t_b)
+    distance = np.full(rows_a, np.nan)
+    for i in range(rows_a):
+        with handle_a.lock:
+            a = handle_a.trace.tensor(name, i).astype(np.float64)
+        with handle_b.lock:
+            b = handle_b.trace.tensor(name, int(match[i])).astype(np.float64)
+        n = min(a.shape[0], b.shape[0])
+        if a.shape[1:] != b.shape[1:] or n == 0:
+            raise TraceError(f"{name} has shape {a.shape[1:]} in one trace and {b.shape[1:]} in the other: they cannot be compared")
+        diff = (a[:n] - b[:n]).reshape(n, -1)
+        distance[i] = float(np.mean(np.linalg.norm(diff, axis=1) / np.sqrt(diff.shape[1])))
+    return t_a, distance
+
+
+# -- training traces -------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def train_log(path: str, inode: int, rows: int) -> dict[str, np.ndarray]:
+    """The ``train`` series (step, loss, lr, grad_norm, loss_by_bucket), committed rows only."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        if not handle.trace.has_series(schema.TRAIN):
+            return {}
+        return {name: values[:rows] for name, values in handle.trace.series(schema.TRAIN).items()}
+
+
+def series_rows(handle: TraceHandle, series: str) -> int:
+    with handle.lock:
+        return handle.trace.rows(series)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def series_scalars(path: str, inode: int, rows: int, series: str) -> dict[str, np.ndarray]:
+    """The scalar fields of a series (e.g. snapshots/step, examples/t), committed rows only."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        if not handle.trace.has_series(series):
+            return {}
+        return {name: values[:rows] for name, values in handle.trace.scalars(series).items()}
+
+
+def json_attr(handle: TraceHandle, name: str) -> Any:
+    with handle.lock:
+        try:
+            return handle.trace.json_attr(name)
+        except ValueError:
+            return None
+
+
+def tensor_row(handle: TraceHandle, name: str, i: int, series: str) -> np.ndarray:
+    """One row of a tensor field of any series, float32 (not cached)."""
+    with handle.lock:
+        return handle.trace.tensor(name, i, series)
+
+
+def memo(handle: TraceHandle, key: Any, compute: Any) -> Any:
+    """``compute()`` once per handle and key (e.g. ("failing", rows)); for results too costly to redo per rerun."""
+    with handle.lock:
+        if key not in handle.memo:
+            handle.memo[key] = compute()
+        return handle.memo[key]
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def peek_kind(path: str, mtime_ns: int, size: int) -> str:
+    """'sampling' or 'training' for a readable trace, 'unreadable' otherwise (for the pickers); keyed on mtime and size."""
+    try:
+        with checked_open(path) as trace:
+            return trace.kind
+    except TraceError:
+        return "unreadable"
+
+
+def kind_of(path: Path) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "unreadable"
+    return peek_kind(str(path), stat.st_mtime_ns, stat.st_size)

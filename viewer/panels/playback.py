@@ -1,0 +1,132 @@
+"""The playback page: one sampling trace, a scrubber over its steps, the tensors and scalars of the step, the equations.
+
+While playing, or while a live trace is followed, the body is a Streamlit fragment
+that reruns on a timer: the scrubber moves on (or jumps to the newest committed step)
+without rerunning the rest of the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import numpy as np
+import streamlit as st
+
+from viewer import equations_panel, loaders
+from viewer.figures.points import X0_MODES
+from viewer.panels import export_ui
+from viewer.panels.errors import guard
+from viewer.panels.scrubber import advance, play_controls_ui, scrubber_ui
+from viewer.panels.status import header_ui
+from viewer.paths import TraceEntry
+from viewer.playback_view import COLOUR_MODES, Display, default_tensors, step_view
+from viewer.state import step_key
+
+LIVE_POLL_SECONDS: Final = 1.0
+MAX_DEFAULT_SAMPLES: Final = 16
+CHART_CONFIG: Final = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def sample_label(k: int, labels: np.ndarray | None) -> str:
+    if labels is not None and k < len(labels) and int(labels[k]) >= 0:
+        return f"#{k} (class {int(labels[k])})"
+    return f"#{k}"
+
+
+def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str) -> Display:
+    """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D)."""
+    st.sidebar.markdown("**Display**")
+    if info.is_2d:
+        mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, key=f"{key}.x0mode", horizontal=True)
+        trails = st.sidebar.toggle("Trajectories so far", value=True, key=f"{key}.trails")
+        return Display(x0_mode=mode, trajectories=trails)  # type: ignore[arg-type]
+    present = default_tensors(info.tensors)
+    tensors = st.sidebar.multiselect("Tensors", present, default=list(present), key=f"{key}.tensors")
+    samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
+                                     key=f"{key}.samples", format_func=lambda k: sample_label(k, labels))
+    colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
+    return Display(tensors=tuple(tensors), samples=tuple(samples), colour=colour)  # type: ignore[arg-type]
+
+
+def step_label(i: int, rows: int, t: int, t_prev: int) -> str:
+    """'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1 is the clean end)."""
+    prev = "the clean end (t_prev = −1)" if t_prev < 0 else f"t_prev = {t_prev}"
+    return f"**Step {i + 1} of {rows}** · t = {t} → {prev}"
+
+
+def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], None]) -> None:
+    """Draw the page for ``entry``; ``on_step(i)`` is told the step shown (for the URL)."""
+    handle = loaders.open_handle(entry.path)
+    info = loaders.info(handle)
+    header_ui(entry.name, info)
+    if info.kind != "sampling":
+        st.info("This is a training trace: open the **Training** view to see it.")
+        return
+    key = step_key(entry.name)[: -len(".index")]
+    written = loaders.has_final(handle)
+    labels = loaders.final_array(info.path, info.inode, "labels", written) if written else None
+    display = display_ui(info, labels, key)
+    live = info.status == "running"
+    play = play_controls_ui(key, live)
+    run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else None)
+
+    @st.fragment(run_every=run_every)
+    def body() -> None:
+        with guard(entry.name):
+            draw()
+
+    def draw() -> None:
+        now = loaders.info(handle)
+        if live and now.status != "running":
+            st.rerun()  # the writer finished or failed: redraw the header and stop polling
+        if advance(key, now.rows, play):
+            st.rerun()  # played to the end: stop the timer
+        if now.rows == 0:
+            st.info("No steps committed yet; waiting for the writer." if live else "This trace has no steps.")
+            return
+        scalars = loaders.scalars(now.path, now.inode, now.rows)
+        t = scalars.get("t", np.arange(now.rows))
+        i = scrubber_ui(key, t, follow=live and play.follow and not play.playing)
+        on_step(i)
+        failing = failing_steps(handle, registry, now)
+        if failing:
+            from viewer.figures.scalars import timeline_figure
+
+            st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
+            bad = sorted({s for steps in failing.values() for s in steps})
+            st.caption(f"❌ equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20])) + (" …" if len(bad) > 20 else ""))
+        view = step_view(handle, now, i, display)
+        with st.container(key="step-label"):
+            st.markdown(step_label(i, now.rows, view.t, view.t_prev))
+        if view.points is not None:
+            st.plotly_chart(view.points, config=CHART_CONFIG, key=f"{key}.points")
+        elif view.images is not None:
+            st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
+        else:
+            st.caption("Pick at least one tensor to show.")
+        st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
+        st.markdown("#### The equations of this step")
+        with guard("equations"), handle.lock:
+            equations_panel.equations_ui(registry, handle.trace, i, scalars, now.tensor_dtype, names=view.panel_names or None)
+        with guard("export"):
+            export_ui.export_ui(handle, now, i, view, display, entry.name)
+
+    body()
+
+
+def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.TraceInfo) -> dict[str, list[int]]:
+    """Steps where an equation fails its check, from the registry; computed once per finished trace (not while live)."""
+    fn = getattr(registry, "failing_steps", None) if registry is not None else None
+    if fn is None or info.status == "running":
+        return {}
+
+    def compute() -> dict[str, list[int]]:
+        try:
+            return {str(k): [int(s) for s in v] for k, v in fn(handle.trace).items() if len(v)}
+        except Exception:  # noqa: BLE001 - a checker that cannot run marks nothing
+            return {}
+
+    result: dict[str, list[int]] = loaders.memo(handle, ("failing", info.rows), compute)
+    return result
+

@@ -1,0 +1,120 @@
+"""The training page: loss (raw and smoothed), loss by timestep bucket, sample snapshots on their own scrubber,
+and the forward-process explorer (x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps for any t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import streamlit as st
+
+from tracer.trace import schema
+from viewer import loaders
+from viewer.figures.images import Panel, as_images, colours_for, image_grids_figure
+from viewer.figures.points import point_cloud_figure
+from viewer.figures.training import bucket_bars_figure, loss_by_bucket_figure, loss_figure
+from viewer.forward_view import FORWARD_LATEX, forward_sample, forward_values_latex
+from viewer.panels.errors import guard
+from viewer.panels.scrubber import scrubber_ui
+from viewer.panels.status import header_ui
+from viewer.paths import TraceEntry
+
+CHART_CONFIG: Final = {"displaylogo": False}
+BUCKET_EDGES_ATTR: Final = "loss_bucket_edges"
+
+
+def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None]) -> None:
+    handle = loaders.open_handle(entry.path)
+    info = loaders.info(handle)
+    header_ui(entry.name, info)
+    if info.kind != "training":
+        st.info("This is a sampling trace: the **Training** view needs a training trace (train.h5 of `noisescope train`).")
+        on_snapshot(None)
+        return
+    with guard("loss"):
+        loss_section(handle, info)
+    with guard("snapshots"):
+        on_snapshot(snapshots_section(handle, info, entry.name))
+    with guard("forward process"):
+        forward_section(handle, info, entry.name)
+
+
+def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
+    log = loaders.train_log(info.path, info.inode, info.rows)
+    if not log or "loss" not in log or len(log["loss"]) == 0:
+        st.info("No training steps logged yet.")
+        return
+    step = log.get("step", np.arange(len(log["loss"])))
+    st.markdown("#### Loss")
+    weight = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="train.smoothing", help="Weight of the exponential moving average (0 = raw)")
+    st.plotly_chart(loss_figure(step, log["loss"], weight), config=CHART_CONFIG, key="train.loss")
+    buckets = log.get("loss_by_bucket")
+    if buckets is not None and buckets.ndim == 2 and buckets.shape[1] > 0:
+        edges = loaders.json_attr(handle, BUCKET_EDGES_ATTR)
+        edges = edges if isinstance(edges, list) else None
+        st.markdown("#### Loss by timestep bucket")
+        left, right = st.columns([1.6, 1])
+        left.plotly_chart(loss_by_bucket_figure(step, buckets, edges, weight=min(weight, 0.95)), config=CHART_CONFIG, key="train.buckets")
+        finite_rows = np.flatnonzero(np.isfinite(buckets).any(axis=1))
+        if finite_rows.size:
+            last = int(finite_rows[-1])
+            right.plotly_chart(bucket_bars_figure(buckets[last], edges), config=CHART_CONFIG, key="train.bars")
+            right.caption(f"At training step {int(step[last])}: the loss is largest where t is small and the noise hard to see.")
+
+
+def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str) -> int | None:
+    rows = loaders.series_rows(handle, schema.SNAPSHOTS)
+    st.markdown("#### Samples over training")
+    if rows == 0:
+        st.caption("No sample snapshots in this trace.")
+        return None
+    steps = loaders.series_scalars(info.path, info.inode, rows, schema.SNAPSHOTS).get("step", np.arange(rows))
+    key = f"snapshot:{name}"
+    k = scrubber_ui(key, steps, label="Snapshot")
+    samples = loaders.tensor_row(handle, "samples", k, schema.SNAPSHOTS)
+    with st.container(key="snapshot-label"):
+        st.markdown(f"**Snapshot {k + 1} of {rows}** · after training step {int(steps[k])} · samples from the same $x_T$")
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        st.plotly_chart(point_cloud_figure(samples, samples[None], None, "none", (-3, 3, -3, 3), height=380), config=CHART_CONFIG, key="train.snap.pts")
+    else:
+        st.plotly_chart(image_grids_figure([Panel("samples", as_images(samples), -1.0, 1.0)], per_row=1, width_hint=420), config=CHART_CONFIG, key="train.snap")
+    return k
+
+
+def forward_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str) -> None:
+    st.markdown("#### Forward process explorer")
+    schedule = loaders.schedule_arrays(info.path, info.inode)
+    rows = loaders.series_rows(handle, schema.EXAMPLES)
+    if schedule is None or rows == 0:
+        st.caption("This trace has no schedule or no recorded examples (they are written when training ends).")
+        return
+    alpha_bar = schedule["alpha_bar"]
+    examples = loaders.series_scalars(info.path, info.inode, rows, schema.EXAMPLES)
+    cols = st.columns([1, 3])
+    k = int(cols[0].selectbox("Example", list(range(rows)), key=f"{name}.forward.example",
+                              format_func=lambda j: f"#{j}" + (f" (class {int(examples['label'][j])})" if "label" in examples and examples["label"][j] >= 0 else "")))
+    own_t = int(examples["t"][k]) if "t" in examples else 0
+    t = int(cols[1].slider("t", 0, len(alpha_bar) - 1, own_t, key=f"{name}.forward.t"))
+    x0 = loaders.tensor_row(handle, "x0", k, schema.EXAMPLES)
+    eps = loaders.tensor_row(handle, "eps", k, schema.EXAMPLES)
+    x_t = forward_sample(float(alpha_bar[t]), x0, eps)  # Ho et al. 2020, Eq. 4
+    st.latex(FORWARD_LATEX)
+    st.latex(forward_values_latex(t, float(alpha_bar[t])))
+    if x0.ndim == 1:
+        st.plotly_chart(point_cloud_figure(x_t[None], x_t[None, None], x0[None], "arrows", height=320), config=CHART_CONFIG, key="train.fwd.pts")
+    else:
+        bound = max(1.0, float(np.abs(x_t).max()))
+        panels = [
+            Panel("x<sub>0</sub>", as_images(x0[None]), -1.0, 1.0),
+            Panel("ε", as_images(eps[None]), -3.0, 3.0, colours_for("eps")),
+            Panel(f"x<sub>{t}</sub>", as_images(x_t[None].astype(np.float32)), -bound, bound),
+        ]
+        st.plotly_chart(image_grids_figure(panels, width_hint=800), config=CHART_CONFIG, key="train.fwd")
+    if t == own_t:
+        recorded = loaders.tensor_row(handle, "x_t", k, schema.EXAMPLES).astype(np.float64)
+        residual = float(np.max(np.abs(recorded - x_t))) if recorded.shape == x_t.shape else float("nan")
+        st.caption(f"At the example's own t = {own_t} the training step recorded x_t; max |recorded − Eq. 4| = {residual:.2e}.")
+    else:
+        st.caption(f"This example was drawn at t = {own_t} in training; move t there to check Eq. 4 against the recorded x_t.")

@@ -1,0 +1,109 @@
+"""What one scrub computes: the tensors and scalars of step i, read through the loaders, turned into figures.
+
+``step_view`` is the whole server-side cost of moving the scrubber (besides the
+equations): one chunk read per tensor shown, cached O(steps) summaries, and the figure
+builders. benchmarks/bench_viewer.py times exactly this path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import numpy as np
+import plotly.graph_objects as go
+
+from viewer import loaders, symbols
+from viewer.figures.images import Panel, as_images, colours_for, image_grids_figure
+from viewer.figures.points import X0Mode, extent, point_cloud_figure
+from viewer.figures.scalars import scalar_strips_figure
+
+IMAGE_TENSORS: Final = ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise")
+ColourMode = Literal["trace", "data", "step"]
+COLOUR_MODES: Final[dict[str, str]] = {
+    "trace": "fixed for the whole trace",
+    "data": "data range [-1, 1]",
+    "step": "per step (jumps)",
+}
+SCALAR_PLOTS: Final = ("alpha_bar_t", "sigma", "std_x_t", "rms_eps")
+
+
+@dataclass(frozen=True)
+class Display:
+    """The playback selections: tensors and samples to show, colour mode, and how 2-D x0_pred is drawn."""
+
+    tensors: tuple[str, ...] = ("x_t", "eps", "x0_pred", "noise")
+    samples: tuple[int, ...] = tuple(range(16))
+    colour: ColourMode = "trace"
+    x0_mode: X0Mode = "arrows"
+    trajectories: bool = True
+
+
+@dataclass
+class StepView:
+    """Everything drawn for one step."""
+
+    index: int
+    t: int
+    t_prev: int
+    scalars: dict[str, float]
+    panels: list[Panel] = field(default_factory=list)
+    panel_names: list[str] = field(default_factory=list)
+    images: go.Figure | None = None
+    points: go.Figure | None = None
+    strips: go.Figure | None = None
+
+
+def default_tensors(present: Sequence[str]) -> tuple[str, ...]:
+    """Every step tensor the trace has, in reading order (eps_cond and eps_uncond only when guided)."""
+    return tuple(name for name in IMAGE_TENSORS if name in present)
+
+
+def value_range(name: str, images: np.ndarray, mode: ColourMode, fixed: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """The colour range of a panel: fixed per trace, the data range [-1, 1], or this step's symmetric max."""
+    if mode == "trace" and name in fixed:
+        return fixed[name]
+    if mode == "data":
+        return (-1.0, 1.0)
+    q = float(np.nanmax(np.abs(images))) if images.size else 1.0
+    q = q if np.isfinite(q) and q > 0 else 1.0
+    return (-q, q)
+
+
+def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, display: Display) -> StepView:
+    """Read step ``i`` and build its figures: image grids or the 2-D point cloud, and the scalar strips."""
+    rows = info.rows
+    scalars = loaders.scalars(info.path, info.inode, rows)
+    t = scalars.get("t", np.arange(rows))
+    view = StepView(
+        index=i,
+        t=int(t[i]),
+        t_prev=int(scalars["t_prev"][i]) if "t_prev" in scalars else -1,
+        scalars={name: float(values[i]) for name, values in scalars.items()},
+    )
+    stats = loaders.step_stats(handle, rows)
+    strips = {name: scalars[name] for name in ("alpha_bar_t", "sigma") if name in scalars}
+    strips.update(stats)
+    view.strips = scalar_strips_figure(strips, t, i)
+    if info.is_2d:
+        history = loaders.trajectory(info.path, info.inode, rows, "x_t")
+        x0_all = loaders.trajectory(info.path, info.inode, rows, "x0_pred") if "x0_pred" in info.tensors else None
+        bounds = extent(history, *(() if x0_all is None else (x0_all,)))
+        x0_now = None if x0_all is None or display.x0_mode == "none" else x0_all[i]
+        past = history[: i + 1] if display.trajectories else history[i : i + 1]
+        view.points = point_cloud_figure(history[i], past, x0_now, display.x0_mode, bounds,
+                                         title=f"x<sub>t</sub> at t = {view.t} (step {i + 1} of {rows})")
+        return view
+    names = [name for name in display.tensors if name in info.tensors]
+    samples = [s for s in display.samples if 0 <= s < info.batch] or [0]
+    fixed = loaders.colour_ranges(info.path, info.inode, rows, tuple(names)) if display.colour == "trace" else {}
+    tensors = loaders.step_tensors(handle, i, names, samples)
+    for name in names:
+        images = as_images(tensors[name])
+        low, high = value_range(name, images, display.colour, fixed)
+        view.panels.append(Panel(symbols.html(name, with_name=False), images, low, high, colours_for(name)))
+        view.panel_names.append(name)
+    if view.panels:
+        view.images = image_grids_figure(view.panels)
+    return view
