@@ -21,11 +21,13 @@ import streamlit as st
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
+from pygments.styles import get_style_by_name
 
 from viewer.panels.errors import one_line
 
 # Relative tolerance of a recorded equation, by the dtype the tensors were stored in.
 TOLERANCE: Final[dict[str, float]] = {"float32": 1e-5, "float16": 1e-2, "float64": 1e-10}
+HIGHLIGHT: Final = "#fff3b0"  # background of the computing lines
 
 
 class SourceViewLike(Protocol):
@@ -66,9 +68,14 @@ class Verdict:
     def text(self) -> str:
         if self.residual is None:
             return "not checked at this step"
-        mark = "✅" if self.status == "pass" else "❌"
         relation = "≤" if self.status == "pass" else ">"
-        return f"{mark} residual max |lhs − rhs| = {self.residual:.3e} {relation} {self.tolerance:.0e}"
+        return f"residual max |lhs − rhs| = {self.residual:.3e} {relation} tolerance {self.tolerance:.2e}"
+
+    @property
+    def markdown(self) -> str:
+        """A badge (holds / fails / not checked) and the numbers, in Streamlit markdown."""
+        badge = {"pass": ":green-badge[holds]", "fail": ":red-badge[fails]"}.get(self.status, ":gray-badge[not checked]")
+        return f"{badge} {self.text}"
 
 
 def load_registry() -> Any | None:
@@ -81,15 +88,24 @@ def load_registry() -> Any | None:
         raise
 
 
-def tolerance_for(registry: Any, eq: Any, dtype: str) -> float:
-    """The registry's tolerance for this equation and dtype if it defines one, else TOLERANCE[dtype]."""
+def residual_scale(trace: Any, i: int, names: Sequence[str]) -> float:
+    """max(1, max |value|) over the tensors an equation relates at step i: what a relative tolerance is relative to."""
+    present = set(trace.tensor_names()) if hasattr(trace, "tensor_names") else set()
+    scale = 1.0
+    for name in names:
+        if name in present:
+            scale = max(scale, float(np.max(np.abs(trace.tensor(name, i)))))
+    return scale
+
+
+def tolerance_for(registry: Any, eq: Any, dtype: str, trace: Any = None, i: int = 0) -> float:
+    """The absolute tolerance of a residual: the registry's own if it defines ``tolerance(eq, dtype)``,
+    else TOLERANCE[dtype] (relative) times the size of the tensors the equation relates at this step."""
     fn = getattr(registry, "tolerance", None)
     if callable(fn):
-        try:
-            return float(fn(eq, dtype))
-        except TypeError:
-            return float(fn(dtype))
-    return TOLERANCE.get(dtype, TOLERANCE["float32"])
+        return float(fn(eq, dtype))
+    relative = TOLERANCE.get(dtype, TOLERANCE["float32"])
+    return relative * (residual_scale(trace, i, getattr(eq, "names", ())) if trace is not None else 1.0)
 
 
 def verdict(residual: float | None, tolerance: float) -> Verdict:
@@ -105,13 +121,19 @@ def step_scalars(scalars: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
     return {name: float(values[i]) for name, values in scalars.items() if 0 <= i < len(values)}
 
 
-def source_html(view: Any, style: str = "friendly") -> str:
+class SourceStyle(get_style_by_name("friendly")):  # type: ignore[misc]
+    """Pygments' friendly style with a warmer highlight for the computing lines."""
+
+    highlight_color = HIGHLIGHT
+
+
+def source_html(view: Any) -> str:
     """The implementing function's source, line-numbered as in its file, computing lines highlighted (inline styles)."""
     code = "\n".join(line.rstrip("\n") for line in view.lines)
     hl_lines = sorted(int(k) + 1 for k in view.highlight)  # pygments counts lines from 1
     formatter = HtmlFormatter(
-        style=style, noclasses=True, hl_lines=hl_lines, linenos="inline", linenostart=int(view.first_line),
-        nowrap=False, hl_color="#fff3b0", prestyles="font-size:12.5px; line-height:1.45; margin:0; padding:8px; overflow-x:auto",
+        style=SourceStyle, noclasses=True, hl_lines=hl_lines, linenos="inline", linenostart=int(view.first_line),
+        prestyles="font-size:12.5px; line-height:1.45; margin:0; padding:8px; overflow-x:auto",
     )
     body = highlight(code, PythonLexer(), formatter)
     location = html.escape(f"{view.path}:{view.first_line}")
@@ -132,8 +154,8 @@ def equation_ui(registry: Any, eq: Any, trace: Any, i: int, scalars_i: Mapping[s
                 st.caption(f"values not available: {one_line(error)}")
             result: Verdict | None = None
             try:
-                result = verdict(eq.residual(trace, i), tolerance_for(registry, eq, dtype))
-                (st.success if result.status == "pass" else st.caption if result.status == "n/a" else st.error)(result.text)
+                result = verdict(eq.residual(trace, i), tolerance_for(registry, eq, dtype, trace, i))
+                st.markdown(result.markdown)
             except Exception as error:  # noqa: BLE001
                 st.warning(f"residual not computed: {one_line(error)}")
         with code_col:

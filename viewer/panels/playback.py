@@ -69,6 +69,11 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
     display = display_ui(info, labels, key)
     live = info.status == "running"
     play = play_controls_ui(key, live)
+    # Following a live trace that has just finished: show its last step once.
+    following_key = f"{key}.was_following"
+    finished_following = not live and bool(st.session_state.pop(following_key, False))
+    if live:
+        st.session_state[following_key] = play.follow
     run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else None)
 
     @st.fragment(run_every=run_every)
@@ -87,7 +92,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             return
         scalars = loaders.scalars(now.path, now.inode, now.rows)
         t = scalars.get("t", np.arange(now.rows))
-        i = scrubber_ui(key, t, follow=live and play.follow and not play.playing)
+        i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or finished_following)
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:

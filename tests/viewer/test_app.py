@@ -1,0 +1,302 @@
+"""The whole app under Streamlit's AppTest: every page, the scrubber, the URL, bad files, live traces.
+
+The allowed root is passed through $NOISESCOPE_VIEW_ROOTS (AppTest runs the script in
+this process). Expected values are read from the traces themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.viewer.conftest import Traces
+from tracer.trace.reader import open_trace
+from viewer.paths import ROOTS_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "viewer" / "app.py"
+
+
+@pytest.fixture
+def app(traces: Traces, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ROOTS_ENV, str(traces.root))
+
+    def make(**query: str) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for key, value in query.items():
+            at.query_params[key] = value
+        return at.run()
+
+    return make
+
+
+def texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def step_label(at: AppTest) -> str:
+    labels = [text for text in texts(at) if text.startswith("**Step ")]
+    assert len(labels) == 1, texts(at)
+    return labels[0]
+
+
+def no_failures(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def t_column(path: Path) -> np.ndarray:
+    with open_trace(path) as trace:
+        return trace.column("t")
+
+
+# -- playback -----------------------------------------------------------------------------------------
+
+
+def test_scrubber_buttons_and_slider_change_the_step_shown_and_the_url(app, traces: Traces) -> None:
+    name = traces.name(traces.images_ddim)
+    t = t_column(traces.images_ddim)
+    at = app(view="playback", trace=name)
+    no_failures(at)
+    assert step_label(at).startswith(f"**Step 1 of {len(t)}** · t = {t[0]} → t_prev = {t[1]}")
+    assert at.query_params["trace"] == [name] or at.query_params["trace"] == name
+    at.button(key=f"step:{name}.next").click().run()
+    assert step_label(at).startswith(f"**Step 2 of {len(t)}** · t = {t[1]}")
+    assert str(at.query_params["step"]).strip("[]'") == "1"
+    at.select_slider(key=f"step:{name}.slider.{len(t)}").set_value(6).run()
+    assert step_label(at).startswith(f"**Step 7 of {len(t)}** · t = {t[6]}")
+    at.button(key=f"step:{name}.back").click().run()
+    assert step_label(at).startswith(f"**Step 6 of {len(t)}** · t = {t[5]}")
+    at.button(key=f"step:{name}.last").click().run()
+    assert "t_prev = −1" in step_label(at)  # the last step moves to the clean end
+    at.button(key=f"step:{name}.next").click().run()  # already at the end: stays
+    assert step_label(at).startswith(f"**Step {len(t)} of {len(t)}**")
+    no_failures(at)
+
+
+def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> None:
+    name = traces.name(traces.images_guided)
+    t = t_column(traces.images_guided)
+    at = app(view="playback", trace=name, step="7")
+    no_failures(at)
+    assert step_label(at).startswith(f"**Step 8 of {len(t)}** · t = {t[7]}")
+    assert at.sidebar.selectbox(key="trace").value == name
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 2  # the image grids and the scalar strips
+
+
+@pytest.mark.parametrize("bad", ["../outside.h5", "/etc/passwd", "missing.h5", "sweep/../images_ddim.h5"])
+def test_a_url_naming_anything_but_a_listed_trace_is_ignored(app, traces: Traces, bad: str) -> None:
+    at = app(view="playback", trace=bad, step="3")
+    no_failures(at)
+    assert at.sidebar.selectbox(key="trace").value != bad
+    assert step_label(at).startswith("**Step 1 of")  # the step of an ignored trace is ignored too
+
+
+def test_play_moves_on_and_pause_stops(app, traces: Traces) -> None:
+    name = traces.name(traces.images_ddim)
+    at = app(view="playback", trace=name)
+    at.button(key=f"step:{name}.play").click().run()
+    assert step_label(at).startswith("**Step 2 of")  # one tick ran with the press
+    assert at.session_state[f"step:{name}.playing"] is True
+    at.button(key=f"step:{name}.play").click().run()
+    assert at.session_state[f"step:{name}.playing"] is False
+    label = step_label(at)
+    at.run()
+    assert step_label(at) == label  # paused: a rerun does not move
+    no_failures(at)
+
+
+def test_a_2d_trace_shows_the_point_cloud_and_scrubs(app, traces: Traces) -> None:
+    name = traces.name(traces.points_ddpm)
+    t = t_column(traces.points_ddpm)
+    at = app(view="playback", trace=name, step="10")
+    no_failures(at)
+    assert step_label(at).startswith(f"**Step 11 of {len(t)}** · t = {t[10]}")
+    at.sidebar.radio(key=f"step:{name}.x0mode").set_value("ghost").run()
+    at.button(key=f"step:{name}.next").click().run()
+    assert step_label(at).startswith(f"**Step 12 of {len(t)}** · t = {t[11]}")
+    no_failures(at)
+
+
+def test_export_buttons_are_offered(app, traces: Traces) -> None:
+    at = app(view="playback", trace=traces.name(traces.images_ddim))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(label.startswith("GIF") for label in labels) and any(label.startswith("MP4") for label in labels)
+    assert "PNG of this view" in labels
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attr, words", [("corrupt", "corrupt"), ("foreign", "not a noisescope trace"), ("truncated", "truncated or corrupt")])
+def test_a_bad_file_shows_one_error_and_the_rest_keeps_working(app, traces: Traces, attr: str, words: str) -> None:
+    bad = traces.name(getattr(traces, attr))
+    at = app(view="playback", trace=bad)
+    assert not at.exception
+    assert len(at.error) == 1 and words in at.error[0].value and "\n" not in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    good = traces.name(traces.images_ddim)
+    at.sidebar.selectbox(key="trace").set_value(good).run()
+    no_failures(at)
+    assert step_label(at).startswith("**Step 1 of")
+    at.sidebar.radio(key="view").set_value("schedule").run()
+    no_failures(at)
+
+
+def test_a_file_removed_after_listing_shows_an_error(app, traces: Traces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    doomed = root / "doomed.h5"
+    doomed.write_bytes(traces.images_ddim.read_bytes())
+    monkeypatch.setenv(ROOTS_ENV, str(root))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    no_failures(at)
+    doomed.unlink()
+    at.run()
+    assert not at.exception
+    assert any("doomed.h5" in e.value for e in at.error) or any("No traces" in i.value for i in at.info)
+
+
+# -- equations ----------------------------------------------------------------------------------------
+
+
+def test_the_equations_of_the_step_are_shown_with_their_values(app, traces: Traces) -> None:
+    pytest.importorskip("tracer.equations", reason="the equation registry has not landed")
+    name = traces.name(traces.images_ddim)
+    at = app(view="playback", trace=name, step="2")
+    no_failures(at)
+    latex = [e.value for e in at.get("latex")]
+    assert latex, "no equation rendered"
+    with open_trace(traces.images_ddim) as trace:
+        alpha_bar = float(trace.column("alpha_bar_t")[2])
+    assert any(f"{alpha_bar:.4f}"[:5] in text or f"{np.sqrt(alpha_bar):.4f}"[:5] in text for text in latex)
+    at.button(key=f"step:{name}.next").click().run()
+    after = [e.value for e in at.get("latex")]
+    assert after != latex  # the values follow the step
+
+
+# -- compare ------------------------------------------------------------------------------------------
+
+
+def test_compare_aligns_the_traces_by_t(app, traces: Traces) -> None:
+    a, b = traces.name(traces.points_ddpm), traces.name(traces.points_ddim)
+    t_a, t_b = t_column(traces.points_ddpm), t_column(traces.points_ddim)
+    at = app(view="compare", compare=f"{a},{b}")
+    no_failures(at)
+    key = f"step:compare:{a}"
+    i = int(np.flatnonzero(t_a == 37)[0])
+    at.select_slider(key=f"{key}.slider.{len(t_a)}").set_value(i).run()
+    no_failures(at)
+    j = int(np.argmin(np.abs(t_b - 37)))
+    (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
+    assert f"step {i + 1}, $t = 37$" in alignment
+    assert f"step {j + 1}, $t = {t_b[j]}$ (Δt = {t_b[j] - 37:+d})" in alignment
+    assert len(at.get("plotly_chart")) >= 2  # side by side and distances (the sweep grid is for images)
+
+
+def test_compare_images_has_difference_sweep_and_distances(app, traces: Traces) -> None:
+    names = [traces.name(p) for p in (traces.images_ddpm, traces.images_ddim, traces.images_guided)]
+    at = app(view="compare", compare=",".join(names))
+    no_failures(at)
+    (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
+    assert "**C**" in alignment
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4  # B and C beside A with differences, the sweep grid, the distances
+    assert any("RMS" in c.value for c in at.caption)
+
+
+def test_compare_with_one_trace_asks_for_another(app, traces: Traces) -> None:
+    at = app(view="compare", compare=traces.name(traces.images_ddim))
+    no_failures(at)
+    assert any("two or more" in i.value for i in at.info)
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces: Traces) -> None:
+    name = traces.name(traces.training)
+    at = app(view="training", trace=name)
+    no_failures(at)
+    assert any(text.startswith("**Snapshot 1 of 4**") for text in texts(at))
+    at.button(key=f"snapshot:{name}.next").click().run()
+    assert any(text.startswith("**Snapshot 2 of 4** · after training step 100") for text in texts(at))
+    assert str(at.query_params["snapshot"]).strip("[]'") == "1"
+    latex = [e.value for e in at.get("latex")]
+    with open_trace(traces.training) as trace:
+        t0 = int(trace.column("t", "examples")[0])
+        alpha_bar = float(trace.schedule.alpha_bar[t0])
+    assert any(f"{np.sqrt(alpha_bar):.4f}" in text for text in latex)
+    # at the example's own t the page checks Eq. 4 against the recorded x_t: float32 storage, so ~1e-7
+    (check,) = [c.value for c in at.caption if "max |recorded" in c.value]
+    assert float(check.rsplit("=", 1)[1].strip(" .")) < 1e-5
+    at.slider(key=f"{name}.forward.t").set_value(49).run()
+    assert any(f"{np.sqrt(float(trace.schedule.alpha_bar[49])):.4f}" in e.value for e in at.get("latex"))
+    no_failures(at)
+
+
+def test_training_view_on_a_sampling_trace_says_where_to_look(app, traces: Traces) -> None:
+    at = app(view="schedule", trace=traces.name(traces.images_ddim))
+    at.sidebar.radio(key="view").set_value("training").run()
+    no_failures(at)
+    assert at.sidebar.selectbox(key="trace").value == traces.name(traces.training)  # the picker offers training traces
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+
+
+def test_schedule_page_marks_the_visited_timesteps(app, traces: Traces) -> None:
+    name = traces.name(traces.images_ddim)
+    at = app(view="schedule", trace=name)
+    no_failures(at)
+    (fig,) = at.get("plotly_chart")
+    assert len(t_column(traces.images_ddim)) == 10
+    summary = [text for text in texts(at) if text.startswith("**T = 50**")]
+    assert summary and "10 distinct timesteps visited by the sampler" in summary[0]
+    assert '"visited t=' in fig.proto.spec or "visited" in fig.proto.spec
+
+
+# -- live ---------------------------------------------------------------------------------------------
+
+
+def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "live"
+    root.mkdir()
+    path = root / "live.h5"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "40", "0.1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "step 4":
+                break
+        monkeypatch.setenv(ROOTS_ENV, str(root))
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        no_failures(at)
+        header = " ".join(texts(at))
+        assert "running: still being written" in header
+        first = step_label(at)
+        assert not first.startswith("**Step 40")
+        assert at.toggle(key="step:live.h5.follow").value is True
+        for line in proc.stdout:
+            if line.strip() == "step 20":
+                break
+        at.run()
+        later = step_label(at)
+        assert int(later.split()[1]) > int(first.split()[1])  # following: the newest committed step is shown
+        assert proc.wait(timeout=60) == 0
+        at.run()
+        no_failures(at)
+        assert ":green-badge[complete]" in " ".join(texts(at))
+        assert step_label(at).startswith("**Step 40 of 40**")  # it was following: it lands on the last step
+    finally:
+        proc.kill()
+        proc.wait()
