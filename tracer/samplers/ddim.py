@@ -22,7 +22,7 @@ import torch
 
 from tracer.config import ConfigError
 from tracer.models import NoisePredictor
-from tracer.samplers.ddpm import draw_noise, predict_x0
+from tracer.samplers.ddpm import clip_x0, draw_noise, predict_x0
 from tracer.samplers.guidance import check_guidance, predict
 from tracer.samplers.records import StepRecord
 from tracer.samplers.timesteps import ddim_timesteps, plan
@@ -101,7 +101,7 @@ def _steps(
         alpha_t = alpha_bar_t / alpha_bar_prev  # the step's effective alpha
         prediction = predict(model, x_t, t, labels, guidance)
         x0_pred_raw = predict_x0(x_t, prediction.eps, alpha_bar_t)
-        x0_pred = x0_pred_raw.clamp(-1.0, 1.0) if clip else x0_pred_raw
+        x0_pred = clip_x0(x0_pred_raw) if clip else x0_pred_raw
         sigma = ddim_sigma(alpha_bar_t, alpha_bar_prev, eta)
         noise = draw_noise(x_t, sigma, generator)
         x_prev = ddim_step(x0_pred, prediction.eps, alpha_bar_prev, sigma, noise)

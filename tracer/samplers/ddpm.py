@@ -38,6 +38,11 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float) -> torc
     return (x_t - math.sqrt(1.0 - alpha_bar_t) * eps) / math.sqrt(alpha_bar_t)
 
 
+def clip_x0(x0_pred_raw: torch.Tensor) -> torch.Tensor:
+    """x0_pred = clip(x0_pred_raw, -1, 1): the data range, images being scaled to [-1, 1] (Ho et al. 2020, Sec. 3.3)."""
+    return x0_pred_raw.clamp(-1.0, 1.0)
+
+
 def posterior_mean(
     x0_pred: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: float, alpha_bar_prev: float, alpha_t: float, beta_t: float
 ) -> torch.Tensor:
@@ -54,6 +59,11 @@ def posterior_sigma(alpha_bar_t: float, alpha_bar_prev: float, beta_t: float, va
     if variance == "beta_tilde":
         return math.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * beta_t)
     raise ConfigError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+
+
+def ddpm_step(mu: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} = mu + sigma z  (Alg. 2, line 4, with mu the posterior mean of Eq. 7)."""
+    return mu + sigma * noise
 
 
 def draw_noise(like: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -101,11 +111,11 @@ def _steps(
         alpha_t, beta_t = float(schedule.alpha[t]), float(schedule.beta[t])
         prediction = predict(model, x_t, t, labels, guidance)
         x0_pred_raw = predict_x0(x_t, prediction.eps, alpha_bar_t)
-        x0_pred = x0_pred_raw.clamp(-1.0, 1.0) if clip else x0_pred_raw
+        x0_pred = clip_x0(x0_pred_raw) if clip else x0_pred_raw
         mu = posterior_mean(x0_pred, x_t, alpha_bar_t, alpha_bar_prev, alpha_t, beta_t)
         sigma = 0.0 if t == 0 else posterior_sigma(alpha_bar_t, alpha_bar_prev, beta_t, variance)  # no noise at the last step
         noise = draw_noise(x_t, sigma, generator)
-        x_prev = mu + sigma * noise  # Alg. 2, line 4
+        x_prev = ddpm_step(mu, sigma, noise)  # Alg. 2, line 4
         yield StepRecord(
             index=index,
             t=t,

@@ -42,6 +42,11 @@ def check_guidance(model: object, guidance: float | None, labels: torch.Tensor |
         raise ConfigError("guidance needs class labels to condition on")
 
 
+def combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """eps = eps_uncond + s (eps_cond - eps_uncond)  (Ho and Salimans 2022, Eq. 6, with s = 1 + w)."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
 def predict(
     model: NoisePredictor,
     x_t: torch.Tensor,
@@ -60,5 +65,5 @@ def predict(
     null = torch.full_like(labels, null_value)
     both = model(torch.cat([x_t, x_t]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
     eps_cond, eps_uncond = both[:batch], both[batch:]
-    eps = eps_uncond + guidance * (eps_cond - eps_uncond)  # Ho and Salimans 2022, Eq. 6
+    eps = combine(eps_cond, eps_uncond, guidance)  # Ho and Salimans 2022, Eq. 6
     return Prediction(eps=eps, eps_cond=eps_cond, eps_uncond=eps_uncond)
