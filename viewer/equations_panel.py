@@ -79,13 +79,15 @@ class Verdict:
 
 
 def load_registry() -> Any | None:
-    """The equation registry module, or None while it is not installed."""
+    """The equation registry module, or None while it is not installed (or not complete: no equations_for)."""
     try:
-        return importlib.import_module("tracer.equations")
+        module = importlib.import_module("tracer.equations")
     except ModuleNotFoundError as error:
         if error.name in ("tracer.equations", "tracer"):
             return None
         raise
+    needed = ("equations_for", "implementation_source")
+    return module if all(callable(getattr(module, name, None)) for name in needed) else None
 
 
 def residual_scale(trace: Any, i: int, names: Sequence[str]) -> float:

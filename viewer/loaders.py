@@ -67,6 +67,7 @@ class TraceHandle:
     lock: threading.RLock = field(default_factory=threading.RLock)
     stats: dict[str, list[float]] = field(default_factory=lambda: {"std_x_t": [], "rms_eps": []})
     memo: dict[Any, Any] = field(default_factory=dict)  # results valid for a given row count (e.g. failing steps)
+    datasets: dict[tuple[str, str], Any] = field(default_factory=dict)  # h5py datasets looked up once
 
 
 def stat_key(path: Path) -> tuple[str, int]:
@@ -109,29 +110,58 @@ def main_series(trace: Trace) -> str:
     return schema.STEPS if trace.kind == "sampling" else schema.TRAIN
 
 
-def info(handle: TraceHandle) -> TraceInfo:
-    """A fresh summary (status and committed rows are read from the file each call)."""
+def _static(handle: TraceHandle) -> dict[str, Any]:
+    """What cannot change while a trace is open: looked up once per handle."""
     trace = handle.trace
+    schedule = trace.schedule
+    return {
+        "path": str(trace.path),
+        "inode": int(os.stat(trace.path).st_ino),
+        "kind": trace.kind,
+        "sample_shape": trace.sample_shape,
+        "batch": trace.batch_size,
+        "tensors": tuple(trace.tensor_names(schema.STEPS)),
+        "tensor_dtype": trace.tensor_dtype,
+        "config": trace.config,
+        "schedule_T": None if schedule is None else schedule.T,
+        "created": trace.created,
+        "recovered_from": trace.recovered_from,
+    }
+
+
+def static_info(handle: TraceHandle) -> dict[str, Any]:
+    with handle.lock:
+        static = handle.memo.get("static")
+        if static is None:
+            static = handle.memo["static"] = _static(handle)
+        return static  # type: ignore[no-any-return]
+
+
+def info(handle: TraceHandle) -> TraceInfo:
+    """A summary whose status and committed rows are read fresh from the file on every call."""
+    trace = handle.trace
+    static = static_info(handle)
     with handle.lock:
         series = main_series(trace)
-        schedule = trace.schedule
-        stat = os.stat(trace.path)
-        return TraceInfo(
-            path=str(trace.path),
-            inode=int(stat.st_ino),
-            kind=trace.kind,
-            status=trace.status,
-            rows=trace.rows(series),
-            planned=trace.planned(series),
-            sample_shape=trace.sample_shape,
-            batch=trace.batch_size,
-            tensors=tuple(trace.tensor_names(schema.STEPS)),
-            tensor_dtype=trace.tensor_dtype,
-            config=trace.config,
-            schedule_T=None if schedule is None else schedule.T,
-            created=trace.created,
-            recovered_from=trace.recovered_from,
-        )
+        return TraceInfo(status=trace.status, rows=trace.rows(series), planned=trace.planned(series), **static)
+
+
+def read_row(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS) -> np.ndarray:
+    """Row ``i`` of ``series/name`` as float32, for ``i`` below the committed row count ``rows`` the reader reported.
+
+    The same read as ``Trace.tensor`` (one chunk), with the dataset looked up once per handle
+    instead of on every call: that lookup costs more than the read itself.
+    """
+    if not 0 <= i < rows:
+        raise IndexError(f"step {i} is out of range: {rows} steps recorded")
+    with handle.lock:
+        key = (series, name)
+        ds = handle.datasets.get(key)
+        if ds is None:
+            ds = handle.datasets[key] = handle.trace.file[schema.field_path(series, name)]
+        if handle.trace.file.swmr_mode:
+            ds.refresh()
+        return np.asarray(ds[i], dtype=np.float32)
 
 
 # -- whole-trace summaries, cached on (path, inode, rows) ---------------------------------------------
@@ -175,12 +205,11 @@ def step_stats(handle: TraceHandle, rows: int) -> dict[str, np.ndarray]:
     Computed once per step in float64, one step read at a time; new rows of a live trace
     are added as they arrive.
     """
-    trace = handle.trace
+    names = static_info(handle)["tensors"]
     with handle.lock:
-        names = trace.tensor_names(schema.STEPS)
         for i in range(len(handle.stats["std_x_t"]), rows):
-            x_t = trace.tensor("x_t", i).astype(np.float64) if "x_t" in names else None
-            eps = trace.tensor("eps", i).astype(np.float64) if "eps" in names else None
+            x_t = read_row(handle, "x_t", i, rows).astype(np.float64) if "x_t" in names else None
+            eps = read_row(handle, "eps", i, rows).astype(np.float64) if "eps" in names else None
             handle.stats["std_x_t"].append(float(x_t.std()) if x_t is not None else float("nan"))
             handle.stats["rms_eps"].append(float(np.sqrt(np.mean(eps**2))) if eps is not None else float("nan"))
         return {name: np.asarray(values[:rows]) for name, values in handle.stats.items()}
@@ -213,12 +242,11 @@ def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], seri
     return out
 
 
-def step_tensors(handle: TraceHandle, i: int, names: Sequence[str], samples: Sequence[int], series: str = schema.STEPS) -> dict[str, np.ndarray]:
-    """Tensors of row ``i`` for the chosen samples, [N, *D] float32: one chunk read per tensor, not cached."""
+def step_tensors(handle: TraceHandle, i: int, names: Sequence[str], samples: Sequence[int], rows: int) -> dict[str, np.ndarray]:
+    """Step tensors of row ``i`` (of ``rows`` committed) for the chosen samples, [N, *D] float32: one chunk each, not cached."""
     index = np.asarray(samples, dtype=np.int64)
-    with handle.lock:
-        present = set(handle.trace.tensor_names(series))
-        return {name: handle.trace.tensor(name, i, series)[index] for name in names if name in present}
+    present = set(static_info(handle)["tensors"])
+    return {name: read_row(handle, name, i, rows)[index] for name in names if name in present}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -98,7 +98,7 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
     names = [name for name in display.tensors if name in info.tensors]
     samples = [s for s in display.samples if 0 <= s < info.batch] or [0]
     fixed = loaders.colour_ranges(info.path, info.inode, rows, tuple(names)) if display.colour == "trace" else {}
-    tensors = loaders.step_tensors(handle, i, names, samples)
+    tensors = loaders.step_tensors(handle, i, names, samples, rows)
     for name in names:
         images = as_images(tensors[name])
         low, high = value_range(name, images, display.colour, fixed)

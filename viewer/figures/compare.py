@@ -16,16 +16,17 @@ from viewer.figures.layout import base_layout, cursor_shape
 
 def distance_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cursor_t: int | None = None, y_title: str = "distance", height: int = 280) -> go.Figure:
     """``curves``: label -> (t, distance) over the reference trace's steps; one line per compared trace."""
-    fig = go.Figure()
     palette = qualitative.Plotly
-    for k, (label, (t, distance)) in enumerate(curves.items()):
-        fig.add_trace(go.Scatter(x=t, y=distance, mode="lines+markers", name=label, marker={"size": 4},
-                                 line={"color": palette[k % len(palette)]}, hovertemplate="t=%{x}: %{y:.5g}<extra></extra>"))
-    fig.update_layout(
+    data = [
+        {"type": "scatter", "x": t, "y": distance, "mode": "lines+markers", "name": label, "marker": {"size": 4},
+         "line": {"color": palette[k % len(palette)]}, "hovertemplate": "t=%{x}: %{y:.5g}<extra></extra>"}
+        for k, (label, (t, distance)) in enumerate(curves.items())
+    ]
+    layout = {
         **base_layout(height, showlegend=True),
-        xaxis={"title": {"text": "t"}, "autorange": "reversed"},
-        yaxis={"title": {"text": y_title}, "rangemode": "tozero"},
-        legend={"orientation": "h", "y": 1.15},
-        shapes=[cursor_shape(cursor_t)] if cursor_t is not None else [],
-    )
-    return fig
+        "xaxis": {"title": {"text": "t"}, "autorange": "reversed"},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "legend": {"orientation": "h", "y": 1.15},
+        "shapes": [cursor_shape(cursor_t)] if cursor_t is not None else [],
+    }
+    return go.Figure(data=data, layout=layout)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.graph_objects as go
-
 FONT = {"family": "Inter, system-ui, sans-serif", "size": 12}
 ACCENT = "#d62728"  # the cursor and failing steps
 LINE = "#1f77b4"
@@ -68,10 +66,3 @@ def cursor_shape(x: float, axis_index: int = 0) -> dict[str, Any]:
         "yref": f"{trace_axis('y', axis_index)} domain",
         "line": {"color": ACCENT, "width": 1.5, "dash": "dot"},
     }
-
-
-def empty_figure(message: str, height: int = 200) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(**base_layout(height), xaxis={"visible": False}, yaxis={"visible": False})
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    return fig

@@ -6,7 +6,7 @@ scrubber moves.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import plotly.graph_objects as go
@@ -52,36 +52,28 @@ def point_cloud_figure(
     """``x_t`` [B, 2] now, ``history`` [k, B, 2] the x_t of the steps so far (trajectories), ``x0_pred`` [B, 2]."""
     if mode not in X0_MODES:
         raise ValueError(f"unknown x0_pred mode {mode!r}; choose one of {', '.join(X0_MODES)}")
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
     if history.shape[0] > 1:
         hx, hy = polylines(history)
-        fig.add_trace(go.Scattergl(x=hx, y=hy, mode="lines", line={"color": "rgba(31,119,180,0.25)", "width": 1}, name="trajectory", hoverinfo="skip"))
+        data.append({"type": "scattergl", "x": hx, "y": hy, "mode": "lines", "line": {"color": "rgba(31,119,180,0.25)", "width": 1},
+                     "name": "trajectory", "hoverinfo": "skip"})
     if x0_pred is not None and mode == "arrows":
         segments = np.stack([x_t, x0_pred], axis=0)  # [2, B, 2]: from x_t to x0_pred
         ax, ay = polylines(segments)
-        sizes = np.tile([0, 7, 0], x_t.shape[0])
-        fig.add_trace(
-            go.Scatter(
-                x=ax, y=ay, mode="lines+markers", name="x̂<sub>0</sub>",
-                line={"color": PRED, "width": 1},
-                marker={"symbol": "arrow", "angleref": "previous", "size": sizes, "color": PRED},
-                hoverinfo="skip",
-            )
-        )
+        data.append({
+            "type": "scatter", "x": ax, "y": ay, "mode": "lines+markers", "name": "x̂<sub>0</sub>", "line": {"color": PRED, "width": 1},
+            "marker": {"symbol": "arrow", "angleref": "previous", "size": np.tile([0, 7, 0], x_t.shape[0]), "color": PRED}, "hoverinfo": "skip",
+        })
     if x0_pred is not None and mode == "ghost":
-        fig.add_trace(
-            go.Scattergl(x=x0_pred[:, 0], y=x0_pred[:, 1], mode="markers", name="x̂<sub>0</sub>",
-                         marker={"color": PRED, "size": 6, "opacity": 0.35}, hovertemplate="x̂0 (%{x:.3f}, %{y:.3f})<extra></extra>")
-        )
-    fig.add_trace(
-        go.Scattergl(x=x_t[:, 0], y=x_t[:, 1], mode="markers", name="x<sub>t</sub>", marker={"color": POINT, "size": 6},
-                     hovertemplate="x_t (%{x:.3f}, %{y:.3f})<extra></extra>")
-    )
+        data.append({"type": "scattergl", "x": x0_pred[:, 0], "y": x0_pred[:, 1], "mode": "markers", "name": "x̂<sub>0</sub>",
+                     "marker": {"color": PRED, "size": 6, "opacity": 0.35}, "hovertemplate": "x̂0 (%{x:.3f}, %{y:.3f})<extra></extra>"})
+    data.append({"type": "scattergl", "x": x_t[:, 0], "y": x_t[:, 1], "mode": "markers", "name": "x<sub>t</sub>",
+                 "marker": {"color": POINT, "size": 6}, "hovertemplate": "x_t (%{x:.3f}, %{y:.3f})<extra></extra>"})
     x0, x1, y0, y1 = bounds or extent(history, x_t, *(() if x0_pred is None else (x0_pred,)))
-    fig.update_layout(
+    layout = {
         **base_layout(height, showlegend=True, title={"text": title, "x": 0.01, "font": {"size": 13}}),
-        xaxis={"range": [x0, x1], "zeroline": False},
-        yaxis={"range": [y0, y1], "scaleanchor": "x", "zeroline": False},
-        legend={"orientation": "h", "y": -0.05},
-    )
-    return fig
+        "xaxis": {"range": [x0, x1], "zeroline": False},
+        "yaxis": {"range": [y0, y1], "scaleanchor": "x", "zeroline": False},
+        "legend": {"orientation": "h", "y": -0.05},
+    }
+    return go.Figure(data=data, layout=layout)

@@ -7,6 +7,7 @@ A thin timeline marks steps where an equation fails its check (issue 5, point 3)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,7 +18,7 @@ from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_s
 
 def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor: int, height: int = 170) -> go.Figure:
     """One small plot per named series (values indexed by step), side by side, each marked at step ``cursor``."""
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
     names = [name for name, values in series.items() if len(values)]
     slots = domains(len(names), gap=0.05)
     layout = base_layout(height, hovermode="x")
@@ -26,43 +27,39 @@ def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor
     for k, (name, slot) in enumerate(zip(names, slots, strict=True)):
         values = np.asarray(series[name], dtype=np.float64)
         x_ref, y_ref = trace_axis("x", k), trace_axis("y", k)
-        fig.add_trace(
-            go.Scatter(
-                x=steps[: len(values)], y=values, mode="lines", line={"color": LINE, "width": 1.5}, xaxis=x_ref, yaxis=y_ref,
-                customdata=t[: len(values)], name=name, hovertemplate="step %{x}, t=%{customdata}: %{y:.5g}<extra></extra>",
-            )
-        )
+        data.append({
+            "type": "scatter", "x": steps[: len(values)], "y": values, "mode": "lines", "line": {"color": LINE, "width": 1.5},
+            "xaxis": x_ref, "yaxis": y_ref, "customdata": t[: len(values)], "name": name,
+            "hovertemplate": "step %{x}, t=%{customdata}: %{y:.5g}<extra></extra>",
+        })
         if 0 <= cursor < len(values):
-            fig.add_trace(
-                go.Scatter(x=[cursor], y=[values[cursor]], mode="markers", marker={"color": ACCENT, "size": 7},
-                           xaxis=x_ref, yaxis=y_ref, hoverinfo="skip", name=f"{name} now")
-            )
+            data.append({"type": "scatter", "x": [cursor], "y": [values[cursor]], "mode": "markers", "marker": {"color": ACCENT, "size": 7},
+                         "xaxis": x_ref, "yaxis": y_ref, "hoverinfo": "skip", "name": f"{name} now"})
             shapes.append(cursor_shape(cursor, k))
         now = f" = {values[cursor]:.4g}" if 0 <= cursor < len(values) else ""
         annotations.append(panel_title(f"{symbols.html(name, with_name=False)}{now}", slot))
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "showgrid": False, "tickfont": {"size": 9}}
         layout[axis_name("yaxis", k)] = {"anchor": x_ref, "tickfont": {"size": 9}, "nticks": 4}
     layout["annotations"], layout["shapes"] = annotations, shapes
-    fig.update_layout(**layout)
-    return fig
+    return go.Figure(data=data, layout=layout)
 
 
 def timeline_figure(rows: int, cursor: int, failing: Mapping[str, Sequence[int]] | None = None, height: int = 70) -> go.Figure:
     """A strip over the steps: the current step, and a red tick at each step where an equation fails its check."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, max(rows - 1, 0)], y=[0, 0], mode="lines", line={"color": "#bbb", "width": 2}, hoverinfo="skip"))
+    data: list[dict[str, Any]] = [
+        {"type": "scatter", "x": [0, max(rows - 1, 0)], "y": [0, 0], "mode": "lines", "line": {"color": "#bbb", "width": 2}, "hoverinfo": "skip"}
+    ]
     for eq_id, steps in (failing or {}).items():
         if steps:
-            fig.add_trace(
-                go.Scatter(x=list(steps), y=[0] * len(steps), mode="markers", name=eq_id,
-                           marker={"symbol": "line-ns", "size": 14, "line": {"color": ACCENT, "width": 2}},
-                           hovertemplate=f"{eq_id} fails at step %{{x}}<extra></extra>")
-            )
+            data.append({"type": "scatter", "x": list(steps), "y": [0] * len(steps), "mode": "markers", "name": eq_id,
+                         "marker": {"symbol": "line-ns", "size": 14, "line": {"color": ACCENT, "width": 2}},
+                         "hovertemplate": f"{eq_id} fails at step %{{x}}<extra></extra>"})
     if 0 <= cursor < rows:
-        fig.add_trace(go.Scatter(x=[cursor], y=[0], mode="markers", marker={"color": LINE, "size": 10}, hoverinfo="skip", name="now"))
-    fig.update_layout(
+        data.append({"type": "scatter", "x": [cursor], "y": [0], "mode": "markers", "marker": {"color": LINE, "size": 10}, "hoverinfo": "skip",
+                     "name": "now"})
+    layout = {
         **base_layout(height, margin={"l": 8, "r": 8, "t": 4, "b": 20}),
-        xaxis={"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9}},
-        yaxis={"visible": False, "range": [-1, 1]},
-    )
-    return fig
+        "xaxis": {"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9}},
+        "yaxis": {"visible": False, "range": [-1, 1]},
+    }
+    return go.Figure(data=data, layout=layout)

@@ -6,6 +6,8 @@ variance-preserving alpha_bar of Ho et al. 2020, Eq. 4).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -25,22 +27,21 @@ def schedule_figure(beta: np.ndarray, alpha_bar: np.ndarray, visited: np.ndarray
     t = np.arange(curves["beta"].shape[0])
     marks = np.asarray([] if visited is None else visited, dtype=np.int64)
     marks = np.unique(marks[(marks >= 0) & (marks < t.size)])
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
     slots = domains(3, gap=0.06)
     layout = base_layout(height, hovermode="closest")
     annotations, shapes = [], []
     for k, ((name, values), slot) in enumerate(zip(curves.items(), slots, strict=True)):
         x_ref, y_ref = trace_axis("x", k), trace_axis("y", k)
-        fig.add_trace(go.Scatter(x=t, y=values, mode="lines", line={"color": LINE}, xaxis=x_ref, yaxis=y_ref, name=name,
-                                 hovertemplate="t=%{x}: %{y:.5g}<extra></extra>"))
+        data.append({"type": "scatter", "x": t, "y": values, "mode": "lines", "line": {"color": LINE}, "xaxis": x_ref, "yaxis": y_ref,
+                     "name": name, "hovertemplate": "t=%{x}: %{y:.5g}<extra></extra>"})
         if marks.size:
-            fig.add_trace(go.Scatter(x=marks, y=values[marks], mode="markers", marker={"color": ACCENT, "size": 5}, xaxis=x_ref, yaxis=y_ref,
-                                     name=f"{name} visited", hovertemplate="visited t=%{x}: %{y:.5g}<extra></extra>"))
+            data.append({"type": "scatter", "x": marks, "y": values[marks], "mode": "markers", "marker": {"color": ACCENT, "size": 5},
+                         "xaxis": x_ref, "yaxis": y_ref, "name": f"{name} visited", "hovertemplate": "visited t=%{x}: %{y:.5g}<extra></extra>"})
         if current_t is not None and 0 <= current_t < t.size:
             shapes.append(cursor_shape(current_t, k))
         annotations.append(panel_title(symbols.html(name, with_name=False), slot))
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "title": {"text": "t"}}
         layout[axis_name("yaxis", k)] = {"anchor": x_ref}
     layout["annotations"], layout["shapes"] = annotations, shapes
-    fig.update_layout(**layout)
-    return fig
+    return go.Figure(data=data, layout=layout)

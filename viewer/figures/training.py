@@ -29,20 +29,21 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
 
 def loss_figure(step: np.ndarray, loss: np.ndarray, weight: float = 0.9, cursor: float | None = None, height: int = 300) -> go.Figure:
     """Raw loss (faint) and its smoothed curve over training steps; log y when every loss is positive."""
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=step, y=loss, mode="lines", name="raw", line={"color": "rgba(31,119,180,0.3)", "width": 1}))
-    fig.add_trace(go.Scatter(x=step, y=smooth(loss, weight), mode="lines", name=f"smoothed ({weight:g})", line={"color": LINE, "width": 2}))
+    data = [
+        {"type": "scatter", "x": step, "y": loss, "mode": "lines", "name": "raw", "line": {"color": "rgba(31,119,180,0.3)", "width": 1}},
+        {"type": "scatter", "x": step, "y": smooth(loss, weight), "mode": "lines", "name": f"smoothed ({weight:g})", "line": {"color": LINE, "width": 2}},
+    ]
     finite = np.asarray(loss, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     log_y = finite.size > 0 and bool(np.all(finite > 0))
-    fig.update_layout(
+    layout = {
         **base_layout(height, showlegend=True),
-        xaxis={"title": {"text": "training step"}},
-        yaxis={"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
-        legend={"orientation": "h", "y": 1.12},
-        shapes=[cursor_shape(cursor)] if cursor is not None else [],
-    )
-    return fig
+        "xaxis": {"title": {"text": "training step"}},
+        "yaxis": {"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
+        "legend": {"orientation": "h", "y": 1.12},
+        "shapes": [cursor_shape(cursor)] if cursor is not None else [],
+    }
+    return go.Figure(data=data, layout=layout)
 
 
 def bucket_labels(edges: Sequence[int]) -> list[str]:
@@ -56,18 +57,18 @@ def loss_by_bucket_figure(step: np.ndarray, loss_by_bucket: np.ndarray, edges: S
     buckets = values.shape[1] if values.ndim == 2 else 0
     labels = bucket_labels(edges) if edges is not None and len(edges) == buckets + 1 else [f"bucket {k}" for k in range(buckets)]
     colours = sample_colorscale("Viridis", [k / max(buckets - 1, 1) for k in range(buckets)])
-    fig = go.Figure()
-    for k in range(buckets):
-        line = smooth(values[:, k], weight) if weight > 0 else values[:, k]
-        fig.add_trace(go.Scatter(x=step, y=line, mode="lines", name=labels[k], line={"color": colours[k], "width": 1.5}))
-    fig.update_layout(**base_layout(height, showlegend=True), xaxis={"title": {"text": "training step"}}, yaxis={"title": {"text": "loss"}, "type": "log"})
-    return fig
+    data = [
+        {"type": "scatter", "x": step, "y": smooth(values[:, k], weight) if weight > 0 else values[:, k], "mode": "lines", "name": labels[k],
+         "line": {"color": colours[k], "width": 1.5}}
+        for k in range(buckets)
+    ]
+    layout = {**base_layout(height, showlegend=True), "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "loss"}, "type": "log"}}
+    return go.Figure(data=data, layout=layout)
 
 
 def bucket_bars_figure(values: np.ndarray, edges: Sequence[int] | None = None, height: int = 260) -> go.Figure:
     """The loss of each timestep bucket at one logged step, as bars."""
     values = np.asarray(values, dtype=np.float64)
     labels = bucket_labels(edges) if edges is not None and len(edges) == values.size + 1 else [f"bucket {k}" for k in range(values.size)]
-    fig = go.Figure(go.Bar(x=labels, y=values, marker={"color": LINE}, hovertemplate="%{x}: %{y:.5g}<extra></extra>"))
-    fig.update_layout(**base_layout(height), yaxis={"title": {"text": "loss"}})
-    return fig
+    data = [{"type": "bar", "x": labels, "y": values, "marker": {"color": LINE}, "hovertemplate": "%{x}: %{y:.5g}<extra></extra>"}]
+    return go.Figure(data=data, layout={**base_layout(height), "yaxis": {"title": {"text": "loss"}}})

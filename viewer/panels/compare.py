@@ -118,7 +118,7 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
 
 def _images(o: Opened, step: int, tensor: str, samples: Sequence[int]) -> np.ndarray:
     picked = [s for s in samples if 0 <= s < o.info.batch] or [0]
-    return loaders.step_tensors(o.handle, step, [tensor], picked)[tensor]
+    return loaders.step_tensors(o.handle, step, [tensor], picked, o.info.rows)[tensor]
 
 
 def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int]) -> None:

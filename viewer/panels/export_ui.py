@@ -47,7 +47,7 @@ def export_ui(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, view
             fixed = loaders.colour_ranges(info.path, info.inode, info.rows, (tensor,)) if display.colour == "trace" else {}
 
             def read(s: int) -> np.ndarray:
-                images = loaders.step_tensors(handle, s, [tensor], samples)[tensor]
+                images = loaders.step_tensors(handle, s, [tensor], samples, info.rows)[tensor]
                 return images if images.ndim == 4 else images[:, None]
 
             return list(export.image_frames(read, steps, t, lambda im: value_range(tensor, im, display.colour, fixed), f"{stem} {tensor}"))
