@@ -23,7 +23,7 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps  (Ho et al. 2020, Eq. 4)."""
-    alpha_bar = torch.as_tensor(schedule.alpha_bar, dtype=torch.float64, device=x0.device)[t]
+    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float64, device=x0.device)[t]  # a copy: the array is read-only
     return _per_sample(alpha_bar.sqrt(), x0) * x0 + _per_sample((1 - alpha_bar).sqrt(), x0) * eps
 
 

@@ -1,0 +1,128 @@
+"""``noisescope demo``: the whole story on a laptop: train, sample with every sampler, open the viewer.
+
+Trains the default model on scikit-learn's digits (or a 2-D toy set), then
+samples from ONE shared x_T with labels covering every class: DDPM over all T
+steps, DDIM with 50 steps at eta 0 and at eta 1, and DDIM with classifier-free
+guidance at scales 0, 1, 3 and 5; each run is one trace in DIR.
+A second run reuses the model and the traces already in DIR (nothing is
+overwritten without --overwrite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tracer.cli.common import positive_int, resolve_device
+from tracer.config import ConfigError, DataConfig, ModelConfig, SamplerConfig, TrainConfig
+
+GUIDANCE_SCALES = (0.0, 1.0, 3.0, 5.0)
+DDIM_STEPS = 50
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    file: str
+    config: SamplerConfig
+    what: str
+
+
+def demo_runs() -> list[DemoRun]:
+    runs = [
+        DemoRun("ddpm.h5", SamplerConfig(sampler="ddpm"), "DDPM, all T steps (Ho et al. 2020, Alg. 2)"),
+        DemoRun("ddim_eta0.h5", SamplerConfig(sampler="ddim", steps=DDIM_STEPS, eta=0.0), f"DDIM, {DDIM_STEPS} steps, eta 0"),
+        DemoRun("ddim_eta1.h5", SamplerConfig(sampler="ddim", steps=DDIM_STEPS, eta=1.0), f"DDIM, {DDIM_STEPS} steps, eta 1"),
+    ]
+    for s in GUIDANCE_SCALES:
+        runs.append(DemoRun(f"guidance_{s:g}.h5", SamplerConfig(sampler="ddim", steps=DDIM_STEPS, guidance=s),
+                            f"DDIM {DDIM_STEPS} steps with classifier-free guidance s = {s:g}"))
+    return runs
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train on digits, record DDPM, DDIM and guidance traces, open the viewer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="directory for the model and traces (default runs/demo)")
+    p.add_argument("--dataset", default="digits", help="digits (default) or a 2-D toy: moons, swissroll, gaussians8, checkerboard")
+    p.add_argument("--steps", type=positive_int, help="training steps (default: the train command's default)")
+    p.add_argument("--batch", type=positive_int, default=20, help="samples per trace (default 20: two of every class)")
+    p.add_argument("--seed", type=int, default=0, help="seed for training, x_T and every step's noise (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--overwrite", action="store_true", help="retrain and re-record even if DIR has them")
+    p.add_argument("--no-view", action="store_true", help="do not start the viewer at the end")
+    p.add_argument("--port", type=int, default=8501, help="viewer port (default 8501)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def _model(args: argparse.Namespace, device: str) -> Any:
+    from tracer.checkpoints import MODEL_FILE, load_checkpoint
+    from tracer.cli.train import default_model
+    from tracer.training import train
+
+    checkpoint = args.out / MODEL_FILE
+    if checkpoint.exists() and not args.overwrite:
+        print(f"using the model already in {checkpoint} (--overwrite retrains)")
+        return load_checkpoint(checkpoint, device=device)
+    data = DataConfig(dataset=args.dataset, seed=args.seed)
+    result = train(
+        args.out, data=data, model=ModelConfig(name=default_model(args.dataset)), config=TrainConfig(steps=args.steps, seed=args.seed),
+        device=device, overwrite=True, progress=not args.quiet,
+    )
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s (last loss {result.loss:.4f}): {result.checkpoint}, {result.trace}")
+    return load_checkpoint(result.checkpoint, device=device)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tracer.models import num_classes, null_label
+    from tracer.recording import record_run
+    from tracer.samplers.run import initial_noise
+
+    device = resolve_device(args.device)
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file, not a directory")
+    start = time.perf_counter()
+    checkpoint = _model(args, device)
+    model, schedule = checkpoint.model, checkpoint.schedule
+    classes = num_classes(model)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    x_T = initial_noise((args.batch, *checkpoint.sample_shape), generator=generator, device=device)  # noqa: N806
+    labels = torch.arange(args.batch, device=device) % classes if classes else None
+    written = []
+    for demo in demo_runs():
+        path = args.out / demo.file
+        if demo.config.guidance is not None and (labels is None or null_label(model) is None):
+            print(f"skipping {demo.file}: the model has no classes to guide")
+            continue
+        if path.exists() and not args.overwrite:
+            print(f"keeping {path} (--overwrite re-records)")
+            written.append(path)
+            continue
+        # The same x_T and the same seed for every run: the traces differ only by the sampler.
+        run_generator = torch.Generator(device=device).manual_seed(args.seed + 1)
+        record_run(
+            model, schedule, demo.config, x_T=x_T, labels=labels, generator=run_generator, out=path, overwrite=args.overwrite,
+            extra_config={"checkpoint": str(args.out), "model": checkpoint.model_config, "schedule": checkpoint.schedule_config,
+                          "seed": args.seed, "batch": args.batch, "labels": None if labels is None else labels.tolist(),
+                          "device": device, "demo": demo.what},
+            progress=not args.quiet,
+        )
+        print(f"wrote {path}: {demo.what}")
+        written.append(path)
+    print(f"demo ready in {time.perf_counter() - start:.0f} s: {len(written)} sampling traces and the training trace in {args.out}")
+    if args.no_view:
+        print(f"open them with: noisescope view {args.out}")
+        return 0
+    from tracer.cli.view import launch
+
+    code = launch([args.out], port=args.port, wait=True)
+    return int(code) if isinstance(code, int) else 0

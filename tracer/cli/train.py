@@ -1,0 +1,96 @@
+"""``noisescope train``: train a noise predictor and record the training itself as a trace."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tracer.cli.common import finite_float, positive_int, resolve_device
+from tracer.config import DataConfig, ModelConfig, ScheduleConfig, TrainConfig
+from tracer.schedules import SCHEDULE_NAMES
+
+EPILOG = """examples:
+  noisescope train --dataset digits --out runs/digits
+  noisescope train --dataset moons --model mlp --steps 3000 --out runs/moons
+  noisescope train --dataset mnist:data/mnist --schedule seed-report --epochs 5 --out runs/mnist
+  noisescope train --dataset digits --out runs/digits --steps 3000 --resume   # continue to 3000 steps
+"""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a noise-prediction network; writes RUN_DIR/model.safetensors and RUN_DIR/train.h5",
+        description="Train an epsilon-prediction network (Ho et al. 2020, Alg. 1) with label dropout for "
+        "classifier-free guidance (Ho and Salimans 2022, Alg. 1), an EMA of the weights, and a training trace "
+        "(loss, learning rate, gradient norm, loss by timestep, sample snapshots, worked examples).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", default="digits", help="digits (default), moons, swissroll, gaussians8, checkerboard, "
+                   "mnist:DIR, fashion-mnist:DIR or cifar10:DIR")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, help="passes over the data")
+    length.add_argument("--steps", type=positive_int, help="optimizer steps (default 1500)")
+    p.add_argument("--schedule", default="linear", help=f"beta schedule: {', '.join(SCHEDULE_NAMES)} (default linear)")
+    p.add_argument("--timesteps", type=positive_int, help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
+    p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")
+    p.add_argument("--channels", help="model widths, comma-separated (U-Net channels per level, MLP hidden widths)")
+    p.add_argument("--batch", type=positive_int, default=128, help="batch size (default 128)")
+    p.add_argument("--lr", type=finite_float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--p-uncond", type=finite_float, help="label dropout probability (default 0.1 with classes)")
+    p.add_argument("--no-ema", action="store_true", help="sample with the raw weights instead of their moving average")
+    p.add_argument("--ema-decay", type=finite_float, default=0.995, help="EMA decay (default 0.995)")
+    p.add_argument("--grad-clip", type=finite_float, default=1.0, help="clip the gradient norm to this (default 1.0; 0 = off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--log-every", type=positive_int, default=10, help="log a training-trace row every N steps (default 10)")
+    p.add_argument("--snapshot-every", type=int, default=250, help="sample snapshot every N steps (default 250; 0 = off)")
+    p.add_argument("--no-trace", action="store_true", help="do not write RUN_DIR/train.h5")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="tensor dtype in the trace")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--out", required=True, type=Path, help="the run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model and trace")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def default_model(dataset: str) -> str:
+    from tracer.data import TOY_SETS, parse_spec
+
+    return "mlp" if parse_spec(dataset)[0] in TOY_SETS else "unet"
+
+
+def parse_ints(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--channels must be integers separated by commas, got {text!r}") from None
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, ScheduleConfig, TrainConfig]:
+    data = DataConfig(dataset=args.dataset, seed=args.seed)
+    model = ModelConfig(name=args.model or default_model(args.dataset), channels=parse_ints(args.channels))
+    schedule = ScheduleConfig(name=args.schedule, timesteps=args.timesteps)
+    train = TrainConfig(
+        steps=args.steps, epochs=args.epochs, batch=args.batch, lr=args.lr, p_uncond=args.p_uncond, ema=not args.no_ema,
+        ema_decay=args.ema_decay, grad_clip=args.grad_clip or None, seed=args.seed, log_every=args.log_every,
+        snapshot_every=args.snapshot_every,
+    )
+    return data, model, schedule, train
+
+
+def run(args: argparse.Namespace) -> int:
+    from tracer.training import train
+
+    data, model, schedule, config = configs_from_args(args)
+    result = train(
+        args.out, data=data, model=model, schedule=schedule, config=config, device=resolve_device(args.device),
+        trace=not args.no_trace, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, tensor_dtype=args.dtype,
+    )
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s, last loss {result.loss:.4f}")
+    print(f"wrote {result.checkpoint}" + (f" and {result.trace}" if result.trace else ""))
+    return 0
