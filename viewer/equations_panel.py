@@ -14,6 +14,7 @@ import html
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -101,11 +102,8 @@ def residual_scale(trace: Any, i: int, names: Sequence[str]) -> float:
 
 
 def tolerance_for(registry: Any, eq: Any, dtype: str, trace: Any = None, i: int = 0) -> float:
-    """The absolute tolerance of a residual: the registry's own if it defines ``tolerance(eq, dtype)``,
-    else TOLERANCE[dtype] (relative) times the size of the tensors the equation relates at this step."""
-    fn = getattr(registry, "tolerance", None)
-    if callable(fn):
-        return float(fn(eq, dtype))
+    """The absolute tolerance of a bare float residual: TOLERANCE[dtype] (relative) times the size of the
+    tensors the equation relates at this step (for registries without their own scale)."""
     relative = TOLERANCE.get(dtype, TOLERANCE["float32"])
     return relative * (residual_scale(trace, i, getattr(eq, "names", ())) if trace is not None else 1.0)
 
@@ -118,9 +116,42 @@ def verdict(residual: float | None, tolerance: float) -> Verdict:
     return Verdict("pass" if ok else "fail", float(residual), tolerance)
 
 
+def judge(registry: Any, eq: Any, trace: Any, i: int, dtype: str) -> Verdict:
+    """The equation's residual at step i against its tolerance.
+
+    With tracer.equations, the registry's own check decides: ``eq.evaluate`` gives the residual
+    and the scale of the values compared, and it passes when residual <= tol * max(floor, scale),
+    tol being ``tolerance_for(trace)`` (by tensor dtype) or SCALAR_TOLERANCE for scalar equations:
+    the same verdict as ``noisescope check``. A registry whose ``residual`` is only a float is
+    judged against TOLERANCE[dtype] relative to the size of the tensors the equation relates.
+    """
+    view_cls, facts_cls = getattr(registry, "TraceView", None), getattr(registry, "TraceFacts", None)
+    if callable(getattr(eq, "evaluate", None)) and view_cls is not None and facts_cls is not None:
+        facts = facts_cls.of(trace)
+        result = eq.evaluate(view_cls(trace, eq.series_for(facts), facts), i)
+        scalar = getattr(eq, "precision", "tensor") == "scalar"
+        tol = float(getattr(registry, "SCALAR_TOLERANCE")) if scalar else float(registry.tolerance_for(trace))
+        if result is None:
+            return verdict(None, tol)
+        return verdict(float(result.value), float(result.threshold(tol)))
+    value = eq.residual(trace, i)
+    return verdict(None if value is None else float(value), tolerance_for(registry, eq, dtype, trace, i))
+
+
 def step_scalars(scalars: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
     """The scalars of step i as plain floats (what values_latex substitutes)."""
     return {name: float(values[i]) for name, values in scalars.items() if 0 <= i < len(values)}
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def display_path(path: str) -> str:
+    """A source path as the project names it (tracer/samplers/ddim.py), absolute when it lies elsewhere."""
+    try:
+        return Path(path).resolve().relative_to(PROJECT).as_posix()
+    except ValueError:
+        return path
 
 
 class SourceStyle(get_style_by_name("friendly")):  # type: ignore[misc]
@@ -138,7 +169,7 @@ def source_html(view: Any) -> str:
         prestyles="font-size:12.5px; line-height:1.45; margin:0; padding:8px; overflow-x:auto",
     )
     body = highlight(code, PythonLexer(), formatter)
-    location = html.escape(f"{view.path}:{view.first_line}")
+    location = html.escape(f"{display_path(view.path)}:{view.first_line}")
     return f"<div style='font-size:11px;color:#888;margin-bottom:2px'><code>{location}</code></div>{body}"
 
 
@@ -156,21 +187,36 @@ def equation_ui(registry: Any, eq: Any, trace: Any, i: int, scalars_i: Mapping[s
                 st.caption(f"values not available: {one_line(error)}")
             result: Verdict | None = None
             try:
-                result = verdict(eq.residual(trace, i), tolerance_for(registry, eq, dtype, trace, i))
+                result = judge(registry, eq, trace, i, dtype)
                 st.markdown(result.markdown)
             except Exception as error:  # noqa: BLE001
                 st.warning(f"residual not computed: {one_line(error)}")
         with code_col:
             try:
                 view = registry.implementation_source(eq)
-                st.markdown(source_html(view), unsafe_allow_html=True)
+                st.html(source_html(view))  # raw HTML: markdown would fold the <pre> lines
             except Exception as error:  # noqa: BLE001
                 st.caption(f"`{eq.implementation}`: source not available ({one_line(error)})")
     return result
 
 
+def run_constants(config: Mapping[str, Any]) -> dict[str, float]:
+    """Numbers of the run that equations use besides the step scalars: the guidance scale and eta, when set."""
+    sampler = config.get("sampler")
+    out: dict[str, float] = {}
+    if isinstance(sampler, Mapping):
+        for name in ("guidance", "eta"):
+            value = sampler.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = float(value)
+    return out
+
+
 def equations_ui(registry: Any | None, trace: Any, i: int, scalars: Mapping[str, np.ndarray], dtype: str, names: Sequence[str] | None = None) -> list[Verdict | None]:
-    """Every equation that applies to ``trace``, at step ``i``; ``names`` limits them to those relating shown tensors."""
+    """Every equation that applies to ``trace``, at step ``i``; ``names`` limits them to those relating shown tensors.
+
+    The values substituted are the step's scalars and the run's guidance scale and eta.
+    """
     if registry is None:
         st.info("The equation registry (tracer.equations) is not installed: equations are not shown.")
         return []
@@ -181,5 +227,5 @@ def equations_ui(registry: Any | None, trace: Any, i: int, scalars: Mapping[str,
     if not equations:
         st.caption("No registered equation applies to this trace.")
         return []
-    values = step_scalars(scalars, i)
+    values = {**run_constants(getattr(trace, "config", {}) or {}), **step_scalars(scalars, i)}
     return [equation_ui(registry, eq, trace, i, values, dtype) for eq in equations]

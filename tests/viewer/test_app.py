@@ -169,19 +169,29 @@ def test_a_file_removed_after_listing_shows_an_error(app, traces: Traces, tmp_pa
 
 
 def test_the_equations_of_the_step_are_shown_with_their_values(app, traces: Traces) -> None:
-    if load_registry() is None:
+    registry = load_registry()
+    if registry is None:
         pytest.skip("the equation registry (tracer.equations) has not landed")
     name = traces.name(traces.images_ddim)
     at = app(view="playback", trace=name, step="2")
     no_failures(at)
-    latex = [e.value for e in at.get("latex")]
-    assert latex, "no equation rendered"
+    latex = [e.value.strip().removeprefix("$$").removesuffix("$$").strip() for e in at.get("latex")]
     with open_trace(traces.images_ddim) as trace:
-        alpha_bar = float(trace.column("alpha_bar_t")[2])
-    assert any(f"{alpha_bar:.4f}"[:5] in text or f"{np.sqrt(alpha_bar):.4f}"[:5] in text for text in latex)
+        scalars = {k: float(v[2]) for k, v in trace.scalars().items()}
+        equations = {eq.id: eq for eq in registry.equations_for(trace)}
+    x0 = equations["x0_from_eps"]
+    assert x0.latex in latex and x0.values_latex(scalars) in latex
+    assert f"{np.sqrt(scalars['alpha_bar_t']):.4g}" in x0.values_latex(scalars)  # sqrt(alpha_bar_t) of this step, as a number
+    assert equations["ddim.step"].values_latex(scalars) in latex
+    verdicts = [m.value for m in at.markdown if "residual max" in m.value]
+    assert verdicts and all(v.startswith(":green-badge[holds]") for v in verdicts)  # a real DDIM run satisfies its equations
+    sources = [h.proto.body for h in at.get("html")]
+    assert any("tracer/samplers/ddim.py:" in body and "ddim_step" in body and "#fff3b0" in body for body in sources)
     at.button(key=f"step:{name}.next").click().run()
     after = [e.value for e in at.get("latex")]
-    assert after != latex  # the values follow the step
+    with open_trace(traces.images_ddim) as trace:
+        scalars3 = {k: float(v[3]) for k, v in trace.scalars().items()}
+    assert any(x0.values_latex(scalars3) in text for text in after)  # the values follow the step
 
 
 # -- compare ------------------------------------------------------------------------------------------

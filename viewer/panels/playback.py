@@ -20,7 +20,7 @@ from viewer.panels.errors import guard
 from viewer.panels.scrubber import advance, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
-from viewer.playback_view import COLOUR_MODES, Display, default_tensors, step_view
+from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, step_view
 from viewer.state import step_key
 
 LIVE_POLL_SECONDS: Final = 1.0
@@ -111,13 +111,23 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         else:
             st.caption("Pick at least one tensor to show.")
         st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
-        st.markdown("#### The equations of this step")
+        head, switch = st.columns([3, 1], vertical_alignment="bottom")
+        head.markdown("#### The equations of this step")
+        only_shown = switch.toggle("Only what is shown", value=True, key=f"{key}.eq_shown",
+                                   help="Only the equations that relate the tensors and scalars on screen; off: every equation of this trace")
         with guard("equations"), handle.lock:
-            equations_panel.equations_ui(registry, handle.trace, i, scalars, now.tensor_dtype, names=view.panel_names or None)
+            equations_panel.equations_ui(registry, handle.trace, i, scalars, now.tensor_dtype, names=shown_names(view) if only_shown else None)
         with guard("export"):
             export_ui.export_ui(handle, now, i, view, display, entry.name)
 
     body()
+
+
+def shown_names(view: StepView) -> list[str] | None:
+    """The trace names on screen (tensors shown, the plotted scalars, t): equations relating any of them are shown."""
+    if not view.panel_names:
+        return None  # a 2-D trace shows x_t and x0_pred together: every equation
+    return [*view.panel_names, *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
 
 
 def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.TraceInfo) -> dict[str, list[int]]:
@@ -132,6 +142,6 @@ def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.Trac
         except Exception:  # noqa: BLE001 - a checker that cannot run marks nothing
             return {}
 
-    result: dict[str, list[int]] = loaders.memo(handle, ("failing", info.rows), compute)
+    result: dict[str, list[int]] = loaders.memo(handle, ("failing", getattr(registry, "__name__", id(registry)), info.rows), compute)
     return result
 
