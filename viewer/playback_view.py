@@ -83,7 +83,7 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
         scalars={name: float(values[i]) for name, values in scalars.items()},
     )
     stats = loaders.step_stats(handle, rows)
-    strips = {name: scalars[name] for name in ("alpha_bar_t", "sigma") if name in scalars}
+    strips: dict[str, np.ndarray] = {name: scalars[name] for name in ("alpha_bar_t", "sigma") if name in scalars}
     strips.update(stats)
     view.strips = scalar_strips_figure(strips, t, i)
     if info.is_2d:

@@ -38,7 +38,7 @@ def read_url_once(names: Sequence[str]) -> None:
     if view in VIEWS:
         st.session_state["view"] = view
     trace = params.get("trace")
-    if trace in names:
+    if isinstance(trace, str) and trace in names:
         st.session_state["trace"] = trace
         step = parse_int(params.get("step"))
         if step is not None:

@@ -312,3 +312,57 @@ def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "live"
+    root.mkdir()
+    path = root / "train.h5"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.viewer.live_training_writer", str(path), "30", "0.1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "row 6":
+                break
+        monkeypatch.setenv(ROOTS_ENV, str(root))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params["view"] = "training"
+        at.run()
+        no_failures(at)
+        assert "running: still being written" in " ".join(texts(at))
+        first = [text for text in texts(at) if text.startswith("**Snapshot ")]
+        shown, of = first[0].split()[1], first[0].split()[3].rstrip("*")
+        assert int(shown) >= 2 and shown == of  # following: the newest snapshot committed so far
+        assert proc.wait(timeout=60) == 0
+        at.run()
+        no_failures(at)
+        assert ":green-badge[complete]" in " ".join(texts(at))
+        assert any(text.startswith("**Snapshot 6 of 6**") for text in texts(at))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "live"
+    root.mkdir()
+    path = root / "live.h5"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "12", "0.05"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        next(line for line in proc.stdout if line.strip() == "step 2")
+        monkeypatch.setenv(ROOTS_ENV, str(root))
+        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        assert proc.wait(timeout=60) == 0
+        at.run()
+        assert step_label(at).startswith("**Step 12 of 12**")  # landed on the last step once
+        at.button(key="step:live.h5.back").click().run()
+        assert step_label(at).startswith("**Step 11 of 12**")  # and does not jump back there again
+        no_failures(at)
+    finally:
+        proc.kill()
+        proc.wait()

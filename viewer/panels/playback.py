@@ -71,7 +71,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
     play = play_controls_ui(key, live)
     # Following a live trace that has just finished: show its last step once.
     following_key = f"{key}.was_following"
-    finished_following = not live and bool(st.session_state.pop(following_key, False))
+    if not live and st.session_state.pop(following_key, False):
+        st.session_state[f"{key}.jump_last"] = True  # one-shot, read inside the fragment
     if live:
         st.session_state[following_key] = play.follow
     run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else None)
@@ -92,7 +93,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             return
         scalars = loaders.scalars(now.path, now.inode, now.rows)
         t = scalars.get("t", np.arange(now.rows))
-        i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or finished_following)
+        jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False))
+        i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:

@@ -22,6 +22,7 @@ from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
 
 CHART_CONFIG: Final = {"displaylogo": False}
+LIVE_POLL_SECONDS: Final = 2.0  # a training trace being written is re-read this often
 BUCKET_EDGES_ATTR: Final = "loss_bucket_edges"
 
 
@@ -33,12 +34,25 @@ def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None]) 
         st.info("This is a sampling trace: the **Training** view needs a training trace (train.h5 of `noisescope train`).")
         on_snapshot(None)
         return
-    with guard("loss"):
-        loss_section(handle, info)
-    with guard("snapshots"):
-        on_snapshot(snapshots_section(handle, info, entry.name))
-    with guard("forward process"):
-        forward_section(handle, info, entry.name)
+    live = info.status == "running"
+    # A followed trace that has just finished lands on its last snapshot once.
+    following_key = f"snapshot:{entry.name}.was_following"
+    if not live and st.session_state.pop(following_key, False):
+        st.session_state[f"snapshot:{entry.name}.jump_last"] = True  # one-shot, read inside the fragment
+
+    @st.fragment(run_every=LIVE_POLL_SECONDS if live else None)
+    def body() -> None:
+        now = loaders.info(handle)
+        if live and now.status != "running":
+            st.rerun()  # training finished or failed: redraw the header, stop polling
+        with guard("loss"):
+            loss_section(handle, now)
+        with guard("snapshots"):
+            on_snapshot(snapshots_section(handle, now, entry.name, live=live))
+        with guard("forward process"):
+            forward_section(handle, now, entry.name)
+
+    body()
 
 
 def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
@@ -64,7 +78,7 @@ def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
             right.caption(f"At training step {int(step[last])}: the loss is largest where t is small and the noise hard to see.")
 
 
-def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str) -> int | None:
+def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str, live: bool = False) -> int | None:
     rows = loaders.series_rows(handle, schema.SNAPSHOTS)
     st.markdown("#### Samples over training")
     if rows == 0:
@@ -72,7 +86,11 @@ def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name
         return None
     steps = loaders.series_scalars(info.path, info.inode, rows, schema.SNAPSHOTS).get("step", np.arange(rows))
     key = f"snapshot:{name}"
-    k = scrubber_ui(key, steps, label="Snapshot")
+    follow = live and st.toggle("Follow new snapshots", value=True, key=f"{key}.follow")
+    if live:
+        st.session_state[f"{key}.was_following"] = follow
+    jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False))
+    k = scrubber_ui(key, steps, follow=follow or jump_to_last, label="Snapshot")
     samples = loaders.tensor_row(handle, "samples", k, schema.SNAPSHOTS)
     with st.container(key="snapshot-label"):
         st.markdown(f"**Snapshot {k + 1} of {rows}** · after training step {int(steps[k])} · samples from the same $x_T$")
