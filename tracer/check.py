@@ -1,0 +1,306 @@
+"""Equation conformance over a trace: every equation and structural check that applies, at every step.
+
+``check_trace(trace)`` evaluates the equations of the registry (tracer/equations) and the
+structural checks (the steps chain up and use the schedule's values) at every recorded step,
+and returns a ``Report``: per check and step the largest absolute residual max |lhs - rhs|,
+the threshold it is held to, and pass or fail. ``format_report`` prints it for people (a
+summary line per check, then the first failing steps of each failed check with their
+numbers) and ``report_dict`` as JSON. ``noisescope check`` (tracer/cli/check.py) wires them.
+
+A trace that lacks the datasets its kind always has raises ``TraceError`` (bad input).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tracer.equations import EQUATION_IDS, SCALAR_TOLERANCE, STRUCTURAL_CHECKS, Residual, checks_for, evaluate, tolerance_for
+from tracer.equations.context import TraceFacts
+from tracer.trace import schema
+from tracer.trace.reader import TraceError
+
+CORE_STEP_FIELDS = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One check at one step (a row of its series); residual None where the check does not apply there."""
+
+    step: int
+    t: int | None
+    residual: float | None
+    scale: float | None
+    threshold: float | None
+    passed: bool | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    kind: str  # equation | structure
+    title: str
+    reference: str
+    implementation: str
+    precision: str  # tensor | scalar | exact
+    series: str
+    tolerance: float
+    steps: tuple[StepResult, ...]
+
+    @property
+    def failing(self) -> list[int]:
+        return [s.step for s in self.steps if s.passed is False]
+
+    @property
+    def checked(self) -> int:
+        return sum(s.passed is not None for s in self.steps)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing
+
+    @property
+    def worst(self) -> StepResult | None:
+        """The step with the largest residual relative to its threshold."""
+        judged = [s for s in self.steps if s.residual is not None and s.threshold is not None]
+        if not judged:
+            return None
+        return max(judged, key=lambda s: (s.passed is False, (s.residual or 0.0) / s.threshold if s.threshold else (s.residual or 0.0)))
+
+
+@dataclass(frozen=True)
+class Report:
+    path: str
+    kind: str
+    status: str
+    sampler: str | None
+    tensor_dtype: str
+    tensor_tolerance: float
+    scalar_tolerance: float
+    rows: int
+    checks: tuple[CheckResult, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+
+def missing_datasets(trace: Any) -> list[str]:
+    """The datasets a trace of its kind always has but this one lacks."""
+    missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if f"{schema.SCHEDULE}/{name}" not in trace.file]
+    if trace.kind != "sampling":
+        return missing
+    facts = TraceFacts.of(trace)
+    names = set(trace.field_names(schema.STEPS))
+    required = list(CORE_STEP_FIELDS)
+    if facts.integration is None:  # noisescope's own samplers always record every core name
+        required = [*schema.STEP_SCALARS, *schema.STEP_TENSORS]
+        if trace.status == "complete":
+            missing += [name for name in (schema.SAMPLES, schema.LABELS) if name not in trace.file]
+    missing += [f"{schema.STEPS}/{name}" for name in required if name not in names]
+    return missing
+
+
+def parse_only(text: str | None) -> list[str] | None:
+    """``--only ID,ID``: the ids, checked against every known equation and structural check."""
+    if text is None:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    known = (*EQUATION_IDS, *(c.id for c in STRUCTURAL_CHECKS))
+    for name in ids:
+        if name not in known:
+            raise ValueError(f"unknown equation id {name!r} in --only; known: {', '.join(known)}")
+    if not ids:
+        raise ValueError("--only is empty; give equation ids separated by commas")
+    return ids
+
+
+def _step_result(i: int, t: int | None, residual: Residual | None, tol: float) -> StepResult:
+    if residual is None:
+        return StepResult(i, t, None, None, None, None)
+    return StepResult(i, t, residual.value, residual.scale, residual.threshold(tol), residual.passes(tol), residual.detail)
+
+
+def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | None = None) -> Report:
+    """Run every applicable check (or those in ``only``) over ``trace``; ``tol`` replaces the default tolerances."""
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"--tol must be >= 0, got {tol}")
+    missing = missing_datasets(trace)
+    if missing:
+        raise TraceError(f"{trace.path} lacks {', '.join(missing)}: not a complete {trace.kind} trace")
+    only_ids = None if only is None else list(only)
+    selected = checks_for(trace, only_ids)
+    facts = TraceFacts.of(trace)
+    results = []
+    for evaluation in evaluate(trace, selected, tol=tol):
+        check = evaluation.check
+        ts = trace.scalars(evaluation.series).get("t")
+        steps = tuple(
+            _step_result(i, None if ts is None or i >= len(ts) else int(ts[i]), r, evaluation.tolerance)
+            for i, r in enumerate(evaluation.residuals)
+        )
+        is_equation = check.id in EQUATION_IDS
+        results.append(
+            CheckResult(
+                id=check.id,
+                kind="equation" if is_equation else "structure",
+                title=check.title,
+                reference=str(getattr(check, "reference", "")),
+                implementation=str(getattr(check, "implementation", "")),
+                precision=check.precision,
+                series=evaluation.series,
+                tolerance=evaluation.tolerance,
+                steps=steps,
+            )
+        )
+    notes = []
+    ran = {r.id for r in results}
+    if only_ids is not None:
+        notes += [f"{name} does not apply to this trace" for name in only_ids if name not in ran]
+    if facts.kind == "sampling" and "x_prev" not in facts.step_names and (only_ids is None or "chain.x_t" in only_ids):
+        step_eq = next((r.id for r in results if r.id in ("ddim.step", "ddpm.step")), None)
+        notes.append(
+            f"chain.x_t (x_t of step i + 1 is the output of step i, samples that of the last) is checked by {step_eq}, "
+            "whose left-hand side is x_t of step i + 1"
+            if step_eq
+            else "chain.x_t is not checked: the trace records no x_prev and no step equation applies"
+        )
+    rows = trace.rows(schema.EXAMPLES if facts.kind == "training" else schema.STEPS)
+    if rows == 0:
+        notes.append("the trace has no rows to check" + (" (no worked examples of the loss)" if facts.kind == "training" else ""))
+    return Report(
+        path=str(trace.path),
+        kind=facts.kind,
+        status=str(trace.status),
+        sampler=facts.sampler,
+        tensor_dtype=facts.tensor_dtype,
+        tensor_tolerance=tol if tol is not None else tolerance_for(trace),
+        scalar_tolerance=tol if tol is not None else SCALAR_TOLERANCE,
+        rows=rows,
+        checks=tuple(results),
+        notes=tuple(notes),
+    )
+
+
+# -- output ---------------------------------------------------------------------------------------------
+
+
+def _g(x: float | None, width: int = 10) -> str:
+    if x is None:
+        return f"{'-':>{width}}"
+    if x == int(x) and abs(x) < 1e6:
+        return f"{int(x):>{width}d}"
+    return f"{x:>{width}.3e}"
+
+
+def format_report(report: Report, first: int = 5) -> str:
+    """The report for people: one line per check, then the first ``first`` failing steps of each failed check."""
+    unit = "worked examples" if report.kind == "training" else "steps"
+    made_by = "" if report.kind == "training" else f"{report.sampler or 'unknown sampler'}, "
+    header = f"{report.path}: {report.kind} trace, {made_by}{report.rows} {unit}, {report.tensor_dtype} tensors, status {report.status}"
+    lines = [
+        header,
+        f"tolerances: {report.tensor_tolerance:g} (tensors), {report.scalar_tolerance:g} (scalars), relative: "
+        "a check passes where max|lhs - rhs| <= tol * max(1, scale)",
+        "",
+        f"  {'check':<26} {'checked':>7} {'failing':>7} {'max residual':>13} {'threshold':>10} {'at step':>7}  result",
+    ]
+    for c in report.checks:
+        worst = c.worst
+        result = "pass" if c.passed else "FAIL"
+        if c.checked == 0:
+            result = "n/a"
+        lines.append(
+            f"  {c.id:<26} {c.checked:>7} {len(c.failing):>7} {_g(worst.residual if worst else None, 13)} "
+            f"{_g(worst.threshold if worst else None)} {_g(worst.step if worst else None, 7)}  {result}"
+        )
+    for note in report.notes:
+        lines.append(f"  note: {note}")
+    for c in report.failed:
+        failing = [s for s in c.steps if s.passed is False]
+        lines += [
+            "",
+            f"{c.id} fails at {len(failing)} of {c.checked} {unit}: {c.title}" + (f" [{c.reference}]" if c.reference else ""),
+            f"  {'step':>5} {'t':>5} {'residual':>12} {'threshold':>12}  numbers",
+        ]
+        for s in failing[:first]:
+            lines.append(f"  {s.step:>5} {_g(s.t, 5)} {_g(s.residual, 12)} {_g(s.threshold, 12)}  {s.detail}")
+        if len(failing) > first:
+            lines.append(f"  ... {len(failing) - first} more: {', '.join(map(str, [s.step for s in failing[first:]][:30]))}"
+                         + (" ..." if len(failing) - first > 30 else "") + " (--json for every step)")
+    lines.append("")
+    if report.passed:
+        lines.append(f"PASS: {len(report.checks)} checks pass at every {unit[:-1]}")
+    else:
+        names = ", ".join(c.id for c in report.failed)
+        lines.append(f"FAIL: {len(report.failed)} of {len(report.checks)} checks fail ({names})")
+    return "\n".join(lines)
+
+
+def format_steps(report: Report) -> str:
+    """Every step's residual for every check: a row per step, a column per check ('*' marks a failure)."""
+    ids = [c.id for c in report.checks]
+    by_id = {c.id: c for c in report.checks}
+    width = max([12, *(len(i) for i in ids)])
+    lines = [f"{'step':>5} {'t':>5} " + " ".join(f"{i:>{width}}" for i in ids)]
+    for k in range(report.rows):
+        cells = []
+        t = None
+        for i in ids:
+            s = by_id[i].steps[k] if k < len(by_id[i].steps) else None
+            if s is not None and s.t is not None:
+                t = s.t
+            text = "-" if s is None or s.residual is None else f"{s.residual:.2e}" + ("*" if s.passed is False else "")
+            cells.append(f"{text:>{width}}")
+        lines.append(f"{k:>5} {_g(t, 5)} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _json_float(x: float | None) -> float | str | None:
+    """JSON has no inf or nan: those become strings."""
+    return x if x is None or math.isfinite(x) else str(x)
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    """The report as plain JSON values: every check with every step."""
+    return {
+        "path": report.path,
+        "kind": report.kind,
+        "status": report.status,
+        "sampler": report.sampler,
+        "tensor_dtype": report.tensor_dtype,
+        "tolerances": {"tensor": report.tensor_tolerance, "scalar": report.scalar_tolerance},
+        "rows": report.rows,
+        "passed": report.passed,
+        "notes": list(report.notes),
+        "checks": [
+            {
+                "id": c.id,
+                "kind": c.kind,
+                "title": c.title,
+                "reference": c.reference,
+                "implementation": c.implementation,
+                "precision": c.precision,
+                "series": c.series,
+                "tolerance": c.tolerance,
+                "passed": c.passed,
+                "checked": c.checked,
+                "failing": c.failing,
+                "steps": [
+                    {"step": s.step, "t": s.t, "residual": _json_float(s.residual), "scale": _json_float(s.scale),
+                     "threshold": _json_float(s.threshold),
+                     "passed": s.passed, "detail": s.detail}
+                    for s in c.steps
+                ],
+            }
+            for c in report.checks
+        ],
+    }

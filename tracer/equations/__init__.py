@@ -1,0 +1,42 @@
+"""The equation registry: the equations the engine implements, their code, and their checks.
+
+- ``registry``: ``Equation`` and ``EQUATIONS`` (LaTeX, paper reference, implementing function,
+  trace names), ``equations_for(trace)``, ``tolerance_for(trace)``.
+- ``source``: ``implementation_source(eq)``, the implementing function's real source, read with ast.
+- ``checks``: independent float64 NumPy checks of each equation over recorded tensors.
+- ``structure``: structural checks (the steps chain up and use the schedule's values).
+- ``evaluate``: every check at every step; ``failing_steps(trace)``.
+
+Importing this package imports neither torch nor the samplers (the viewer relies on it).
+docs/equations.md lists every equation.
+"""
+
+from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView
+from tracer.equations.evaluate import ALL_CHECKS, CHECK_IDS, Evaluation, checks_for, evaluate, failing_steps
+from tracer.equations.registry import EQUATION_IDS, EQUATIONS, Equation, equations_for, tolerance_for
+from tracer.equations.source import SourceView, implementation_source, source_of
+from tracer.equations.structure import STRUCTURAL_CHECKS, StructuralCheck
+
+__all__ = [
+    "ALL_CHECKS",
+    "CHECK_IDS",
+    "EQUATIONS",
+    "EQUATION_IDS",
+    "SCALAR_TOLERANCE",
+    "STRUCTURAL_CHECKS",
+    "TENSOR_TOLERANCES",
+    "Equation",
+    "Evaluation",
+    "Residual",
+    "SourceView",
+    "StructuralCheck",
+    "TraceFacts",
+    "TraceView",
+    "checks_for",
+    "equations_for",
+    "evaluate",
+    "failing_steps",
+    "implementation_source",
+    "source_of",
+    "tolerance_for",
+]

@@ -1,0 +1,241 @@
+"""Independent float64 NumPy checks of the equations, over the tensors a trace recorded.
+
+Each function recomputes one equation's right-hand side from the recorded inputs of a
+step (or of a worked example of the loss) and compares it with the recorded left-hand
+side; it never calls the torch implementation. It returns a ``Residual`` (max |lhs - rhs|
+and the scale of the terms), or None where the equation does not apply or an input was
+not recorded (a live trace's last row has no output yet).
+
+Conventions (docs/equations.md): step i's output is x_prev[i] when recorded, else x_t of
+step i + 1, or ``samples`` after the last step; the noise z is the step's recorded
+``noise``; where clipping is on, x0_pred_raw is the unclipped prediction when recorded.
+
+- schedule_alpha, schedule_alpha_bar: Ho et al. 2020, Sec. 2 (alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s)
+- forward_closed_form: Ho et al. 2020, Eq. 4;  eps_loss: Eq. 14 (L_simple)
+- x0_from_eps: Ho et al. 2020, Eq. 15 (Song et al. 2021, Eq. 12);  x0_clip: clipping to the data range
+- guidance_combine: Ho and Salimans 2022, Eq. 6
+- ddpm_posterior_mean, ddpm_posterior_sigma, ddpm_step: Ho et al. 2020, Eq. 7 and Alg. 2
+- ddim_sigma, ddim_step: Song et al. 2021, Eq. 16 and Eq. 12
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tracer.equations.context import Residual, TraceView
+
+
+def _sqrt(x: float) -> float:
+    """sqrt of a quantity that is >= 0 in exact arithmetic (guards rounding just below 0)."""
+    return math.sqrt(max(x, 0.0))
+
+
+def _max(a: np.ndarray) -> float:
+    return float(np.max(a)) if a.size else 0.0
+
+
+def _where(lhs: np.ndarray, rhs: np.ndarray) -> tuple[float, str]:
+    """max |lhs - rhs|, and where it is with both sides' values there (for people)."""
+    diff = np.abs(lhs - rhs)
+    if not diff.size:
+        return 0.0, ""
+    k = np.unravel_index(int(np.argmax(np.where(np.isnan(diff), np.inf, diff))), diff.shape)
+    where = ", ".join(map(str, k))
+    return float(np.max(diff)), f"at [{where}]: lhs {float(lhs[k]):.7g}, rhs {float(rhs[k]):.7g}"
+
+
+def _residual(lhs: np.ndarray, rhs: np.ndarray, *terms: np.ndarray) -> Residual:
+    """max |lhs - rhs|, with scale max(|lhs| + sum |term|) over elements."""
+    scale = np.abs(lhs)
+    for term in terms:
+        scale = scale + np.abs(term)
+    value, detail = _where(lhs, rhs)
+    return Residual(value, _max(scale), detail=detail)
+
+
+def _scalar_residual(value: float, expected: float, name: str = "recorded") -> Residual:
+    return Residual(abs(value - expected), max(abs(value), abs(expected)), detail=f"{name} {value:.9g}, equation {expected:.9g}")
+
+
+def _step_indices(view: TraceView, i: int) -> list[int]:
+    """The schedule indices a step (or a worked example) reads: t, and t_prev when it is not the clean end."""
+    indices = [int(view.scalars["t"][i])]
+    if "t_prev" in view.scalars and int(view.scalars["t_prev"][i]) >= 0:
+        indices.append(int(view.scalars["t_prev"][i]))
+    return indices
+
+
+# -- the schedule: alpha_t = 1 - beta_t, alpha_bar_t = prod_{s <= t} alpha_s --------------------------
+
+
+def schedule_alpha(view: TraceView, i: int) -> Residual | None:
+    schedule = view.schedule
+    if "alpha" not in schedule or "beta" not in schedule:
+        return None
+    return max(
+        (_scalar_residual(float(schedule["alpha"][t]), 1.0 - float(schedule["beta"][t]), f"alpha[{t}]") for t in _step_indices(view, i)),
+        key=lambda r: r.value,
+    )
+
+
+def schedule_alpha_bar(view: TraceView, i: int) -> Residual | None:
+    schedule = view.schedule
+    if "alpha" not in schedule or "alpha_bar" not in schedule:
+        return None
+    residuals = []
+    for t in _step_indices(view, i):
+        product = float(np.prod(schedule["alpha"][: t + 1]))  # the running product, recomputed
+        residuals.append(_scalar_residual(float(schedule["alpha_bar"][t]), product, f"alpha_bar[{t}]"))
+    return max(residuals, key=lambda r: r.value)
+
+
+# -- training: the forward closed form and the epsilon loss, on the worked examples ----------------------
+
+
+def forward_closed_form(view: TraceView, i: int) -> Residual | None:
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps  (Eq. 4)."""
+    if not view.has("x0", "eps", "x_t") or "alpha_bar" not in view.schedule:
+        return None
+    alpha_bar_t = view.alpha_bar_at(int(view.scalars["t"][i]))
+    x0, eps, x_t = view.tensor("x0", i), view.tensor("eps", i), view.tensor("x_t", i)
+    a, b = math.sqrt(alpha_bar_t) * x0, _sqrt(1.0 - alpha_bar_t) * eps
+    return _residual(x_t, a + b, a, b)
+
+
+def eps_loss(view: TraceView, i: int) -> Residual | None:
+    """L = mean over elements of (eps - eps_theta(x_t, t))^2  (Eq. 14, L_simple, per example)."""
+    if not view.has("eps", "eps_pred", "loss"):
+        return None
+    eps, eps_pred = view.tensor("eps", i), view.tensor("eps_pred", i)
+    loss = float(view.scalars["loss"][i])
+    expected = float(np.mean((eps_pred - eps) ** 2))
+    scale = float(np.mean((np.abs(eps_pred) + np.abs(eps)) ** 2))
+    return Residual(abs(loss - expected), max(scale, abs(loss)), detail=f"loss {loss:.9g}, equation {expected:.9g}")
+
+
+# -- sampling -------------------------------------------------------------------------------------------
+
+
+def _x0_from_eps(view: TraceView, i: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    alpha_bar_t = view.scalar("alpha_bar_t", i)
+    x_t, eps = view.tensor("x_t", i), view.tensor("eps", i)
+    root, root_1m = math.sqrt(alpha_bar_t), _sqrt(1.0 - alpha_bar_t)
+    x0 = (x_t - root_1m * eps) / root
+    scale = _max((np.abs(x_t) + root_1m * np.abs(eps)) / root)
+    return x0, x_t, scale, alpha_bar_t
+
+
+def x0_from_eps(view: TraceView, i: int) -> Residual | None:
+    """x0_pred = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)  (Eq. 15); clipped when the trace clips
+    and did not record x0_pred_raw."""
+    if not view.has("x_t", "eps", "x0_pred"):
+        return None
+    facts = view.facts
+    x0, _, scale, _ = _x0_from_eps(view, i)
+    if view.has("x0_pred_raw"):
+        lhs = view.tensor("x0_pred_raw", i)
+    elif facts.thresholding:
+        return None  # dynamic thresholding is another library's transform: not an equation registered here
+    else:
+        lhs = view.tensor("x0_pred", i)
+        if facts.clip:
+            x0 = np.clip(x0, -facts.clip_range, facts.clip_range)
+    value, detail = _where(lhs, x0)
+    return Residual(value, max(scale, _max(np.abs(lhs))), detail=detail)
+
+
+def x0_clip(view: TraceView, i: int) -> Residual | None:
+    """x0_pred = clip(x0_pred_raw, -1, 1)."""
+    if not view.has("x0_pred", "x0_pred_raw"):
+        return None
+    r = view.facts.clip_range
+    x0_pred = view.tensor("x0_pred", i)
+    clipped = np.clip(view.tensor("x0_pred_raw", i), -r, r)
+    return _residual(x0_pred, clipped, clipped)
+
+
+def guidance_combine(view: TraceView, i: int) -> Residual | None:
+    """eps = eps_uncond + s (eps_cond - eps_uncond)  (Ho and Salimans 2022, Eq. 6)."""
+    s = view.facts.guidance
+    if s is None or not view.has("eps", "eps_cond", "eps_uncond"):
+        return None
+    eps, eps_cond, eps_uncond = view.tensor("eps", i), view.tensor("eps_cond", i), view.tensor("eps_uncond", i)
+    return _residual(eps, eps_uncond + s * (eps_cond - eps_uncond), eps_uncond, s * eps_cond, s * eps_uncond)
+
+
+def _posterior(view: TraceView, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(output, mu term of x0_pred, mu term of x_t, sigma z) of a DDPM step, or None when not recorded."""
+    if not view.has("x_t", "x0_pred", "noise", "sigma"):
+        return None
+    out = view.output(i)
+    if out is None:
+        return None
+    alpha_bar_t, alpha_bar_prev = view.scalar("alpha_bar_t", i), view.scalar("alpha_bar_prev", i)
+    alpha_t = alpha_bar_t / alpha_bar_prev  # the step's alpha (Sec. 2 with the step's alpha_bars)
+    beta_t = 1.0 - alpha_t
+    coef_x0 = math.sqrt(alpha_bar_prev) * beta_t / (1.0 - alpha_bar_t)  # Eq. 7
+    coef_xt = _sqrt(alpha_t) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)
+    noise_term = view.scalar("sigma", i) * view.tensor("noise", i)
+    return out, coef_x0 * view.tensor("x0_pred", i), coef_xt * view.tensor("x_t", i), noise_term
+
+
+def ddpm_posterior_mean(view: TraceView, i: int) -> Residual | None:
+    """mu = sqrt(alpha_bar_prev) beta_t / (1 - alpha_bar_t) x0 + sqrt(alpha_t) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
+    (Eq. 7). mu is not recorded: it is the step's output minus sigma z."""
+    parts = _posterior(view, i)
+    if parts is None:
+        return None
+    out, a, b, noise_term = parts
+    return _residual(out - noise_term, a + b, noise_term, a, b)
+
+
+def ddpm_step(view: TraceView, i: int) -> Residual | None:
+    """x_{t-1} = mu + sigma z  (Alg. 2, line 4)."""
+    parts = _posterior(view, i)
+    if parts is None:
+        return None
+    out, a, b, noise_term = parts
+    return _residual(out, a + b + noise_term, a, b, noise_term)
+
+
+def ddpm_posterior_sigma(view: TraceView, i: int) -> Residual | None:
+    """sigma_t = sqrt(beta_tilde_t) = sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t) beta_t), or sqrt(beta_t);
+    0 at t = 0, where Alg. 2 adds no noise."""
+    variance = view.facts.variance
+    if variance not in ("beta_tilde", "beta"):
+        return None
+    alpha_bar_t, alpha_bar_prev = view.scalar("alpha_bar_t", i), view.scalar("alpha_bar_prev", i)
+    beta_t = 1.0 - alpha_bar_t / alpha_bar_prev
+    if int(view.scalars["t"][i]) == 0:
+        expected = 0.0
+    elif variance == "beta":
+        expected = _sqrt(beta_t)
+    else:
+        expected = _sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * beta_t)
+    return _scalar_residual(view.scalar("sigma", i), expected, "sigma")
+
+
+def ddim_sigma(view: TraceView, i: int) -> Residual | None:
+    """sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)  (Eq. 16)."""
+    eta = view.scalar("eta", i) if "eta" in view.scalars else view.facts.eta
+    if eta is None:
+        return None
+    alpha_bar_t, alpha_bar_prev = view.scalar("alpha_bar_t", i), view.scalar("alpha_bar_prev", i)
+    expected = eta * _sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)) * _sqrt(1.0 - alpha_bar_t / alpha_bar_prev)
+    return _scalar_residual(view.scalar("sigma", i), expected, "sigma")
+
+
+def ddim_step(view: TraceView, i: int) -> Residual | None:
+    """x_prev = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma z  (Eq. 12)."""
+    if not view.has("x0_pred", "eps", "noise", "sigma"):
+        return None
+    out = view.output(i)
+    if out is None:
+        return None
+    alpha_bar_prev, sigma = view.scalar("alpha_bar_prev", i), view.scalar("sigma", i)
+    a = math.sqrt(alpha_bar_prev) * view.tensor("x0_pred", i)
+    b = _sqrt(1.0 - alpha_bar_prev - sigma**2) * view.tensor("eps", i)
+    c = sigma * view.tensor("noise", i)
+    return _residual(out, a + b + c, a, b, c)

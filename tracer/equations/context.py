@@ -1,0 +1,209 @@
+"""What a check reads from a trace: the facts of the run, and float64 views of its steps.
+
+Every check (tracer/equations/checks.py, structure.py) reads the trace through a
+``TraceView``, never through torch: tensors come back as float64 NumPy arrays (float32
+and float16 storage convert exactly), the schedule as the float64 arrays stored in the
+file (``schedule/alpha_bar`` as written, not recomputed from beta).
+
+A check returns a ``Residual``: the largest absolute residual max |lhs - rhs| and the
+scale of the values it came from (max over elements of the sum of |term| of both sides),
+because rounding errors are proportional to that scale. It passes when
+
+    residual <= tol * max(floor, scale)
+
+with floor 1 for tensors and most scalars (diffusion tensors are of order one), and
+floor 0 for relative scalar checks (alpha_bar, whose tail is tiny) and exact ones (t).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tracer.trace import schema
+
+# Relative tolerance of tensor checks, by the dtype the trace stores tensors in: float32 rounds
+# at 6e-8 of a value, float16 at 4.9e-4; an equation sums a few rounded terms, so these leave a
+# margin of about 100x (float32) and 5x (float16) over rounding, and a real bug is far above.
+TENSOR_TOLERANCES: dict[str, float] = {"float32": 1e-5, "float16": 1e-2}
+# Scalars are float64 in every trace, but other libraries compute them in float32 (diffusers'
+# alphas_cumprod, sigma): 1e-6 relative is float32 rounding with a margin of about 10x.
+SCALAR_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Residual:
+    """max |lhs - rhs| of one check at one step, with the scale of the values it compares."""
+
+    value: float
+    scale: float = 1.0
+    floor: float = 1.0  # 1: relative to max(1, scale); 0: purely relative (or exact when scale is 0)
+    detail: str = ""  # the numbers behind a structural check, for people ("t_prev 899, next t 888")
+
+    def threshold(self, tol: float) -> float:
+        return tol * max(self.floor, self.scale)
+
+    def passes(self, tol: float) -> bool:
+        return math.isfinite(self.value) and self.value <= self.threshold(tol)
+
+
+def _sampler_config(config: dict[str, Any]) -> dict[str, Any]:
+    sampler = config.get("sampler")
+    return sampler if isinstance(sampler, dict) else {}
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TraceFacts:
+    """How a trace was made, as far as the checks need it (from its config, attributes and fields)."""
+
+    kind: str  # sampling | training
+    sampler: str | None  # ddpm, ddim, or another library's scheduler family (euler, ...)
+    tensor_dtype: str
+    step_names: frozenset[str]
+    example_names: frozenset[str]
+    guidance: float | None  # the scale s of classifier-free guidance, None when off
+    eta: float | None  # DDIM's eta from the config (a trace may also record it per step)
+    variance: str  # DDPM: beta_tilde | beta (other values: not checked)
+    clip: bool  # x0_pred clipped to [-clip_range, clip_range]
+    clip_range: float
+    thresholding: bool  # dynamic thresholding of x0_pred (another library's option: x0 not checked)
+    final_alpha_bar: str  # one | alpha_bar_0: what the last step moves to (t_prev -1 or 0)
+    integration: str | None  # None for noisescope's own samplers, else the recorder (diffusers, ...)
+
+    @classmethod
+    def of(cls, trace: Any) -> TraceFacts:
+        config = trace.config if isinstance(trace.config, dict) else {}
+        sampler = _sampler_config(config)
+        name = sampler.get("sampler") or trace.attr("sampler")
+        preset = sampler.get("preset")
+        step_names = frozenset(trace.field_names(schema.STEPS))
+        clip_config = sampler.get("clip")
+        clip = (
+            "x0_pred_raw" in step_names
+            or clip_config is True
+            or preset == "seed-report"
+            or (clip_config is None and name == "ddpm" and not config.get("integration"))
+        )
+        eta = 0.0 if preset == "seed-report" else _float_or_none(sampler.get("eta"))
+        # Only DDIM ends at alpha_bar_0 (the option, and the seed-report preset); DDPM always ends at the clean end.
+        ends_at_0 = preset == "seed-report" or sampler.get("final_alpha_bar") == "alpha_bar_0"
+        final = "alpha_bar_0" if ends_at_0 and name == "ddim" else "one"
+        integration = config.get("integration")
+        return cls(
+            kind=str(trace.kind),
+            sampler=None if name is None else str(name),
+            tensor_dtype=str(trace.tensor_dtype),
+            step_names=step_names,
+            example_names=frozenset(trace.field_names(schema.EXAMPLES)),
+            guidance=_float_or_none(sampler.get("guidance")),
+            eta=eta,
+            variance=str(sampler.get("variance") or "beta_tilde"),
+            clip=bool(clip),
+            clip_range=_float_or_none(sampler.get("clip_range")) or 1.0,
+            thresholding=bool(sampler.get("thresholding", False)),
+            final_alpha_bar=final,
+            integration=str(integration["library"]) if isinstance(integration, dict) and "library" in integration else None,
+        )
+
+    def has(self, *names: str) -> bool:
+        return all(name in self.step_names for name in names)
+
+
+class TraceView:
+    """Cached float64 access to one series of a trace (``steps``, or ``examples`` of a training trace).
+
+    Tensors of at most two neighbouring rows are kept, so a pass over every step reads each
+    row once (step i's output is step i + 1's x_t).
+    """
+
+    def __init__(self, trace: Any, series: str = schema.STEPS, facts: TraceFacts | None = None) -> None:
+        self.trace = trace
+        self.series = series
+        self.facts = facts if facts is not None else TraceFacts.of(trace)
+        self.rows = int(trace.rows(series))
+        self.names = frozenset(trace.field_names(series))
+        self.scalars: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in trace.scalars(series).items()}
+        self._tensors: dict[tuple[str, int], np.ndarray] = {}
+        self._datasets: dict[str, Any] = {}
+        self._schedule: dict[str, np.ndarray] | None = None
+        self._samples: np.ndarray | None = None
+        self._samples_read = False
+
+    # -- schedule, as stored ------------------------------------------------------------------------
+    @property
+    def schedule(self) -> dict[str, np.ndarray]:
+        """beta, alpha, alpha_bar as stored in the file ({} when the trace has no schedule)."""
+        if self._schedule is None:
+            group = self.trace.file.get(schema.SCHEDULE)
+            self._schedule = {}
+            if group is not None:
+                self._schedule = {name: np.asarray(group[name][()], dtype=np.float64) for name in schema.SCHEDULE_FIELDS if name in group}
+        return self._schedule
+
+    def alpha_bar_at(self, t: int) -> float:
+        """The schedule's alpha_bar at index t; t = -1 is the clean end, where alpha_bar = 1."""
+        return 1.0 if t < 0 else float(self.schedule["alpha_bar"][t])
+
+    # -- one row ------------------------------------------------------------------------------------
+    def has(self, *names: str) -> bool:
+        return all(name in self.names for name in names)
+
+    def scalar(self, name: str, i: int) -> float:
+        return float(self.scalars[name][i])
+
+    def t(self, i: int) -> int | None:
+        values = self.scalars.get("t")
+        return None if values is None or i >= len(values) else int(values[i])
+
+    def tensor(self, name: str, i: int) -> np.ndarray:
+        key = (name, i)
+        cached = self._tensors.get(key)
+        if cached is None:
+            if len(self._tensors) > 32:  # keep only rows i - 1 and later
+                self._tensors = {k: v for k, v in self._tensors.items() if k[1] >= i - 1}
+            if not 0 <= i < self.rows:
+                raise IndexError(f"row {i} of {self.series} is out of range: {self.rows} rows committed")
+            cached = np.asarray(self._dataset(name)[i], dtype=np.float64)
+            self._tensors[key] = cached
+        return cached
+
+    def _dataset(self, name: str) -> Any:
+        """The h5py dataset of a field, looked up once (the reader's per-row lookups cost more than the read)."""
+        ds = self._datasets.get(name)
+        if ds is None:
+            ds = self.trace.file[schema.field_path(self.series, name)]
+            if self.trace.live:
+                ds.refresh()  # an SWMR reader sees the rows committed so far (only rows < self.rows are read)
+            self._datasets[name] = ds
+        return ds
+
+    def samples(self) -> np.ndarray | None:
+        """The final samples, None until the writer has written them."""
+        if not self._samples_read:
+            value = self.trace.final(schema.SAMPLES)
+            self._samples = None if value is None else np.asarray(value, dtype=np.float64)
+            self._samples_read = True
+        return self._samples
+
+    def complete(self) -> bool:
+        """True when the run finished: its last row is the last step (a failed run's last row is not judged)."""
+        return bool(self.trace.status == "complete" or self.trace.has_final())
+
+    def output(self, i: int) -> np.ndarray | None:
+        """What step i produced: x_prev[i] when recorded, else x_t[i + 1], or samples after the last step."""
+        if self.has("x_prev"):
+            return self.tensor("x_prev", i)
+        if i + 1 < self.rows:
+            return self.tensor("x_t", i + 1)
+        if i == self.rows - 1:
+            return self.samples()
+        return None

@@ -1,0 +1,122 @@
+"""Structural checks of a sampling trace: the steps chain up, and use the schedule's values.
+
+Not equations of a paper but the bookkeeping every reverse process must get right
+(DESIGN.md, "the trace format"):
+
+- ``chain.t_prev``: the timestep step i moves to is the timestep of step i + 1; the last step
+  moves to -1 (the clean end, alpha_bar = 1), or to 0 where the trace says its last step uses
+  alpha_bar_0 (``final_alpha_bar = "alpha_bar_0"``, the seed-report preset). Exact.
+- ``schedule.alpha_bar_t`` / ``schedule.alpha_bar_prev``: the alpha_bar values the update used are
+  the schedule's at t and at t_prev (1 at -1). Relative, to 1e-6 by default.
+- ``step.alpha_t``: the step's recorded alpha_t and beta_t are alpha_bar_t / alpha_bar_prev and 1 - alpha_t.
+- ``chain.x_t``: x_t of step i + 1 is the output of step i, and ``samples`` the output of the last
+  step. Checked directly where the trace records each step's output (``x_prev``, as traces of other
+  libraries' samplers do); otherwise the output of a step is only known through its step equation
+  (ddpm.step, ddim.step), whose left-hand side is x_t of step i + 1: that equation is this check.
+
+A scheduler whose "previous" timestep is not the one it visits next (diffusers' DDIMScheduler with
+``linspace`` spacing) fails ``chain.t_prev`` at exactly those steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracer.equations.context import Residual, TraceFacts, TraceView
+
+
+@dataclass(frozen=True)
+class StructuralCheck:
+    """One structural check: evaluated per step like an equation, but with no LaTeX or implementation."""
+
+    id: str
+    title: str
+    precision: str  # tensor | scalar | exact: which tolerance applies
+    check: Callable[[TraceView, int], Residual | None] = field(repr=False, compare=False)
+    applies_to: Callable[[TraceFacts], bool] = field(repr=False, compare=False)
+    series: str = "steps"
+    note: str = ""
+
+    def applies(self, facts: TraceFacts) -> bool:
+        return self.applies_to(facts)
+
+    def evaluate(self, view: TraceView, i: int) -> Residual | None:
+        return self.check(view, i)
+
+
+def t_prev_chain(view: TraceView, i: int) -> Residual | None:
+    t_prev = int(view.scalars["t_prev"][i])
+    if i + 1 < view.rows:
+        expected, what = int(view.scalars["t"][i + 1]), "the next step's t"
+    elif view.complete():
+        expected = 0 if view.facts.final_alpha_bar == "alpha_bar_0" else -1
+        what = "the clean end" + (" (alpha_bar_0)" if expected == 0 else "")
+    else:
+        return None  # a live trace: the next step is not committed yet
+    detail = f"t_prev {t_prev}, {what} {expected}"
+    return Residual(float(abs(t_prev - expected)), 0.0, 0.0, detail)
+
+
+def _alpha_bar(view: TraceView, i: int, recorded: str, index: str) -> Residual | None:
+    if "alpha_bar" not in view.schedule:
+        return None
+    t = int(view.scalars[index][i])
+    if t >= len(view.schedule["alpha_bar"]):
+        return Residual(float("inf"), 0.0, 0.0, f"{index} {t} is past the schedule's last index {len(view.schedule['alpha_bar']) - 1}")
+    value, expected = view.scalar(recorded, i), view.alpha_bar_at(t)
+    detail = f"{recorded} {value:.9g}, schedule alpha_bar[{t}] {expected:.9g}" if t >= 0 else f"{recorded} {value:.9g}, clean end 1"
+    return Residual(abs(value - expected), abs(expected), 0.0, detail)
+
+
+def alpha_bar_t(view: TraceView, i: int) -> Residual | None:
+    return _alpha_bar(view, i, "alpha_bar_t", "t")
+
+
+def alpha_bar_prev(view: TraceView, i: int) -> Residual | None:
+    return _alpha_bar(view, i, "alpha_bar_prev", "t_prev")
+
+
+def step_alpha(view: TraceView, i: int) -> Residual | None:
+    alpha_t = view.scalar("alpha_bar_t", i) / view.scalar("alpha_bar_prev", i)
+    value = max(abs(view.scalar("alpha_t", i) - alpha_t), abs(view.scalar("beta_t", i) - (1.0 - alpha_t)))
+    return Residual(value, 1.0, 1.0, f"alpha_t {view.scalar('alpha_t', i):.9g}, alpha_bar_t / alpha_bar_prev {alpha_t:.9g}")
+
+
+def x_t_chain(view: TraceView, i: int) -> Residual | None:
+    out = view.tensor("x_prev", i)
+    if i + 1 < view.rows:
+        following, what = view.tensor("x_t", i + 1), "x_t of step i + 1"
+    else:
+        samples = view.samples()
+        if samples is None:
+            return None
+        following, what = samples, "samples"
+    if following.shape != out.shape:
+        return Residual(float("inf"), 0.0, 0.0, f"{what} has shape {following.shape}, the output {out.shape}")
+    return Residual(float(np.max(np.abs(following - out))), float(np.max(np.abs(out))), 1.0, f"output of step {i} vs {what}")
+
+
+def _sampling(*names: str) -> Callable[[TraceFacts], bool]:
+    return lambda facts: facts.kind == "sampling" and facts.has(*names)
+
+
+STRUCTURAL_CHECKS: tuple[StructuralCheck, ...] = (
+    StructuralCheck("chain.t_prev", "t_prev of step i is t of step i + 1", "exact", t_prev_chain, _sampling("t", "t_prev")),
+    StructuralCheck("schedule.alpha_bar_t", "alpha_bar_t is the schedule's at t", "scalar", alpha_bar_t, _sampling("t", "alpha_bar_t")),
+    StructuralCheck(
+        "schedule.alpha_bar_prev", "alpha_bar_prev is the schedule's at t_prev (1 at -1)", "scalar", alpha_bar_prev,
+        _sampling("t_prev", "alpha_bar_prev"),
+    ),
+    StructuralCheck(
+        "step.alpha_t", "alpha_t = alpha_bar_t / alpha_bar_prev, beta_t = 1 - alpha_t", "scalar", step_alpha,
+        _sampling("alpha_t", "beta_t", "alpha_bar_t", "alpha_bar_prev"),
+    ),
+    StructuralCheck(
+        "chain.x_t", "x_t of step i + 1 (samples after the last) is the output of step i", "tensor", x_t_chain,
+        _sampling("x_t", "x_prev"),
+        note="checked through the step equation (ddpm.step / ddim.step) where the trace does not record x_prev",
+    ),
+)
