@@ -187,7 +187,7 @@ def _v_x0(v: _Values) -> str:
 
 
 def _v_clip(v: _Values) -> str:
-    return r"\hat x_0 = \operatorname{clip}(\hat x_0^{\text{raw}}, -1, 1)"
+    return r"\hat x_0 = \operatorname{clip}(\hat x_0^{\mathrm{raw}}, -1, 1)"
 
 
 def _v_posterior_mean(v: _Values) -> str:
@@ -210,8 +210,8 @@ def _v_ddpm_step(v: _Values) -> str:
 
 def _v_ddim_sigma(v: _Values) -> str:
     ratio = _ratio(v, lambda a, b: _sqrt((1.0 - b) / (1.0 - a)) * _sqrt(1.0 - a / b), r"\sqrt{\cdots}")
-    sigma = v.n("sigma", r"\sigma_t")
-    return rf"\sigma_{{{v.t()}}} = \eta \cdot {ratio} = {sigma}"
+    sigma, eta = v.n("sigma", r"\sigma_t"), v.n("eta", r"\eta")
+    return rf"\sigma_{{{v.t()}}} = {eta} \cdot {ratio} = {sigma}"
 
 
 def _v_ddim_step(v: _Values) -> str:
