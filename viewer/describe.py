@@ -12,9 +12,26 @@ def sampler_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(sampler) if isinstance(sampler, Mapping) else {}
 
 
+def training_label(config: Mapping[str, Any]) -> str:
+    """'digits · unet · 1500 steps' for a training trace's config; '' when it says nothing."""
+    parts: list[str] = []
+    data, model = config.get("data"), config.get("model")
+    if isinstance(data, Mapping) and data.get("dataset"):
+        parts.append(str(data["dataset"]))
+    if isinstance(model, Mapping) and model.get("name"):
+        parts.append(str(model["name"]))
+    if isinstance(config.get("parameters"), int):
+        parts.append(f"{config['parameters']:,} parameters")
+    if isinstance(config.get("total_steps"), int):
+        parts.append(f"{config['total_steps']} steps")
+    return " · ".join(parts)
+
+
 def trace_label(config: Mapping[str, Any], steps: int | None = None) -> str:
-    """A one-line summary of how a sampling trace was made; '' when the config says nothing about it."""
+    """A one-line summary of how a trace was made; '' when the config says nothing about it."""
     s = sampler_settings(config)
+    if not s:
+        return training_label(config)
     parts: list[str] = []
     if s.get("sampler"):
         parts.append(str(s["sampler"]))

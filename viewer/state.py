@@ -2,8 +2,8 @@
 
 Query parameters: ``view`` (playback, compare, training, schedule), ``trace`` (a trace
 name relative to an allowed root; see viewer/paths.py), ``step`` (0-based step index),
-``compare`` (more trace names, comma-separated) and ``snapshot`` (training snapshot
-index). They are read once when a session starts and written back on every run; a
+``compare`` (the compared traces, comma-separated, the first setting the timeline that
+``step`` indexes) and ``snapshot`` (training snapshot index). They are read once when a session starts and written back on every run; a
 name that is not a listed trace is ignored.
 """
 
@@ -48,7 +48,11 @@ def read_url_once(names: Sequence[str]) -> None:
             st.session_state[f"snapshot:{trace}.index"] = snapshot
     compare = params.get("compare")
     if isinstance(compare, str):
-        st.session_state["compare"] = [n for n in compare.split(",") if n in names]
+        chosen = [n for n in compare.split(",") if n in names]
+        st.session_state["compare"] = chosen
+        step = parse_int(params.get("step"))
+        if chosen and step is not None:
+            st.session_state[step_key(f"compare:{chosen[0]}")] = step  # the timeline is the first trace's
 
 
 def step_key(trace_name: str) -> str:

@@ -224,6 +224,18 @@ def test_compare_images_has_difference_sweep_and_distances(app, traces: Traces) 
     assert any("RMS" in c.value for c in at.caption)
 
 
+def test_a_compare_url_reopens_the_same_traces_and_step(app, traces: Traces) -> None:
+    a, b = traces.name(traces.images_ddpm), traces.name(traces.images_ddim)
+    t_a = t_column(traces.images_ddpm)
+    at = app(view="compare", compare=f"{a},{b}", step="20")
+    no_failures(at)
+    (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
+    assert f"step 21, $t = {t_a[20]}$" in alignment
+    assert at.sidebar.multiselect(key="compare").value == [a, b]
+    at.button(key=f"step:compare:{a}.next").click().run()
+    assert str(at.query_params["step"]).strip("[]'") == "21" and str(at.query_params["compare"]).strip("[]'") == f"{a},{b}"
+
+
 def test_compare_with_one_trace_asks_for_another(app, traces: Traces) -> None:
     at = app(view="compare", compare=traces.name(traces.images_ddim))
     no_failures(at)

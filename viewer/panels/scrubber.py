@@ -81,8 +81,8 @@ def advance(key: str, count: int, play: PlayState) -> bool:
     return False
 
 
-def scrubber_ui(key: str, t: Sequence[int] | np.ndarray, follow: bool = False, label: str = "Step") -> int:
-    """Draw the scrubber over ``len(t)`` steps (each labelled with its t); return the current step index."""
+def scrubber_ui(key: str, t: Sequence[int] | np.ndarray, follow: bool = False, label: str = "Step", tick: str = "t = {}") -> int:
+    """Draw the scrubber over ``len(t)`` steps, each labelled ``tick.format(t[k])``; return the current step index."""
     count = len(t)
     if count == 0:
         st.info("No steps recorded yet.")
@@ -101,7 +101,7 @@ def scrubber_ui(key: str, t: Sequence[int] | np.ndarray, follow: bool = False, l
         st.select_slider(
             label,
             options=list(range(count)),
-            format_func=lambda k: f"t = {t_values[k]}",
+            format_func=lambda k: tick.format(t_values[k]),
             key=slider_key,
             on_change=_from_slider,
             args=(key, slider_key),

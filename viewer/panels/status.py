@@ -22,7 +22,7 @@ def header_ui(name: str, info: TraceInfo) -> None:
     """File name, settings and status on one line; a failed or recovered trace says so plainly."""
     settings = describe.trace_label(info.config)
     shape = "×".join(str(d) for d in info.sample_shape)
-    facts = " · ".join(p for p in (settings, f"batch {info.batch} of {shape}" if info.batch else "", info.tensor_dtype) if p)
+    facts = " · ".join(p for p in (settings, f"{info.batch} samples of shape {shape}" if info.batch else "", info.tensor_dtype) if p)
     with st.container(key="trace-status"):
         st.markdown(f"##### `{name}`  \n{facts}  \n{status_text(info)}")
     if info.status == "failed":

@@ -75,7 +75,7 @@ def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
         if finite_rows.size:
             last = int(finite_rows[-1])
             right.plotly_chart(bucket_bars_figure(buckets[last], edges), config=CHART_CONFIG, key="train.bars")
-            right.caption(f"At training step {int(step[last])}: the loss is largest where t is small and the noise hard to see.")
+            right.caption(f"Loss of each timestep bucket at training step {int(step[last])}, the last logged.")
 
 
 def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str, live: bool = False) -> int | None:
@@ -90,7 +90,7 @@ def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name
     if live:
         st.session_state[f"{key}.was_following"] = follow
     jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False))
-    k = scrubber_ui(key, steps, follow=follow or jump_to_last, label="Snapshot")
+    k = scrubber_ui(key, steps, follow=follow or jump_to_last, label="Snapshot", tick="step {}")
     samples = loaders.tensor_row(handle, "samples", k, schema.SNAPSHOTS)
     with st.container(key="snapshot-label"):
         st.markdown(f"**Snapshot {k + 1} of {rows}** · after training step {int(steps[k])} · samples from the same $x_T$")
