@@ -116,7 +116,31 @@ def verdict(residual: float | None, tolerance: float) -> Verdict:
     return Verdict("pass" if ok else "fail", float(residual), tolerance)
 
 
-def judge(registry: Any, eq: Any, trace: Any, i: int, dtype: str) -> Verdict:
+def registry_key(registry: Any) -> str:
+    return str(getattr(registry, "__name__", id(registry)))
+
+
+def trace_view(registry: Any, eq: Any, trace: Any, memo: dict[Any, Any], rows: dict[str, int]) -> Any:
+    """The registry's TraceView of the series ``eq`` reads, kept in ``memo`` while the trace's row count stays the same.
+
+    A TraceView reads every scalar of its series once and keeps the last few rows of tensors,
+    so reusing it across equations and steps is what makes the checks cheap enough per scrub.
+    """
+    name = registry_key(registry)
+    facts = memo.get(("facts", name))
+    if facts is None:
+        facts = memo[("facts", name)] = registry.TraceFacts.of(trace)
+    series = eq.series_for(facts)
+    if series not in rows:
+        rows[series] = int(trace.rows(series))
+    key = ("trace_view", name, series)
+    view = memo.get(key)
+    if view is None or view.rows != rows[series]:
+        view = memo[key] = registry.TraceView(trace, series, facts)
+    return view
+
+
+def judge(registry: Any, eq: Any, trace: Any, i: int, dtype: str, memo: dict[Any, Any] | None = None, rows: dict[str, int] | None = None) -> Verdict:
     """The equation's residual at step i against its tolerance.
 
     With tracer.equations, the registry's own check decides: ``eq.evaluate`` gives the residual
@@ -125,10 +149,9 @@ def judge(registry: Any, eq: Any, trace: Any, i: int, dtype: str) -> Verdict:
     the same verdict as ``noisescope check``. A registry whose ``residual`` is only a float is
     judged against TOLERANCE[dtype] relative to the size of the tensors the equation relates.
     """
-    view_cls, facts_cls = getattr(registry, "TraceView", None), getattr(registry, "TraceFacts", None)
-    if callable(getattr(eq, "evaluate", None)) and view_cls is not None and facts_cls is not None:
-        facts = facts_cls.of(trace)
-        result = eq.evaluate(view_cls(trace, eq.series_for(facts), facts), i)
+    if callable(getattr(eq, "evaluate", None)) and hasattr(registry, "TraceView") and hasattr(registry, "TraceFacts"):
+        view = trace_view(registry, eq, trace, {} if memo is None else memo, {} if rows is None else rows)
+        result = eq.evaluate(view, i)
         scalar = getattr(eq, "precision", "tensor") == "scalar"
         tol = float(getattr(registry, "SCALAR_TOLERANCE")) if scalar else float(registry.tolerance_for(trace))
         if result is None:
@@ -173,33 +196,6 @@ def source_html(view: Any) -> str:
     return f"<div style='font-size:11px;color:#888;margin-bottom:2px'><code>{location}</code></div>{body}"
 
 
-def equation_ui(registry: Any, eq: Any, trace: Any, i: int, scalars_i: Mapping[str, float], dtype: str) -> Verdict | None:
-    """One equation: title and reference, LaTeX symbolic and with values, residual; the source beside it."""
-    with st.container(border=True, key=f"eq-{eq.id}"):
-        math_col, code_col = st.columns([1, 1.15])
-        with math_col:
-            st.markdown(f"**{eq.title}**  \n<span style='color:#888;font-size:0.85em'>{html.escape(eq.reference)}</span>",
-                        unsafe_allow_html=True)
-            st.latex(eq.latex)
-            try:
-                st.latex(eq.values_latex(scalars_i))
-            except Exception as error:  # noqa: BLE001
-                st.caption(f"values not available: {one_line(error)}")
-            result: Verdict | None = None
-            try:
-                result = judge(registry, eq, trace, i, dtype)
-                st.markdown(result.markdown)
-            except Exception as error:  # noqa: BLE001
-                st.warning(f"residual not computed: {one_line(error)}")
-        with code_col:
-            try:
-                view = registry.implementation_source(eq)
-                st.html(source_html(view))  # raw HTML: markdown would fold the <pre> lines
-            except Exception as error:  # noqa: BLE001
-                st.caption(f"`{eq.implementation}`: source not available ({one_line(error)})")
-    return result
-
-
 def run_constants(config: Mapping[str, Any]) -> dict[str, float]:
     """Numbers of the run that equations use besides the step scalars: the guidance scale and eta, when set."""
     sampler = config.get("sampler")
@@ -212,20 +208,91 @@ def run_constants(config: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def equations_ui(registry: Any | None, trace: Any, i: int, scalars: Mapping[str, np.ndarray], dtype: str, names: Sequence[str] | None = None) -> list[Verdict | None]:
-    """Every equation that applies to ``trace``, at step ``i``; ``names`` limits them to those relating shown tensors.
+@dataclass(frozen=True)
+class EquationStep:
+    """One equation at one step, ready to draw: its values substituted, its verdict, its source (or why not)."""
 
-    The values substituted are the step's scalars and the run's guidance scale and eta.
+    eq: Any
+    values: str | None
+    verdict: Verdict | None
+    source: str | None  # highlighted HTML
+    problems: tuple[str, ...] = ()
+
+
+def equations_at(
+    registry: Any, trace: Any, i: int, scalars: Mapping[str, np.ndarray], dtype: str,
+    names: Sequence[str] | None = None, memo: dict[Any, Any] | None = None,
+) -> list[EquationStep]:
+    """Every equation that applies to ``trace`` (limited to those relating ``names`` when given), evaluated at step i.
+
+    ``memo`` (per open trace) keeps what does not change from step to step: the equations
+    that apply, the registry's TraceView, the highlighted sources.
     """
-    if registry is None:
-        st.info("The equation registry (tracer.equations) is not installed: equations are not shown.")
-        return []
-    equations = list(registry.equations_for(trace))
+    memo = {} if memo is None else memo
+    key = ("equations", registry_key(registry))
+    equations = memo.get(key)
+    if equations is None:
+        equations = memo[key] = list(registry.equations_for(trace))
     if names is not None:
         shown = set(names)
         equations = [eq for eq in equations if not getattr(eq, "names", ()) or shown & set(eq.names)]
-    if not equations:
-        st.caption("No registered equation applies to this trace.")
-        return []
     values = {**run_constants(getattr(trace, "config", {}) or {}), **step_scalars(scalars, i)}
-    return [equation_ui(registry, eq, trace, i, values, dtype) for eq in equations]
+    rows: dict[str, int] = {}
+    out = []
+    for eq in equations:
+        problems: list[str] = []
+        latex: str | None = None
+        result: Verdict | None = None
+        try:
+            latex = eq.values_latex(values)
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"values not available: {one_line(error)}")
+        try:
+            result = judge(registry, eq, trace, i, dtype, memo, rows)
+        except Exception as error:  # noqa: BLE001
+            problems.append(f"residual not computed: {one_line(error)}")
+        source_key = ("source", registry_key(registry), eq.id)
+        source = memo.get(source_key)
+        if source is None:
+            try:
+                source = memo[source_key] = source_html(registry.implementation_source(eq))
+            except Exception as error:  # noqa: BLE001
+                problems.append(f"`{eq.implementation}`: source not available ({one_line(error)})")
+        out.append(EquationStep(eq, latex, result, source, tuple(problems)))
+    return out
+
+
+def equation_ui(step: EquationStep) -> None:
+    """One equation in a box: title and reference, LaTeX symbolic and with values, the verdict; the source beside it."""
+    eq = step.eq
+    with st.container(border=True, key=f"eq-{eq.id}"):
+        math_col, code_col = st.columns([1, 1.15])
+        with math_col:
+            st.markdown(f"**{eq.title}**  \n<span style='color:#888;font-size:0.85em'>{html.escape(eq.reference)}</span>",
+                        unsafe_allow_html=True)
+            st.latex(eq.latex)
+            if step.values is not None:
+                st.latex(step.values)
+            if step.verdict is not None:
+                st.markdown(step.verdict.markdown)
+            for problem in step.problems:
+                st.caption(problem)
+        with code_col:
+            if step.source is not None:
+                st.html(step.source)  # raw HTML: markdown would fold the <pre> lines
+
+
+def equations_ui(
+    registry: Any | None, trace: Any, i: int, scalars: Mapping[str, np.ndarray], dtype: str,
+    names: Sequence[str] | None = None, memo: dict[Any, Any] | None = None,
+) -> list[Verdict | None]:
+    """Draw every equation that applies at step i (see ``equations_at``); returns their verdicts."""
+    if registry is None:
+        st.info("The equation registry (tracer.equations) is not installed: equations are not shown.")
+        return []
+    steps = equations_at(registry, trace, i, scalars, dtype, names, memo)
+    if not steps:
+        st.caption("No registered equation applies to this trace.")
+    for step in steps:
+        equation_ui(step)
+    return [step.verdict for step in steps]

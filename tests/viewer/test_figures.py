@@ -12,7 +12,7 @@ from tracer.schedules import make_schedule
 from viewer.figures.compare import distance_figure
 from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for, grid_columns, image_grids_figure, mosaic, sweep_grid_figure, to_uint8
 from viewer.figures.points import extent, point_cloud_figure, polylines
-from viewer.figures.scalars import scalar_strips_figure, timeline_figure
+from viewer.figures.scalars import scalar_strips_figure, thin, timeline_figure
 from viewer.figures.schedule import log_snr, schedule_figure
 from viewer.figures.training import bucket_bars_figure, bucket_labels, loss_by_bucket_figure, loss_figure, smooth
 
@@ -146,6 +146,17 @@ def test_scalar_strips_plot_each_series_with_a_cursor_at_the_step() -> None:
         assert list(marker.x) == [7] and list(marker.y) == [values[7]]
     assert [s.x0 for s in fig.layout.shapes] == [7, 7]
     assert f"= {series['alpha_bar_t'][7]:.4g}" in fig.layout.annotations[0].text  # the value at the step, in the panel title
+
+
+def test_long_strips_are_thinned_to_every_kth_step_with_the_last_and_an_exact_cursor() -> None:
+    values = np.linspace(0, 1, 1000) ** 2
+    fig = scalar_strips_figure({"sigma": values}, np.arange(999, -1, -1), cursor=777)
+    line, marker = fig.data
+    x = np.asarray(line.x)
+    assert len(x) <= 401 and x[0] == 0 and x[-1] == 999 and len(set(np.diff(x[:-1]))) == 1
+    np.testing.assert_array_equal(line.y, values[x])
+    assert list(marker.y) == [values[777]]
+    assert list(thin(10, 4)) == [0, 3, 6, 9] and list(thin(11, 4)) == [0, 3, 6, 9, 10] and list(thin(3)) == [0, 1, 2]
 
 
 def test_timeline_marks_failing_steps() -> None:

@@ -16,8 +16,21 @@ from viewer import symbols
 from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_shape, domains, panel_title, trace_axis
 
 
+MAX_POINTS = 400  # points per strip line: a 250-pixel plot shows no more, and plotly validates every one
+
+
+def thin(count: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of every k-th of ``count`` points (k the smallest that keeps at most ``max_points``), the last included."""
+    stride = max(1, -(-count // max_points))
+    index = np.arange(0, count, stride)
+    return index if count == 0 or index[-1] == count - 1 else np.append(index, count - 1)
+
+
 def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor: int, height: int = 170) -> go.Figure:
-    """One small plot per named series (values indexed by step), side by side, each marked at step ``cursor``."""
+    """One small plot per named series (values indexed by step), side by side, each marked at step ``cursor``.
+
+    Lines longer than MAX_POINTS steps are drawn through every k-th step; the cursor's value is exact.
+    """
     data: list[dict[str, Any]] = []
     names = [name for name, values in series.items() if len(values)]
     slots = domains(len(names), gap=0.05)
@@ -27,9 +40,10 @@ def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor
     for k, (name, slot) in enumerate(zip(names, slots, strict=True)):
         values = np.asarray(series[name], dtype=np.float64)
         x_ref, y_ref = trace_axis("x", k), trace_axis("y", k)
+        keep = thin(len(values))
         data.append({
-            "type": "scatter", "x": steps[: len(values)], "y": values, "mode": "lines", "line": {"color": LINE, "width": 1.5},
-            "xaxis": x_ref, "yaxis": y_ref, "customdata": t[: len(values)], "name": name,
+            "type": "scatter", "x": steps[keep], "y": values[keep], "mode": "lines", "line": {"color": LINE, "width": 1.5},
+            "xaxis": x_ref, "yaxis": y_ref, "customdata": np.asarray(t)[keep], "name": name,
             "hovertemplate": "step %{x}, t=%{customdata}: %{y:.5g}<extra></extra>",
         })
         if 0 <= cursor < len(values):

@@ -118,7 +118,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         only_shown = switch.toggle("Only what is shown", value=True, key=f"{key}.eq_shown",
                                    help="Only the equations that relate the tensors and scalars on screen; off: every equation of this trace")
         with guard("equations"), handle.lock:
-            equations_panel.equations_ui(registry, handle.trace, i, scalars, now.tensor_dtype, names=shown_names(view) if only_shown else None)
+            equations_panel.equations_ui(registry, handle.trace, i, scalars, now.tensor_dtype, names=shown_names(view) if only_shown else None,
+                                         memo=handle.memo)
         with guard("export"):
             export_ui.export_ui(handle, now, i, view, display, entry.name)
 
