@@ -66,7 +66,7 @@ def main() -> None:
                 if view == "playback":
                     playback_page(entry, registry, lambda i: state.write_url(view, entry.name, i))
                 elif view == "training":
-                    training_page(entry, lambda k: state.write_url(view, entry.name, None, snapshot=k))
+                    training_page(entry, lambda k: state.write_url(view, entry.name, None, snapshot=k), registry)
                 else:
                     state.write_url(view, entry.name, None)
                     schedule_page(entry)

@@ -96,7 +96,9 @@ def training_trace(path: Path) -> Path:
             t = 10 * k + 5
             ab = schedule.alpha_bar[t]
             x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps  # Eq. 4
-            w.append(schema.EXAMPLES, {"x0": x0, "label": -1, "t": t, "eps": eps, "x_t": x_t, "eps_pred": eps * 0.9, "loss": 0.01})
+            eps32, pred32 = eps.astype(np.float32), (0.9 * eps).astype(np.float32)  # as stored
+            loss = float(np.mean((pred32.astype(np.float64) - eps32.astype(np.float64)) ** 2))  # Eq. 14 per example
+            w.append(schema.EXAMPLES, {"x0": x0, "label": -1, "t": t, "eps": eps32, "x_t": x_t, "eps_pred": pred32, "loss": loss})
     return path
 
 

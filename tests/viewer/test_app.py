@@ -257,12 +257,21 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
     with open_trace(traces.training) as trace:
         t0 = int(trace.column("t", "examples")[0])
         alpha_bar = float(trace.schedule.alpha_bar[t0])
+        alpha_bar_49 = float(trace.schedule.alpha_bar[49])
     assert any(f"{np.sqrt(alpha_bar):.4f}" in text for text in latex)
     # at the example's own t the page checks Eq. 4 against the recorded x_t: float32 storage, so ~1e-7
     (check,) = [c.value for c in at.caption if "max |recorded" in c.value]
     assert float(check.rsplit("=", 1)[1].strip(" .")) < 1e-5
+    registry = load_registry()
+    if registry is not None:  # the registry's equations of the example: Eq. 4 and the loss, as training computed them
+        with open_trace(traces.training) as trace:
+            ids = {eq.id for eq in registry.equations_for(trace)}
+        assert {"forward.q_sample", "loss.eps"} <= ids
+        verdicts = [m.value for m in at.markdown if "residual max" in m.value]
+        assert len(verdicts) >= 2 and all(v.startswith(":green-badge[holds]") for v in verdicts)
+        assert any("tracer/forward.py:" in h.proto.body and "q_sample" in h.proto.body for h in at.get("html"))
     at.slider(key=f"{name}.forward.t").set_value(49).run()
-    assert any(f"{np.sqrt(float(trace.schedule.alpha_bar[49])):.4f}" in e.value for e in at.get("latex"))
+    assert any(f"{np.sqrt(alpha_bar_49):.4f}" in e.value for e in at.get("latex"))
     no_failures(at)
 
 

@@ -5,13 +5,13 @@ and the forward-process explorer (x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import streamlit as st
 
 from tracer.trace import schema
-from viewer import loaders
+from viewer import equations_panel, loaders
 from viewer.figures.images import Panel, as_images, colours_for, image_grids_figure
 from viewer.figures.points import point_cloud_figure
 from viewer.figures.training import bucket_bars_figure, loss_by_bucket_figure, loss_figure
@@ -26,7 +26,7 @@ LIVE_POLL_SECONDS: Final = 2.0  # a training trace being written is re-read this
 BUCKET_EDGES_ATTR: Final = "loss_bucket_edges"
 
 
-def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None]) -> None:
+def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None], registry: Any = None) -> None:
     handle = loaders.open_handle(entry.path)
     info = loaders.info(handle)
     header_ui(entry.name, info)
@@ -50,7 +50,7 @@ def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None]) 
         with guard("snapshots"):
             on_snapshot(snapshots_section(handle, now, entry.name, live=live))
         with guard("forward process"):
-            forward_section(handle, now, entry.name)
+            forward_section(handle, now, entry.name, registry)
 
     body()
 
@@ -101,7 +101,7 @@ def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name
     return k
 
 
-def forward_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str) -> None:
+def forward_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str, registry: Any = None) -> None:
     st.markdown("#### Forward process explorer")
     schedule = loaders.schedule_arrays(info.path, info.inode)
     rows = loaders.series_rows(handle, schema.EXAMPLES)
@@ -136,3 +136,7 @@ def forward_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: 
         st.caption(f"At the example's own t = {own_t} the training step recorded x_t; max |recorded − Eq. 4| = {residual:.2e}.")
     else:
         st.caption(f"This example was drawn at t = {own_t} in training; move t there to check Eq. 4 against the recorded x_t.")
+    if registry is not None:
+        st.markdown(f"##### The equations of example #{k} (t = {own_t}), as training computed them")
+        with handle.lock:
+            equations_panel.equations_ui(registry, handle.trace, k, examples, info.tensor_dtype, memo=handle.memo)
