@@ -58,7 +58,7 @@ def test_a_broken_trace_fails_with_exit_1_and_shows_the_numbers(capsys: pytest.C
     code, out, _ = check(capsys, str(ddim_trace))
     assert code == 1
     assert out.rstrip().splitlines()[-1].startswith("FAIL")
-    assert "chain.t_prev fails at 1 of 8 steps" in out and "t_prev 0, the next step's t" in out
+    assert "chain.t_prev fails at 1 of 8 steps" in out and "t_prev 0 (alpha_bar_prev" in out and "the next step's t" in out
     assert "ddim.step fails at 1 of 8 steps" in out and "lhs" in out and "rhs" in out
     code, out, _ = check(capsys, str(ddim_trace), "--json")
     failing = {c["id"]: c["failing"] for c in json.loads(out)["checks"] if c["failing"]}

@@ -128,3 +128,12 @@ def test_residual_is_none_where_the_equation_does_not_apply(tmp_path: Path) -> N
         assert by_id("ddim.step").residual(trace, 99) is None
         residual = by_id("ddim.step").residual(trace, 2)
         assert residual is not None and 0 <= residual < tolerance_for(trace)
+
+
+def test_docs_list_every_equation_with_its_latex_reference_and_code() -> None:
+    text = (ROOT / "docs" / "equations.md").read_text()
+    for eq in EQUATIONS:
+        assert f"`{eq.id}`" in text and eq.latex in text and eq.reference in text and f"`{eq.implementation}`" in text
+    from tracer.equations import STRUCTURAL_CHECKS
+
+    assert all(f"`{check.id}`" in text for check in STRUCTURAL_CHECKS)

@@ -49,14 +49,19 @@ class StructuralCheck:
 
 def t_prev_chain(view: TraceView, i: int) -> Residual | None:
     t_prev = int(view.scalars["t_prev"][i])
+    used = f" (alpha_bar_prev {view.scalar('alpha_bar_prev', i):.6g})" if "alpha_bar_prev" in view.scalars else ""
     if i + 1 < view.rows:
         expected, what = int(view.scalars["t"][i + 1]), "the next step's t"
+        if "alpha_bar_t" in view.scalars:
+            what_value = f" (alpha_bar_t {view.scalar('alpha_bar_t', i + 1):.6g})"
+        else:
+            what_value = ""
     elif view.complete():
         expected = 0 if view.facts.final_alpha_bar == "alpha_bar_0" else -1
-        what = "the clean end" + (" (alpha_bar_0)" if expected == 0 else "")
+        what, what_value = "the clean end", " (alpha_bar_0)" if expected == 0 else " (alpha_bar 1)"
     else:
-        return None  # a live trace: the next step is not committed yet
-    detail = f"t_prev {t_prev}, {what} {expected}"
+        return None  # the run did not finish: where its last step should move is unknown
+    detail = f"t_prev {t_prev}{used}, {what} {expected}{what_value}"
     return Residual(float(abs(t_prev - expected)), 0.0, 0.0, detail)
 
 
