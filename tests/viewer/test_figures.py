@@ -163,7 +163,7 @@ def test_timeline_marks_failing_steps() -> None:
     fig = timeline_figure(50, 3, {"ddim_update": [4, 9]})
     failing = [t for t in fig.data if t.name == "ddim_update"]
     assert len(failing) == 1 and list(failing[0].x) == [4, 9]
-    assert [t for t in fig.data if t.name == "now"][0].x == (3,)
+    assert list([t for t in fig.data if t.name == "now"][0].x) == [3]
 
 
 # -- schedule -----------------------------------------------------------------------------------------
@@ -240,3 +240,25 @@ def test_distance_figure_runs_t_from_high_to_low_with_the_cursor() -> None:
     np.testing.assert_array_equal(fig.data[0].y, d)
     assert fig.layout.xaxis.autorange == "reversed" and fig.layout.shapes[0].x0 == 30
     assert math.isfinite(fig.layout.height)
+
+
+def test_every_builder_emits_only_valid_plotly_properties() -> None:
+    """The builders skip plotly's validation for speed (layout.figure); rebuilding with validation must accept them."""
+    images = RNG.standard_normal((4, 1, 5, 5))
+    history = RNG.standard_normal((3, 4, 2))
+    schedule = make_schedule("linear", 40)
+    figures = [
+        image_grids_figure([Panel("a", images, -1, 1), Panel("b", images, -1, 1, DIVERGING), Panel("rgb", RNG.standard_normal((2, 3, 4, 4)), -1, 1)]),
+        sweep_grid_figure([Panel("a", images, -1, 1)]),
+        point_cloud_figure(history[-1], history, history[0], "arrows"),
+        point_cloud_figure(history[-1], history, history[0], "ghost"),
+        scalar_strips_figure({"sigma": np.arange(5.0)}, np.arange(5), 2),
+        timeline_figure(10, 3, {"ddim.step": [1, 2]}),
+        schedule_figure(schedule.beta, schedule.alpha_bar, np.array([3, 7]), 7),
+        loss_figure(np.arange(1, 6), np.linspace(1, 0.1, 5), 0.5, cursor=3),
+        loss_by_bucket_figure(np.arange(3), RNG.uniform(0.1, 1, (3, 2)), [0, 10, 20], 0.5),
+        bucket_bars_figure(np.array([0.3, 0.2]), [0, 10, 20]),
+        distance_figure({"b − a": (np.arange(5), np.arange(5.0))}, 2),
+    ]
+    for fig in figures:
+        go.Figure(fig.to_dict())  # raises ValueError on any unknown property or bad value

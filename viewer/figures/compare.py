@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from viewer.figures.layout import base_layout, cursor_shape
+from viewer.figures.layout import base_layout, cursor_shape, figure
 
 
 def distance_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cursor_t: int | None = None, y_title: str = "distance", height: int = 280) -> go.Figure:
@@ -29,4 +29,4 @@ def distance_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cursor_
         "legend": {"orientation": "h", "y": 1.15},
         "shapes": [cursor_shape(cursor_t)] if cursor_t is not None else [],
     }
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)

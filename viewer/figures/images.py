@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from viewer.figures.layout import axis_name, base_layout, domains, panel_title, trace_axis
+from viewer.figures.layout import axis_name, base_layout, domains, figure, panel_title, trace_axis
 
 GREY = "gray"
 DIVERGING = "RdBu_r"
@@ -120,7 +120,7 @@ def image_grids_figure(
     layout["annotations"] = annotations
     layout["height"] = total
     layout["margin"] = {"l": 4, "r": 4, "t": 4, "b": 4}
-    return go.Figure(data=data, layout=layout)  # built once: plotly's incremental updates cost more than the data
+    return figure(data, layout)
 
 
 def sweep_grid_figure(columns: Sequence[Panel], height: int | None = None) -> go.Figure:

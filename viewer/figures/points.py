@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
-from viewer.figures.layout import base_layout
+from viewer.figures.layout import base_layout, figure
 
 X0Mode = Literal["arrows", "ghost", "none"]
 X0_MODES: tuple[str, ...] = ("arrows", "ghost", "none")
@@ -76,4 +76,4 @@ def point_cloud_figure(
         "yaxis": {"range": [y0, y1], "scaleanchor": "x", "zeroline": False},
         "legend": {"orientation": "h", "y": -0.05},
     }
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from viewer import symbols
-from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_shape, domains, panel_title, trace_axis
+from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_shape, domains, figure, panel_title, trace_axis
 
 
 MAX_POINTS = 400  # points per strip line: a 250-pixel plot shows no more, and plotly validates every one
@@ -55,7 +55,7 @@ def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "showgrid": False, "tickfont": {"size": 9}}
         layout[axis_name("yaxis", k)] = {"anchor": x_ref, "tickfont": {"size": 9}, "nticks": 4}
     layout["annotations"], layout["shapes"] = annotations, shapes
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)
 
 
 def timeline_figure(rows: int, cursor: int, failing: Mapping[str, Sequence[int]] | None = None, height: int = 70) -> go.Figure:
@@ -76,4 +76,4 @@ def timeline_figure(rows: int, cursor: int, failing: Mapping[str, Sequence[int]]
         "xaxis": {"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9}},
         "yaxis": {"visible": False, "range": [-1, 1]},
     }
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)

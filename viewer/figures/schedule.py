@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from viewer import symbols
-from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_shape, domains, panel_title, trace_axis
+from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_shape, domains, figure, panel_title, trace_axis
 
 
 def log_snr(alpha_bar: np.ndarray) -> np.ndarray:
@@ -44,4 +44,4 @@ def schedule_figure(beta: np.ndarray, alpha_bar: np.ndarray, visited: np.ndarray
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "title": {"text": "t"}}
         layout[axis_name("yaxis", k)] = {"anchor": x_ref}
     layout["annotations"], layout["shapes"] = annotations, shapes
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)

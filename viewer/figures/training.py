@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from viewer.figures.layout import LINE, base_layout, cursor_shape
+from viewer.figures.layout import LINE, base_layout, cursor_shape, figure
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -43,7 +43,7 @@ def loss_figure(step: np.ndarray, loss: np.ndarray, weight: float = 0.9, cursor:
         "legend": {"orientation": "h", "y": 1.12},
         "shapes": [cursor_shape(cursor)] if cursor is not None else [],
     }
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)
 
 
 def bucket_labels(edges: Sequence[int]) -> list[str]:
@@ -63,7 +63,7 @@ def loss_by_bucket_figure(step: np.ndarray, loss_by_bucket: np.ndarray, edges: S
         for k in range(buckets)
     ]
     layout = {**base_layout(height, showlegend=True), "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "loss"}, "type": "log"}}
-    return go.Figure(data=data, layout=layout)
+    return figure(data, layout)
 
 
 def bucket_bars_figure(values: np.ndarray, edges: Sequence[int] | None = None, height: int = 260) -> go.Figure:
@@ -71,4 +71,4 @@ def bucket_bars_figure(values: np.ndarray, edges: Sequence[int] | None = None, h
     values = np.asarray(values, dtype=np.float64)
     labels = bucket_labels(edges) if edges is not None and len(edges) == values.size + 1 else [f"bucket {k}" for k in range(values.size)]
     data = [{"type": "bar", "x": labels, "y": values, "marker": {"color": LINE}, "hovertemplate": "%{x}: %{y:.5g}<extra></extra>"}]
-    return go.Figure(data=data, layout={**base_layout(height), "yaxis": {"title": {"text": "loss"}}})
+    return figure(data, {**base_layout(height), "yaxis": {"title": {"text": "loss"}}})
