@@ -52,6 +52,9 @@ def test_image_grid_heatmaps_carry_the_mosaic_and_the_fixed_range() -> None:
     np.testing.assert_array_equal(np.asarray(heatmaps[1].z, dtype=np.float32), mosaic(eps, 2)[0])
     assert (heatmaps[0].zmin, heatmaps[0].zmax) == (-2.5, 2.5) and (heatmaps[1].zmin, heatmaps[1].zmax) == (-3.0, 3.0)
     assert heatmaps[1].colorscale != heatmaps[0].colorscale  # noise-like tensors get the diverging map
+    for heatmap in heatmaps:  # explicit scales: plotly.js does not know every name plotly.py expands
+        assert all(len(stop) == 2 and 0 <= stop[0] <= 1 and str(stop[1]).startswith("rgb") for stop in heatmap.colorscale)
+    assert heatmaps[0].colorscale[0][1] == "rgb(0, 0, 0)" and heatmaps[0].colorscale[-1][1] == "rgb(255, 255, 255)"  # grey: black to white
     assert heatmaps[0].xaxis == "x" and heatmaps[1].xaxis == "x2"
     assert fig.layout.yaxis.autorange == "reversed"  # images are drawn top row first
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import get_colorscale
 
 from viewer.figures.layout import axis_name, base_layout, domains, figure, panel_title, trace_axis
 
-GREY = "gray"
-DIVERGING = "RdBu_r"
+# Explicit [position, colour] lists: figures skip plotly's validation, which is what would expand a name.
+GREY: list[list[Any]] = [[0.0, "rgb(0, 0, 0)"], [1.0, "rgb(255, 255, 255)"]]  # linear, as the exported frames
+DIVERGING: list[list[Any]] = get_colorscale("RdBu_r")
 NOISE_LIKE = frozenset({"eps", "eps_cond", "eps_uncond", "noise", "eps_pred", "difference"})
 
 
@@ -30,10 +33,10 @@ class Panel:
     images: np.ndarray
     low: float
     high: float
-    colours: str = GREY
+    colours: list[list[Any]] = field(default_factory=lambda: GREY)
 
 
-def colours_for(name: str) -> str:
+def colours_for(name: str) -> list[list[Any]]:
     """Grey for data-like tensors (x_t, x0_pred), a diverging scale for noise-like ones (eps, z, differences)."""
     return DIVERGING if name in NOISE_LIKE else GREY
 
