@@ -54,7 +54,7 @@ def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
             t = loaders.scalars(info.path, info.inode, info.rows).get("t", np.arange(info.rows))
             opened.append(Opened(entry, handle, info, t))
         except Exception as error:  # noqa: BLE001
-            st.error(f"{entry.name}: {one_line(error)}", icon="⚠️")
+            st.error(f"{entry.name}: {one_line(error)}", icon=":material/error:")
     return opened
 
 

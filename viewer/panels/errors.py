@@ -28,4 +28,4 @@ def guard(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:  # noqa: BLE001 - the point: no traceback reaches the user
-        st.error(f"{what}: {one_line(error)}", icon="⚠️")
+        st.error(f"{what}: {one_line(error)}", icon=":material/error:")

@@ -15,6 +15,7 @@ import streamlit as st
 
 from viewer import equations_panel, loaders
 from viewer.figures.points import X0_MODES
+from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
 from viewer.panels.errors import guard
 from viewer.panels.scrubber import advance, play_controls_ui, scrubber_ui
@@ -98,11 +99,10 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:
-            from viewer.figures.scalars import timeline_figure
-
             st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
-            st.caption(f"❌ equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20])) + (" …" if len(bad) > 20 else ""))
+            st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
+                       + (" …" if len(bad) > 20 else "") + f" ({', '.join(sorted(failing))})")
         view = step_view(handle, now, i, display)
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))
