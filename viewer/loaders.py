@@ -224,19 +224,22 @@ def probe_steps(rows: int, count: int = COLOUR_PROBE_STEPS) -> np.ndarray:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], series: str = schema.STEPS) -> dict[str, tuple[float, float]]:
-    """A symmetric range (-q, q) per tensor, q the 99.5th percentile of |value| over a dozen steps.
+    """A symmetric range (-q, q) per tensor: q is the median over a dozen evenly spaced steps of each step's
+    99.5th percentile of |value|.
 
-    Fixed for the whole trace, so the colour scale does not jump from step to step.
+    Fixed for the whole trace, so the colour scale does not jump from step to step; the
+    median keeps a few extreme steps (x0_pred at the noisiest t, where 1/sqrt(alpha_bar_t)
+    is large) from washing out all the others, which saturate instead.
     """
     handle = _handle(path, inode)
     out: dict[str, tuple[float, float]] = {}
     with handle.lock:
         for name in names:
-            values = [np.abs(handle.trace.tensor(name, int(i), series)).ravel() for i in probe_steps(rows)]
-            if not values:
+            per_step = [float(np.percentile(np.abs(handle.trace.tensor(name, int(i), series)), COLOUR_QUANTILE)) for i in probe_steps(rows)]
+            if not per_step:
                 out[name] = (-1.0, 1.0)
                 continue
-            q = float(np.percentile(np.concatenate(values), COLOUR_QUANTILE))
+            q = float(np.median(per_step))
             q = q if np.isfinite(q) and q > 0 else 1.0
             out[name] = (-q, q)
     return out

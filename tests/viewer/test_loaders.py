@@ -50,8 +50,8 @@ def test_colour_range_is_fixed_for_the_trace_and_covers_most_values(traces: Trac
     low, high = ranges["x_t"]
     assert low == -high and high > 0
     with open_trace(traces.images_ddpm) as trace:
-        every = np.concatenate([trace.tensor("x_t", i).ravel() for i in range(info.rows)])
-    assert np.mean(np.abs(every) <= high) > 0.98
+        per_step = [np.percentile(np.abs(trace.tensor("x_t", i)), 99.5) for i in range(info.rows)]
+    assert min(per_step) <= high <= max(per_step)  # a typical step's range, not the extreme one
     # the same range at every step: the colour scale does not jump
     display = Display(tensors=("x_t",), samples=(0, 1, 2))
     shown = {(p.low, p.high) for i in (0, 25, 49) for p in step_view(handle, info, i, display).panels}
