@@ -235,7 +235,7 @@ def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], seri
     out: dict[str, tuple[float, float]] = {}
     with handle.lock:
         for name in names:
-            per_step = [float(np.percentile(np.abs(handle.trace.tensor(name, int(i), series)), COLOUR_QUANTILE)) for i in probe_steps(rows)]
+            per_step = [float(np.percentile(np.abs(read_row(handle, name, int(i), rows, series)), COLOUR_QUANTILE)) for i in probe_steps(rows)]
             if not per_step:
                 out[name] = (-1.0, 1.0)
                 continue
@@ -282,10 +282,8 @@ def aligned_distance(
     match = nearest_steps(t_a, t_b)
     distance = np.full(rows_a, np.nan)
     for i in range(rows_a):
-        with handle_a.lock:
-            a = handle_a.trace.tensor(name, i).astype(np.float64)
-        with handle_b.lock:
-            b = handle_b.trace.tensor(name, int(match[i])).astype(np.float64)
+        a = read_row(handle_a, name, i, rows_a).astype(np.float64)
+        b = read_row(handle_b, name, int(match[i]), rows_b).astype(np.float64)
         n = min(a.shape[0], b.shape[0])
         if a.shape[1:] != b.shape[1:] or n == 0:
             raise TraceError(f"{name} has shape {a.shape[1:]} in one trace and {b.shape[1:]} in the other: they cannot be compared")
