@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -54,3 +54,14 @@ def short_label(name: str, config: Mapping[str, Any]) -> str:
     """The file name, with the settings when the config has them: 'ddim.h5 (ddim · 50 steps · η=0)'."""
     settings = trace_label(config)
     return f"{name} ({settings})" if settings else name
+
+
+def distinguishing_labels(names: Sequence[str], configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per trace, only the settings that differ across the traces ('s=0', 's=3' for a guidance sweep); the name if none do."""
+    parts = [trace_label(c).split(" · ") if trace_label(c) else [] for c in configs]
+    common = set.intersection(*(set(p) for p in parts)) if parts else set()
+    labels = []
+    for name, own in zip(names, parts, strict=True):
+        differing = [p for p in own if p not in common]
+        labels.append(" · ".join(differing) if differing else name)
+    return labels

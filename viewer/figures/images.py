@@ -88,7 +88,8 @@ def image_grids_figure(
     across = max(1, min(per_row, count))
     rows = max(1, math.ceil(count / across))
     slots = domains(across, gap=0.03)
-    title_px, gap_px = 26, 8
+    lines = max((p.title.count("<br>") + 1 for p in panels), default=1)
+    title_px, gap_px = 12 + 15 * lines, 8  # room for the panel titles (one line each, plus <br>s)
     layout = base_layout(0)
     annotations = []
     tallest = 0.0
@@ -126,6 +127,10 @@ def image_grids_figure(
     return figure(data, layout)
 
 
+SWEEP_TILE_PX = 96  # height of one sample in the sweep grid
+
+
 def sweep_grid_figure(columns: Sequence[Panel], height: int | None = None) -> go.Figure:
-    """One column per trace, the same samples in the same rows (a sweep: eta 0/1, guidance 0/1/3/5)."""
-    return image_grids_figure(columns, columns=1, height=height, per_row=max(1, len(columns)))
+    """One column per trace, the same samples in the same rows (a sweep: eta 0/1, guidance 0/1/3/5); tiles of ~96 px."""
+    rows = max((p.images.shape[0] for p in columns), default=1)
+    return image_grids_figure(columns, columns=1, height=height or min(1400, 50 + SWEEP_TILE_PX * rows), per_row=max(1, len(columns)))

@@ -158,9 +158,10 @@ def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence
     fixed = loaders.colour_ranges(reference.info.path, reference.info.inode, reference.info.rows, (tensor,))
     low, high = fixed[tensor]
     columns = []
-    for o, step in zip([reference, *others], [i, *matched], strict=True):
-        settings = describe.trace_label(o.info.config) or o.entry.name
-        columns.append(Panel(f"{settings}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
+    traces = [reference, *others]
+    labels = describe.distinguishing_labels([o.entry.name for o in traces], [o.info.config for o in traces])
+    for o, step, label in zip(traces, [i, *matched], labels, strict=True):
+        columns.append(Panel(f"{label}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
     st.plotly_chart(sweep_grid_figure(columns), config=CHART_CONFIG, key="cmp.sweep")
     st.caption("One column per trace; sample k of every trace in row k (the same x_T when the runs share a seed).")
 
