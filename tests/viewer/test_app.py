@@ -387,3 +387,26 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_failed_trace_says_so_and_shows_its_committed_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.trace.synthetic import records
+    from tracer.schedules import make_schedule
+    from tracer.trace.sampling import record_sampling
+
+    def crashing():
+        for record in records(make_schedule("linear", 1000), 8):
+            if record.index == 5:
+                raise RuntimeError("the sampler blew up")
+            yield record
+
+    root = tmp_path / "failed"
+    root.mkdir()
+    with pytest.raises(RuntimeError):
+        record_sampling(crashing(), root / "crashed.h5", schedule=make_schedule("linear", 1000), config={}, planned=8, labels=None)
+    monkeypatch.setenv(ROOTS_ENV, str(root))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert ":red-badge[failed: the writer stopped early] 5 of 8 steps" in " ".join(texts(at))
+    assert any("marked failed" in w.value for w in at.warning)
+    assert step_label(at).startswith("**Step 1 of 5**")
