@@ -90,6 +90,7 @@ def save_checkpoint(
     tmp = path.with_name(f".{path.name}.partial")
     try:
         save_file(_state_tensors(model), str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a checkpoint is ordinary data
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
