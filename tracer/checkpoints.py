@@ -58,6 +58,10 @@ class Checkpoint:
         assert self.model_config.sample_shape is not None
         return self.model_config.sample_shape
 
+    def provenance(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+        """What a sampling trace records about the model it came from (JSON-ready)."""
+        return {"checkpoint": str(source), "model": to_dict(self.model_config), "schedule": to_dict(self.schedule_config)}
+
 
 def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     # Own contiguous CPU copies: safetensors refuses tensors that share memory.

@@ -56,8 +56,8 @@ from tracer.trace.writer import Series, TraceWriter
 TRACE_FILE = "train.h5"
 STATE_FILE = "train_state.pt"
 RUN_FILES = (MODEL_FILE, TRACE_FILE, STATE_FILE)
-SNAPSHOT_X_T = "snapshot_x_T"
-SNAPSHOT_LABELS = "snapshot_labels"
+SNAPSHOT_X_T = schema.SNAPSHOT_X_T
+SNAPSHOT_LABELS = schema.SNAPSHOT_LABELS
 DEFAULT_P_UNCOND = 0.1
 
 
@@ -502,7 +502,7 @@ class _TraceSink:
             schedule=trainer.schedule,
             tensor_dtype=tensor_dtype,
             overwrite=True,
-            attrs={"loss_bucket_edges": edges, "resumed_at": trainer.step if resume else -1},
+            attrs={schema.ATTR_LOSS_BUCKET_EDGES: edges, schema.ATTR_RESUMED_AT: trainer.step if resume else -1},
             finals={SNAPSHOT_X_T: (tuple(self.x_T.shape), schema.TENSOR), SNAPSHOT_LABELS: ((trainer.config.snapshot_batch,), "int64")},
         )
         labels = self.labels if self.labels is not None else torch.full((trainer.config.snapshot_batch,), schema.NO_LABEL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import h5py
+import numpy as np
 import pytest
 
 from tests.trace.synthetic import records
@@ -32,6 +33,10 @@ def bad_files(tmp_path, good):
         f["data"] = [1, 2, 3]
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    damaged = tmp_path / "damaged.h5"  # the HDF5 signature intact, the object headers behind it garbage
+    data = bytearray(good.read_bytes())
+    data[64:2048] = np.random.default_rng(0).integers(0, 256, 2048 - 64, dtype=np.uint8).tobytes()
+    damaged.write_bytes(bytes(data))
     newer = tmp_path / "newer.h5"
     newer.write_bytes(good.read_bytes())
     with h5py.File(newer, "r+") as f:
@@ -41,6 +46,7 @@ def bad_files(tmp_path, good):
         "not hdf5": (text, "not an HDF5 file"),
         "foreign hdf5": (foreign, "not a noisescope trace"),
         "truncated": (truncated, "truncated or corrupt"),
+        "damaged metadata": (damaged, "corrupt"),
         "newer schema": (newer, "newer than this noisescope reads"),
         "directory": (tmp_path, "is a directory"),
     }

@@ -111,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
         run_generator = torch.Generator(device=device).manual_seed(args.seed + 1)
         record_run(
             model, schedule, demo.config, x_T=x_T, labels=labels, generator=run_generator, out=path, overwrite=args.overwrite,
-            extra_config={"checkpoint": str(args.out), "model": checkpoint.model_config, "schedule": checkpoint.schedule_config,
-                          "seed": args.seed, "batch": args.batch, "labels": None if labels is None else labels.tolist(),
+            extra_config={**checkpoint.provenance(args.out), "seed": args.seed, "batch": args.batch, "labels": None if labels is None else labels.tolist(),
                           "device": device, "demo": demo.what},
             progress=not args.quiet,
         )

@@ -120,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
         tensor_dtype=args.dtype,
         overwrite=args.overwrite,
         extra_config={
-            "checkpoint": str(args.checkpoint),
-            "model": checkpoint.model_config,
-            "schedule": checkpoint.schedule_config,
+            **checkpoint.provenance(args.checkpoint),
             "seed": args.seed,
             "batch": batch,
             "labels": labels_list,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.cli.common import finite_float, positive_int, resolve_device
-from tracer.config import DataConfig, ModelConfig, ScheduleConfig, TrainConfig
+from tracer.config import DEFAULT_TRAIN_STEPS, DataConfig, ModelConfig, ScheduleConfig, TrainConfig
 from tracer.schedules import SCHEDULE_NAMES
 
 EPILOG = """examples:
@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
                    "mnist:DIR, fashion-mnist:DIR or cifar10:DIR")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, help="passes over the data")
-    length.add_argument("--steps", type=positive_int, help="optimizer steps (default 1500)")
+    length.add_argument("--steps", type=positive_int, help=f"optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     p.add_argument("--schedule", default="linear", help=f"beta schedule: {', '.join(SCHEDULE_NAMES)} (default linear)")
     p.add_argument("--timesteps", type=positive_int, help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
     p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")

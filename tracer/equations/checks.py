@@ -122,8 +122,9 @@ def _x0_from_eps(view: TraceView, i: int) -> tuple[np.ndarray, np.ndarray, float
     alpha_bar_t = view.scalar("alpha_bar_t", i)
     x_t, eps = view.tensor("x_t", i), view.tensor("eps", i)
     root, root_1m = math.sqrt(alpha_bar_t), _sqrt(1.0 - alpha_bar_t)
-    x0 = (x_t - root_1m * eps) / root
-    scale = _max((np.abs(x_t) + root_1m * np.abs(eps)) / root)
+    with np.errstate(divide="ignore", invalid="ignore"):  # alpha_bar_t = 0: x0 is undefined, the residual inf fails
+        x0 = (x_t - root_1m * eps) / root
+        scale = _max((np.abs(x_t) + root_1m * np.abs(eps)) / root)
     return x0, x_t, scale, alpha_bar_t
 
 

@@ -47,9 +47,9 @@ from tracer.trace import schema
 from tracer.trace.writer import Series, TraceWriter
 
 INSTALL_HINT = "tracing diffusers needs the diffusers package: pip install 'noisescope[diffusers]'"
-X_PREV = "x_prev"  # the step's output (prev_sample), recorded by integrations: x_t of the next step
-MODEL_OUTPUT = "model_output"  # the raw model output, when it is not eps (v or x0 prediction)
-ETA = "eta"  # DDIM's eta of each call (step() takes it per call)
+X_PREV = schema.X_PREV
+MODEL_OUTPUT = schema.MODEL_OUTPUT
+ETA = schema.ETA
 
 
 def require_diffusers() -> ModuleType:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -47,15 +49,32 @@ def _open_h5(path: Path) -> h5py.File:
     # A plain open first: it fails fast on a truncated file, where an SWMR open retries for minutes.
     # It is refused for a file a writer holds open in SWMR mode (live, or killed mid-run), and only
     # then is the file opened as an SWMR reader, which sees every committed row.
+    # h5py reports a damaged file as OSError or, for some damage past the superblock, RuntimeError.
     try:
         return h5py.File(path, "r")
-    except OSError as error:
-        if "truncated" in str(error) or "signature" in str(error):
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) or "truncated" in str(error) or "signature" in str(error):
             raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
     try:
         return h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
+
+
+# What h5py raises when the bytes behind an object are damaged (bad checksums, garbage headers).
+_H5_DAMAGE = (OSError, RuntimeError, KeyError)
+
+
+@contextmanager
+def _damage_is_trace_error(path: Path, what: str) -> Iterator[None]:
+    """Turn h5py's errors for damaged bytes into a one-line TraceError naming what could not be read."""
+    try:
+        yield
+    except TraceError:
+        raise
+    except _H5_DAMAGE as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise TraceError(f"{path} is corrupt: {what} cannot be read ({_first_line(Exception(message))})") from None
 
 
 def _attr_str(value: Any) -> str:
@@ -68,8 +87,12 @@ class Trace:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.file = _open_h5(self.path)
+        self._field_cache: dict[str, dict[str, h5py.Dataset]] = {}
         try:
-            self._check()
+            with _damage_is_trace_error(self.path, "the file's header"):
+                self._check()
+                for series in (schema.STEPS, schema.TRAIN, schema.EXAMPLES, schema.SNAPSHOTS):
+                    self._fields(series)
         except BaseException:
             self.file.close()
             raise
@@ -178,10 +201,16 @@ class Trace:
                 ds.refresh()
 
     def _fields(self, series: str) -> dict[str, h5py.Dataset]:
-        group = self.file.get(series)
-        if not isinstance(group, h5py.Group):
-            return {}
-        return {name: ds for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
+        # The writer creates every dataset before it switches to SWMR, so a series' members never
+        # change while the file is open: list them once (a group listing costs milliseconds).
+        cached = self._field_cache.get(series)
+        if cached is None:
+            group = self.file.get(series)
+            cached = {}
+            if isinstance(group, h5py.Group):
+                cached = {name: ds for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
+            self._field_cache[series] = cached
+        return cached
 
     def field_names(self, series: str = schema.STEPS) -> list[str]:
         return list(self._fields(series))
@@ -200,7 +229,8 @@ class Trace:
 
     def column(self, name: str, series: str = schema.STEPS) -> np.ndarray:
         """All committed rows of one field (meant for scalars and small fields)."""
-        return self._dataset(series, name)[: self.rows(series)]
+        with _damage_is_trace_error(self.path, f"{series}/{name}"):
+            return self._dataset(series, name)[: self.rows(series)]
 
     def scalars(self, series: str = schema.STEPS) -> dict[str, np.ndarray]:
         """Every per-row scalar of ``series``, committed rows only."""
@@ -217,7 +247,8 @@ class Trace:
         n = self.rows(series)
         if not 0 <= i < n:
             raise IndexError(f"step {i} is out of range: {n} steps recorded")
-        return np.asarray(self._dataset(series, name)[i], dtype=np.float32)
+        with _damage_is_trace_error(self.path, f"row {i} of {series}/{name}"):
+            return np.asarray(self._dataset(series, name)[i], dtype=np.float32)
 
     def step(self, i: int) -> dict[str, Any]:
         """Scalars and tensors of step ``i``."""

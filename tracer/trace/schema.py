@@ -15,6 +15,9 @@ Layout, for a sampling trace with S steps, batch B and sample shape D:
     /samples                [B, *D]    the final output
     /labels                 [B] int64  class labels, -1 for unconditional
 
+A training trace has the series train, snapshots and examples instead of steps,
+and the root datasets snapshot_x_T and snapshot_labels (see below).
+
 Attributes cannot change while a file is in SWMR mode, so the live state
 (status, committed rows) lives in small datasets that the writer overwrites.
 """
@@ -64,6 +67,10 @@ STEP_SCALARS: Final[dict[str, str]] = {
 }
 STEP_TENSORS: Final = ("x_t", "eps", "x0_pred", "noise")
 OPTIONAL_STEP_TENSORS: Final = ("eps_cond", "eps_uncond", "x0_pred_raw")
+# Recorded by integrations with other libraries (tracer/integrations), whose steps cannot be replayed:
+X_PREV: Final = "x_prev"  # [S, B, *D] the step's output (x_t of the next step)
+MODEL_OUTPUT: Final = "model_output"  # [S, B, *D] the raw model output when it is not eps (v or x0 prediction)
+ETA: Final = "eta"  # [S] float64, DDIM's eta of each call (diffusers takes it per step() call)
 SAMPLES: Final = "samples"
 LABELS: Final = "labels"
 NO_LABEL: Final = -1
@@ -73,6 +80,10 @@ NO_LABEL: Final = -1
 TRAIN: Final = "train"
 SNAPSHOTS: Final = "snapshots"
 EXAMPLES: Final = "examples"
+SNAPSHOT_X_T: Final = "snapshot_x_T"  # [N, *D] root dataset: the fixed x_T every snapshot starts from
+SNAPSHOT_LABELS: Final = "snapshot_labels"  # [N] int64 root dataset: their labels (-1: unconditional)
+ATTR_LOSS_BUCKET_EDGES: Final = "loss_bucket_edges"  # [K+1] int64: timestep bucket bounds of train/loss_by_bucket
+ATTR_RESUMED_AT: Final = "resumed_at"  # training step this trace's run resumed from, -1 for a fresh run
 
 TENSOR: Final = "tensor"  # field dtype placeholder: float32 or float16 per the trace's tensor_dtype
 TENSOR_DTYPES: Final = ("float32", "float16")

@@ -23,7 +23,7 @@ from viewer.paths import TraceEntry
 
 CHART_CONFIG: Final = {"displaylogo": False}
 LIVE_POLL_SECONDS: Final = 2.0  # a training trace being written is re-read this often
-BUCKET_EDGES_ATTR: Final = "loss_bucket_edges"
+BUCKET_EDGES_ATTR: Final = schema.ATTR_LOSS_BUCKET_EDGES
 
 
 def training_page(entry: TraceEntry, on_snapshot: Callable[[int | None], None], registry: Any = None) -> None:
