@@ -65,16 +65,20 @@ def add_parser(sub: Any) -> None:
 def _model(args: argparse.Namespace, device: str) -> Any:
     from tracer.checkpoints import MODEL_FILE, load_checkpoint
     from tracer.cli.train import default_model
-    from tracer.training import train
+    from tracer.training import STATE_FILE, train
 
     checkpoint = args.out / MODEL_FILE
     if checkpoint.exists() and not args.overwrite:
         print(f"using the model already in {checkpoint} (--overwrite retrains)")
         return load_checkpoint(checkpoint, device=device)
+    # An interrupted demo left a resume state: continue that training rather than discard it.
+    resume = (args.out / STATE_FILE).is_file() and not args.overwrite
+    if resume:
+        print(f"resuming the interrupted training in {args.out} (--overwrite starts over)")
     data = DataConfig(dataset=args.dataset, seed=args.seed)
     result = train(
         args.out, data=data, model=ModelConfig(name=default_model(args.dataset)), config=TrainConfig(steps=args.steps, seed=args.seed),
-        device=device, overwrite=True, progress=not args.quiet,
+        device=device, overwrite=args.overwrite, resume=resume, progress=not args.quiet,
     )
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (last loss {result.loss:.4f}): {result.checkpoint}, {result.trace}")
     return load_checkpoint(result.checkpoint, device=device)
