@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
+
+from tracer.cli.common import finite_float
 
 EPILOG = """examples:
   noisescope check ddim.h5
@@ -21,12 +22,7 @@ exit codes: 0 every check passes, 1 a check fails, 2 bad input
 
 
 def tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if math.isnan(value) or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value

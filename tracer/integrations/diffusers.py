@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -198,6 +198,16 @@ def _scaled(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x if scale == 1.0 else x.double() * scale
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What creating a trace needs beyond its first row: the schedule, the config, the planned steps, root attributes."""
+
+    schedule: Schedule
+    config: dict[str, Any]
+    planned: int
+    attrs: dict[str, Any]
+
+
 class _Recording:
     """The trace of one run, created at the first row (when the shapes are known)."""
 
@@ -210,10 +220,12 @@ class _Recording:
         self.last: torch.Tensor | None = None
         self.closed = False
 
-    def append(self, row: dict[str, Any], *, schedule: Schedule, config: dict[str, Any], planned: int, attrs: dict[str, Any]) -> None:
+    def append(self, row: dict[str, Any], begin: Callable[[], _Start]) -> None:
+        """Write one step; ``begin`` says how to create the trace, and is called only for the first step."""
         if self.closed:
             raise RuntimeError(f"the trace {self.path} is closed; record a new run into a new trace")
         if self.writer is None:
+            start = begin()
             fields: dict[str, tuple[tuple[int, ...], str]] = {}
             for name, value in row.items():
                 if isinstance(value, torch.Tensor) and value.dim() > 0:
@@ -223,8 +235,9 @@ class _Recording:
             x_prev = row[X_PREV]
             finals = {schema.SAMPLES: (tuple(int(d) for d in x_prev.shape), schema.TENSOR), schema.LABELS: ((int(x_prev.shape[0]),), "int64")}
             self.writer = TraceWriter(
-                self.path, kind="sampling", config={**config, **self.extra_config}, series=[Series(schema.STEPS, fields, planned=planned)],
-                schedule=schedule, tensor_dtype=self.tensor_dtype, overwrite=self.overwrite, attrs=attrs, finals=finals,
+                self.path, kind="sampling", config={**start.config, **self.extra_config},
+                series=[Series(schema.STEPS, fields, planned=start.planned)], schedule=start.schedule,
+                tensor_dtype=self.tensor_dtype, overwrite=self.overwrite, attrs=start.attrs, finals=finals,
             )
         self.writer.append(schema.STEPS, row)
         self.last = row[X_PREV]
@@ -408,12 +421,12 @@ class TracedScheduler:
             row["noise"] = noise if noise is not None else torch.zeros_like(model_output)
         row[X_PREV] = _scaled(prev_sample, scalars.scale_prev)
         recording = self._trace_recording
-        if recording.writer is None:
-            planned = len(scheduler.timesteps)
-            config = {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")}
-            recording.append(row, schedule=schedule_of(scheduler), config=config, planned=planned, attrs={"sampler": kind})
-        else:
-            recording.append(row, schedule=schedule_of(scheduler), config={}, planned=0, attrs={})
+        recording.append(row, lambda: _Start(
+            schedule_of(scheduler),
+            {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")},
+            len(scheduler.timesteps),
+            {"sampler": kind},
+        ))
 
     # -- the trace's lifetime -------------------------------------------------------------------------------
     def close(self, status: schema.Status = "complete") -> None:
@@ -477,15 +490,13 @@ class PipelineRecorder:
             row: dict[str, Any] = scalars.row()
             row["x_t"] = _scaled(self.previous, scalars.scale_t)
             row[X_PREV] = _scaled(latents, scalars.scale_prev)
-            if self.recording.writer is None:
-                config = {
-                    "sampler": {**sampler_config(scheduler, kind), "eta": None, "first_step": int(step_index)},
-                    "integration": integration_config(scheduler, "PipelineRecorder"),
-                }
-                planned = len(scheduler.timesteps) - int(step_index)
-                self.recording.append(row, schedule=schedule_of(scheduler), config=config, planned=planned, attrs={"sampler": kind})
-            else:
-                self.recording.append(row, schedule=schedule_of(scheduler), config={}, planned=0, attrs={})
+            self.recording.append(row, lambda: _Start(
+                schedule_of(scheduler),
+                {"sampler": {**sampler_config(scheduler, kind), "eta": None, "first_step": int(step_index)},
+                 "integration": integration_config(scheduler, "PipelineRecorder")},
+                len(scheduler.timesteps) - int(step_index),
+                {"sampler": kind},
+            ))
         self.previous = latents
         return {}
 
