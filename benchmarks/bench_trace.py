@@ -121,8 +121,8 @@ def run(quick: bool = False) -> list[Ratio]:
         workdir = Path(tmp)
         start = time.perf_counter()
         rows = [
-            recording_overhead("ddim", 50, repeats=3 if quick else 7, workdir=workdir),
-            recording_overhead("ddpm", 1000, repeats=1 if quick else 2, workdir=workdir),
+            recording_overhead("ddim", 50, repeats=3 if quick else 11, workdir=workdir),
+            recording_overhead("ddpm", 1000, repeats=1 if quick else 4, workdir=workdir),
             write_throughput(100 if quick else 300, repeats=3 if quick else 7, workdir=workdir),
             random_read(repeats=5 if quick else 11, reads=200, workdir=workdir),
         ]
