@@ -6,9 +6,11 @@ this process). Expected values are read from the traces themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +26,18 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "viewer" / "app.py"
 
 
+def run_app(**query: str) -> AppTest:
+    """The app run once under AppTest with these URL query parameters."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
 @pytest.fixture
 def app(traces: Traces, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ROOTS_ENV, str(traces.root))
-
-    def make(**query: str) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        for key, value in query.items():
-            at.query_params[key] = value
-        return at.run()
-
-    return make
+    return run_app
 
 
 def texts(at: AppTest) -> list[str]:
@@ -299,18 +302,33 @@ def test_schedule_page_marks_the_visited_timesteps(app, traces: Traces) -> None:
 # -- live ---------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def live_writer(module: str, path: Path, *args: str, until: str) -> Iterator[subprocess.Popen[str]]:
+    """Run ``python -m module path args...`` (it writes a trace and prints a line a step) until it prints ``until``.
+
+    The writer goes on in the background; it is killed on the way out.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", module, str(path), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, until)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for_line(proc: subprocess.Popen[str], line: str) -> None:
+    assert proc.stdout is not None
+    if not any(printed.strip() == line for printed in proc.stdout):
+        raise AssertionError(f"the writer ended without printing {line!r}")
+
+
 def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "live"
     root.mkdir()
     path = root / "live.h5"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "40", "0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip() == "step 4":
-                break
+    with live_writer("tests.trace.writer_process", path, "40", "0.1", until="step 4") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = AppTest.from_file(str(APP), default_timeout=60).run()
         no_failures(at)
@@ -319,9 +337,7 @@ def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path:
         first = step_label(at)
         assert not first.startswith("**Step 40")
         assert at.toggle(key="step:live.h5.follow").value is True
-        for line in proc.stdout:
-            if line.strip() == "step 20":
-                break
+        wait_for_line(proc, "step 20")
         at.run()
         later = step_label(at)
         assert int(later.split()[1]) > int(first.split()[1])  # following: the newest committed step is shown
@@ -330,23 +346,13 @@ def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path:
         no_failures(at)
         assert ":green-badge[complete]" in " ".join(texts(at))
         assert step_label(at).startswith("**Step 40 of 40**")  # it was following: it lands on the last step
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "live"
     root.mkdir()
     path = root / "train.h5"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.viewer.live_training_writer", str(path), "30", "0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip() == "row 6":
-                break
+    with live_writer("tests.viewer.live_training_writer", path, "30", "0.1", until="row 6") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = AppTest.from_file(str(APP), default_timeout=60)
         at.query_params["view"] = "training"
@@ -361,21 +367,13 @@ def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch:
         no_failures(at)
         assert ":green-badge[complete]" in " ".join(texts(at))
         assert any(text.startswith("**Snapshot 6 of 6**") for text in texts(at))
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "live"
     root.mkdir()
     path = root / "live.h5"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "12", "0.05"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        next(line for line in proc.stdout if line.strip() == "step 2")
+    with live_writer("tests.trace.writer_process", path, "12", "0.05", until="step 2") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = AppTest.from_file(str(APP), default_timeout=60).run()
         assert proc.wait(timeout=60) == 0
@@ -384,9 +382,6 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
         at.button(key="step:live.h5.back").click().run()
         assert step_label(at).startswith("**Step 11 of 12**")  # and does not jump back there again
         no_failures(at)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_failed_trace_says_so_and_shows_its_committed_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

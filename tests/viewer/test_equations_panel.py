@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.viewer import fake_registry
 from tests.viewer.conftest import Traces
-from tests.viewer.test_app import APP, no_failures, step_label
+from tests.viewer.test_app import no_failures, run_app, step_label
 from tracer.trace.reader import open_trace
 from viewer.equations_panel import TOLERANCE, residual_scale, source_html, tolerance_for, verdict
 from viewer.paths import ROOTS_ENV
@@ -28,14 +28,7 @@ def latex_of(at: AppTest) -> list[str]:
 def fake_app(traces: Traces, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ROOTS_ENV, str(traces.root))
     monkeypatch.setitem(sys.modules, "tracer.equations", fake_registry)
-
-    def make(**query: str) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        for key, value in query.items():
-            at.query_params[key] = value
-        return at.run()
-
-    return make
+    return run_app
 
 
 def test_verdict_passes_at_or_below_the_tolerance_only() -> None:

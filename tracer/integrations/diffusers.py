@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -297,7 +297,41 @@ def _replay_noise(state: tuple[str, Any], generator: Any, like: torch.Tensor) ->
         torch.cuda.set_rng_state(now, like.device)
 
 
-class TracedScheduler:
+def _new_recording(path: str | os.PathLike[str], *, overwrite: bool, tensor_dtype: str, config: Mapping[str, Any] | None) -> _Recording:
+    """Check what both recorders are given, and set up the (not yet created) trace."""
+    require_diffusers()
+    if tensor_dtype not in schema.TENSOR_DTYPES:
+        raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    return _Recording(path, tensor_dtype=tensor_dtype, overwrite=overwrite, config=config)
+
+
+_Recorder = TypeVar("_Recorder", bound="_OneRun")
+
+
+class _OneRun:
+    """What both recorders share: one trace for one run, complete on leaving ``with``, failed on an exception."""
+
+    _trace_recording: _Recording
+
+    @property
+    def path(self) -> Path:
+        """The trace being written."""
+        return self._trace_recording.path
+
+    def close(self, status: schema.Status = "complete") -> None:
+        """Finish the trace: samples (the last result) written, status set. Nothing is written if no step ran."""
+        self._trace_recording.close(status)
+
+    def __enter__(self: _Recorder) -> _Recorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close("failed" if exc_type is not None else "complete")
+
+
+class TracedScheduler(_OneRun):
     """A diffusers scheduler that records every ``step`` into a noisescope trace at ``path``.
 
     Use it where the scheduler was used, inside ``with``::
@@ -323,15 +357,11 @@ class TracedScheduler:
         tensor_dtype: str = "float32",
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        require_diffusers()
-        if tensor_dtype not in schema.TENSOR_DTYPES:
-            raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
+        recording = _new_recording(path, overwrite=overwrite, tensor_dtype=tensor_dtype, config=config)
         kind = family(scheduler)  # ValueError for a scheduler this cannot record
-        if Path(path).exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         object.__setattr__(self, "_trace_scheduler", scheduler)
         object.__setattr__(self, "_trace_family", kind)
-        object.__setattr__(self, "_trace_recording", _Recording(path, tensor_dtype=tensor_dtype, overwrite=overwrite, config=config))
+        object.__setattr__(self, "_trace_recording", recording)
         object.__setattr__(self, "_trace_signature", inspect.signature(scheduler.step))
 
     # -- behaving like the scheduler -------------------------------------------------------------------
@@ -339,10 +369,6 @@ class TracedScheduler:
     def scheduler(self) -> Any:
         """The wrapped scheduler."""
         return self._trace_scheduler
-
-    @property
-    def path(self) -> Path:
-        return self._trace_recording.path
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_trace_"):
@@ -420,27 +446,15 @@ class TracedScheduler:
         if kind in ("ddim", "ddpm", "euler"):
             row["noise"] = noise if noise is not None else torch.zeros_like(model_output)
         row[X_PREV] = _scaled(prev_sample, scalars.scale_prev)
-        recording = self._trace_recording
-        recording.append(row, lambda: _Start(
+        self._trace_recording.append(row, lambda: _Start(
             schedule_of(scheduler),
             {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")},
             len(scheduler.timesteps),
             {"sampler": kind},
         ))
 
-    # -- the trace's lifetime -------------------------------------------------------------------------------
-    def close(self, status: schema.Status = "complete") -> None:
-        """Finish the trace: samples (the last result) written, status set. Nothing is written if no step ran."""
-        self._trace_recording.close(status)
 
-    def __enter__(self) -> TracedScheduler:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close("failed" if exc_type is not None else "complete")
-
-
-class PipelineRecorder:
+class PipelineRecorder(_OneRun):
     """A ``callback_on_step_end`` for diffusers pipelines: records the latents after every step, and t.
 
     ``pipe(..., callback_on_step_end=recorder)`` inside ``with recorder:``. Row i holds t (and
@@ -460,18 +474,9 @@ class PipelineRecorder:
         tensor_dtype: str = "float32",
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        require_diffusers()
-        if tensor_dtype not in schema.TENSOR_DTYPES:
-            raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
-        if Path(path).exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        self.recording = _Recording(path, tensor_dtype=tensor_dtype, overwrite=overwrite, config=config)
+        self._trace_recording = _new_recording(path, overwrite=overwrite, tensor_dtype=tensor_dtype, config=config)
         self.previous: torch.Tensor | None = None if x_T is None else _tensor(x_T).clone()
         self.previous_scale = 1.0
-
-    @property
-    def path(self) -> Path:
-        return self.recording.path
 
     def __call__(self, pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         scheduler = pipe.scheduler
@@ -490,7 +495,7 @@ class PipelineRecorder:
             row: dict[str, Any] = scalars.row()
             row["x_t"] = _scaled(self.previous, scalars.scale_t)
             row[X_PREV] = _scaled(latents, scalars.scale_prev)
-            self.recording.append(row, lambda: _Start(
+            self._trace_recording.append(row, lambda: _Start(
                 schedule_of(scheduler),
                 {"sampler": {**sampler_config(scheduler, kind), "eta": None, "first_step": int(step_index)},
                  "integration": integration_config(scheduler, "PipelineRecorder")},
@@ -499,12 +504,3 @@ class PipelineRecorder:
             ))
         self.previous = latents
         return {}
-
-    def close(self, status: schema.Status = "complete") -> None:
-        self.recording.close(status)
-
-    def __enter__(self) -> PipelineRecorder:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close("failed" if exc_type is not None else "complete")
