@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -183,8 +184,6 @@ def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixtu
 
 
 def test_the_same_seed_gives_a_bit_identical_trace(run_dir: Path, tmp_path: Path) -> None:
-    import h5py
-
     args = ("--steps", "8", "--eta", "1", "--guidance", "2", "--labels", "all", "--batch", "4")
     paths = [tmp_path / name for name in ("a.h5", "b.h5", "c.h5")]
     for path, seed in zip(paths, ("5", "5", "6"), strict=True):

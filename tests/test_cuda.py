@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,7 @@ def cuda_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_on_cuda_writes_a_trace_that_passes_check(cuda_run: Path) -> None:
     with open_trace(cuda_run / "train.h5") as trace:
         assert trace.status == "complete" and trace.config["device"] == "cuda"
-        assert torch.isfinite(torch.as_tensor(trace.series("train")["loss"])).all()
+        assert np.isfinite(trace.series("train")["loss"]).all()
     assert main(["check", str(cuda_run / "train.h5")]) == 0
 
 

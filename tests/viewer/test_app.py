@@ -160,7 +160,7 @@ def test_a_file_removed_after_listing_shows_an_error(app, traces: Traces, tmp_pa
     doomed = root / "doomed.h5"
     doomed.write_bytes(traces.images_ddim.read_bytes())
     monkeypatch.setenv(ROOTS_ENV, str(root))
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at = run_app()
     no_failures(at)
     doomed.unlink()
     at.run()
@@ -330,7 +330,7 @@ def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path:
     path = root / "live.h5"
     with live_writer("tests.trace.writer_process", path, "40", "0.1", until="step 4") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        at = run_app()
         no_failures(at)
         header = " ".join(texts(at))
         assert "running: still being written" in header
@@ -354,9 +354,7 @@ def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch:
     path = root / "train.h5"
     with live_writer("tests.viewer.live_training_writer", path, "30", "0.1", until="row 6") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
-        at = AppTest.from_file(str(APP), default_timeout=60)
-        at.query_params["view"] = "training"
-        at.run()
+        at = run_app(view="training")
         no_failures(at)
         assert "running: still being written" in " ".join(texts(at))
         first = [text for text in texts(at) if text.startswith("**Snapshot ")]
@@ -375,7 +373,7 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
     path = root / "live.h5"
     with live_writer("tests.trace.writer_process", path, "12", "0.05", until="step 2") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
-        at = AppTest.from_file(str(APP), default_timeout=60).run()
+        at = run_app()
         assert proc.wait(timeout=60) == 0
         at.run()
         assert step_label(at).startswith("**Step 12 of 12**")  # landed on the last step once
@@ -400,7 +398,7 @@ def test_a_failed_trace_says_so_and_shows_its_committed_steps(tmp_path: Path, mo
     with pytest.raises(RuntimeError):
         record_sampling(crashing(), root / "crashed.h5", schedule=make_schedule("linear", 1000), config={}, planned=8, labels=None)
     monkeypatch.setenv(ROOTS_ENV, str(root))
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at = run_app()
     assert not at.exception and not at.error
     assert ":red-badge[failed: the writer stopped early] 5 of 8 steps" in " ".join(texts(at))
     assert any("marked failed" in w.value for w in at.warning)
