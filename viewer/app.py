@@ -17,6 +17,7 @@ if __package__ in (None, ""):  # `streamlit run viewer/app.py` runs this file as
 import streamlit as st
 
 from viewer import loaders, paths, state
+from viewer.text import plain
 from viewer.equations_panel import load_registry
 from viewer.panels.compare import compare_page
 from viewer.panels.errors import guard
@@ -50,10 +51,10 @@ def main() -> None:
     view = st.sidebar.radio("View", state.VIEWS, format_func=state.VIEW_TITLES.__getitem__, key="view", horizontal=True)
     missing = [str(r) for r in roots if not r.exists()]
     for root in missing:
-        st.sidebar.warning(f"{root}: no such file or folder")
+        st.sidebar.warning(f"{plain(root)}: no such file or folder")
     if not entries:
         st.info("No traces found. Start the viewer with trace files or folders: `noisescope view runs/`.")
-        st.sidebar.caption("Allowed: " + (", ".join(str(r) for r in roots) or "nothing"))
+        st.sidebar.caption("Allowed: " + (", ".join(plain(r) for r in roots) or "nothing"))
         return
     registry = load_registry()
     if view == "compare":
@@ -70,7 +71,7 @@ def main() -> None:
                 else:
                     state.write_url(view, entry.name, None)
                     schedule_page(entry)
-    st.sidebar.caption(f"{len(entries)} trace(s) under " + ", ".join(f"`{r}`" for r in roots))
+    st.sidebar.caption(f"{len(entries)} trace(s) under " + ", ".join(plain(r) for r in roots))
 
 
 main()

@@ -65,3 +65,27 @@ def distinguishing_labels(names: Sequence[str], configs: Sequence[Mapping[str, A
         differing = [p for p in own if p not in common]
         labels.append(" · ".join(differing) if differing else name)
     return labels
+
+
+CODE_PANEL_NOTE = (
+    "This trace was not recorded by noisescope's samplers: the code shown is noisescope's reference implementation "
+    "of each equation, not the code that made the trace."
+)
+TRAINING_CODE_PANEL_NOTE = (
+    "This trace was not recorded by noisescope's training loop: the code shown is noisescope's reference implementation "
+    "of each equation, not the code that made the trace."
+)
+
+
+def code_panel_note(config: Mapping[str, Any], kind: str = "sampling") -> str | None:
+    """What the code panel must say for a trace made by someone else's loop or by hand; None for noisescope's own traces.
+
+    A sampling trace is noisescope's own when its config holds noisescope's ``sampler`` settings
+    (a mapping) and no ``integration`` (diffusers and other recorders write one); a training
+    trace, when it holds noisescope's ``train`` settings and no ``integration``.
+    """
+    training = kind == "training"
+    settings = config.get("train" if training else "sampler") if isinstance(config, Mapping) else None
+    if isinstance(settings, Mapping) and "integration" not in config:
+        return None
+    return TRAINING_CODE_PANEL_NOTE if training else CODE_PANEL_NOTE

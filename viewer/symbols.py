@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from viewer.text import plain, plotly_text
+
 LATEX: Final[dict[str, str]] = {
     "x_t": r"x_t",
     "eps": r"\epsilon_\theta",
@@ -67,13 +69,13 @@ def latex(name: str) -> str:
 
 
 def html(name: str, with_name: bool = True) -> str:
-    """A plotly-safe label: the symbol, followed by the trace name in grey when they differ."""
-    symbol = HTML.get(name, name)
-    if not with_name or symbol == name:
+    """A plotly-safe label: the symbol, followed by the trace name in grey when they differ (a name without a symbol, as text)."""
+    symbol = HTML.get(name, plotly_text(name))
+    if not with_name or name not in HTML or symbol == name:
         return symbol
-    return f"{symbol} <span style='color:#888'>({name})</span>"
+    return f"{symbol} <span style='color:#888'>({plotly_text(name)})</span>"
 
 
 def markdown(name: str) -> str:
-    """Inline markdown for Streamlit: the symbol in math, then the trace name in code."""
-    return f"${latex(name)}$ `{name}`"
+    """Inline markdown for Streamlit: the symbol in math, then the trace name (as text)."""
+    return f"${latex(name)}$ {plain(name)}"

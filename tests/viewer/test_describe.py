@@ -23,3 +23,19 @@ def test_a_sweep_is_labelled_by_what_differs() -> None:
     assert distinguishing_labels(["a", "b", "c"], configs) == ["s=0", "s=1", "s=3"]
     assert distinguishing_labels(["a", "b"], [{}, {}]) == ["a", "b"]
     assert distinguishing_labels(["a", "b"], [configs[0], configs[0]]) == ["a", "b"]  # nothing differs: the names
+
+
+def test_the_code_panel_says_when_a_trace_was_not_made_by_noisescope() -> None:
+    from viewer.describe import CODE_PANEL_NOTE, TRAINING_CODE_PANEL_NOTE, code_panel_note
+
+    own = {"sampler": {"sampler": "ddim", "steps": 50, "eta": 0.0}, "seed": 0}
+    assert code_panel_note(own) is None
+    assert CODE_PANEL_NOTE == ("This trace was not recorded by noisescope's samplers: the code shown is noisescope's reference "
+                               "implementation of each equation, not the code that made the trace.")
+    assert code_panel_note({**own, "integration": {"library": "diffusers"}}) == CODE_PANEL_NOTE  # diffusers' scheduler made it
+    assert code_panel_note({}) == CODE_PANEL_NOTE  # by hand
+    assert code_panel_note({"sampler": "ddim"}) == CODE_PANEL_NOTE  # someone else's loop: no noisescope sampler settings
+    assert code_panel_note([]) == CODE_PANEL_NOTE  # type: ignore[arg-type]  # a config that is not even a mapping
+    assert code_panel_note({"train": {"steps": 300}, "model": {"name": "unet"}}, kind="training") is None
+    assert code_panel_note({"loss": "mse"}, kind="training") == TRAINING_CODE_PANEL_NOTE
+    assert code_panel_note({"train": {"steps": 3}, "integration": {}}, kind="training") == TRAINING_CODE_PANEL_NOTE

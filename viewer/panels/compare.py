@@ -24,6 +24,7 @@ from viewer.panels.errors import guard, one_line
 from viewer.panels.scrubber import scrubber_ui
 from viewer.paths import TraceEntry
 from viewer.state import step_key
+from viewer.text import plain, plotly_text
 
 COMPARED: Final = ("x0_pred", "x_t", "eps")
 CHART_CONFIG: Final = {"displaylogo": False}
@@ -49,12 +50,12 @@ def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
             handle = loaders.open_handle(entry.path)
             info = loaders.info(handle)
             if info.kind != "sampling":
-                st.warning(f"{entry.name}: a training trace has no sampling steps to compare; left out.")
+                st.warning(f"{plain(entry.name)}: a training trace has no sampling steps to compare; left out.")
                 continue
             t = loaders.scalars(info.path, info.inode, info.rows).get("t", np.arange(info.rows))
             opened.append(Opened(entry, handle, info, t))
         except Exception as error:  # noqa: BLE001
-            st.error(f"{entry.name}: {one_line(error)}", icon=":material/error:")
+            st.error(plain(f"{entry.name}: {one_line(error)}"), icon=":material/error:")
     return opened
 
 
@@ -94,17 +95,17 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     others = opened[1:]
     samples = samples_ui(min(o.info.batch for o in opened))
     if reference.info.rows == 0:
-        st.info(f"{reference.entry.name} has no steps yet.")
+        st.info(f"{plain(reference.entry.name)} has no steps yet.")
         return
-    st.markdown(f"Timeline of **{reference.entry.name}** ({reference.info.rows} steps); every other trace shows its step nearest in $t$.")
+    st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step nearest in $t$.")
     key = step_key(f"compare:{reference.entry.name}")[: -len(".index")]
     i = scrubber_ui(key, reference.t)
     on_state([o.entry.name for o in opened], i)
     matched = alignment(reference, others, i)
-    lines = [f"**A** `{reference.entry.name}`: step {i + 1}, $t = {int(reference.t[i])}$"]
+    lines = [f"**A** {plain(reference.entry.name)}: step {i + 1}, $t = {int(reference.t[i])}$"]
     for letter, other, j in zip("BCDEFGH", others, matched, strict=False):
         gap = int(other.t[j]) - int(reference.t[i])
-        lines.append(f"**{letter}** `{other.entry.name}`: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
+        lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
     with st.container(key="compare-alignment"):
         st.markdown("  \n".join(lines))
     tabs = st.tabs(["Side by side", "Sweep grid", "Distances over t"])
@@ -127,7 +128,7 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
         bounds = extent(loaders.trajectory(reference.info.path, reference.info.inode, reference.info.rows, tensor))
         for col, o, step in zip(cols, [reference, *others], [i, *matched], strict=True):
             cloud = loaders.trajectory(o.info.path, o.info.inode, o.info.rows, tensor)
-            col.plotly_chart(point_cloud_figure(cloud[step], cloud[step : step + 1], None, "none", bounds, title=f"{o.entry.name}, t = {int(o.t[step])}", height=340),
+            col.plotly_chart(point_cloud_figure(cloud[step], cloud[step : step + 1], None, "none", bounds, title=f"{plotly_text(o.entry.name)}, t = {int(o.t[step])}", height=340),
                              config=CHART_CONFIG, key=f"cmp.pts.{o.entry.name}")
         return
     ref_images = as_images(_images(reference, i, tensor, samples))
@@ -139,7 +140,7 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
         n = min(len(images), len(ref_images))
         panel = Panel(f"{letter}: {symbols.html(tensor, False)} at t = {int(o.t[step])}", images, low, high, colours_for(tensor))
         if images.shape[1:] != ref_images.shape[1:]:
-            st.warning(f"{o.entry.name}: sample shape {images.shape[1:]} differs from A's {ref_images.shape[1:]}; no difference image.")
+            st.warning(f"{plain(o.entry.name)}: sample shape {images.shape[1:]} differs from A's {ref_images.shape[1:]}; no difference image.")
             st.plotly_chart(image_grids_figure([ref_panel, panel], per_row=3), config=CHART_CONFIG, key=f"cmp.{letter}")
             continue
         diff = images[:n] - ref_images[:n]
@@ -161,7 +162,7 @@ def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence
     traces = [reference, *others]
     labels = describe.distinguishing_labels([o.entry.name for o in traces], [o.info.config for o in traces])
     for o, step, label in zip(traces, [i, *matched], labels, strict=True):
-        columns.append(Panel(f"{label}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
+        columns.append(Panel(f"{plotly_text(label)}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
     st.plotly_chart(sweep_grid_figure(columns), config=CHART_CONFIG, key="cmp.sweep")
     st.caption("One column per trace; sample k of every trace in row k (the same x_T when the runs share a seed).")
 
@@ -170,7 +171,7 @@ def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str) 
     curves = {}
     for o in others:
         t_ref, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows, tensor)
-        curves[f"{o.entry.name} − {reference.entry.name}"] = (t_ref, d)
+        curves[plotly_text(f"{o.entry.name} − {reference.entry.name}")] = (t_ref, d)
     title = f"‖{symbols.HTML.get(tensor, tensor)}(B) − {symbols.HTML.get(tensor, tensor)}(A)‖ / √d"
     st.plotly_chart(distance_figure(curves, int(reference.t[i]), y_title=title), config=CHART_CONFIG, key="cmp.dist")
     st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from tracer.trace.reader import TraceError
+from viewer.text import plain
 
 
 def one_line(error: BaseException) -> str:
@@ -21,11 +22,11 @@ def one_line(error: BaseException) -> str:
 
 @contextmanager
 def guard(what: str) -> Iterator[None]:
-    """Run a panel; an exception becomes ``st.error(f"{what}: {message}")`` and the script carries on.
+    """Run a panel; an exception becomes ``st.error(f"{what}: {message}")`` (as plain text: both may name a file) and the script carries on.
 
     Streamlit's own control flow (rerun, stop) derives from BaseException and passes through.
     """
     try:
         yield
     except Exception as error:  # noqa: BLE001 - the point: no traceback reaches the user
-        st.error(f"{what}: {one_line(error)}", icon=":material/error:")
+        st.error(plain(f"{what}: {one_line(error)}"), icon=":material/error:")

@@ -23,6 +23,7 @@ from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
 from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, step_view
 from viewer.state import step_key
+from viewer.text import plain
 
 LIVE_POLL_SECONDS: Final = 1.0
 MAX_DEFAULT_SAMPLES: Final = 16
@@ -102,7 +103,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
-                       + (" …" if len(bad) > 20 else "") + f" ({', '.join(sorted(failing))})")
+                       + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
         view = step_view(handle, now, i, display)
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))

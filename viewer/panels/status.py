@@ -6,26 +6,27 @@ import streamlit as st
 
 from viewer import describe
 from viewer.loaders import TraceInfo
+from viewer.text import plain
 
 BADGES = {"running": ("orange", "running: still being written"), "complete": ("green", "complete"), "failed": ("red", "failed: the writer stopped early")}
 
 
 def status_text(info: TraceInfo) -> str:
     """':orange-badge[running: still being written] 12 of 50 steps' and the like (Streamlit badge markdown)."""
-    colour, words = BADGES.get(info.status, ("gray", info.status))
+    colour, words = BADGES.get(info.status, ("gray", plain(info.status)))
     unit = "steps" if info.kind == "sampling" else "logged training rows"
     planned = f" of {info.planned}" if info.planned and info.planned != info.rows else ""
     return f":{colour}-badge[{words}] {info.rows}{planned} {unit}"
 
 
 def header_ui(name: str, info: TraceInfo) -> None:
-    """File name, settings and status on one line; a failed or recovered trace says so plainly."""
+    """File name, settings and status on one line; a failed or recovered trace says so plainly. What the file says is shown as text."""
     settings = describe.trace_label(info.config)
     shape = "×".join(str(d) for d in info.sample_shape)
     facts = " · ".join(p for p in (settings, f"{info.batch} samples of shape {shape}" if info.batch else "", info.tensor_dtype) if p)
     with st.container(key="trace-status"):
-        st.markdown(f"##### `{name}`  \n{facts}  \n{status_text(info)}")
+        st.markdown(f"##### {plain(name)}  \n{plain(facts)}  \n{status_text(info)}")
     if info.status == "failed":
         st.warning("This trace is marked failed: the run stopped before the end. Every step it committed is shown.")
     if info.recovered_from:
-        st.caption(f"Recovered copy of {info.recovered_from}.")
+        st.caption(f"Recovered copy of {plain(info.recovered_from)}.")
