@@ -19,10 +19,12 @@ from typing import Any
 
 from tracer.equations import EQUATION_IDS, SCALAR_TOLERANCE, STRUCTURAL_CHECKS, Residual, checks_for, evaluate, tolerance_for
 from tracer.equations.context import TraceFacts
+from tracer.equations.identify import unchecked
 from tracer.trace import schema
 from tracer.trace.reader import TraceError
 
 CORE_STEP_FIELDS = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
+EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3  # and 2 for bad input, as every command
 
 
 @dataclass(frozen=True)
@@ -84,27 +86,46 @@ class Report:
     checks: tuple[CheckResult, ...]
     notes: tuple[str, ...]
 
+    unchecked: tuple[tuple[str, str], ...] = ()  # (what, why) the checks that ran do not verify
+    identification: str = ""  # how the sampler was identified, when the trace does not name it
+
     @property
     def passed(self) -> bool:
+        """Every check that ran passes (the trace may still be INCOMPLETE: see ``verdict``)."""
         return all(c.passed for c in self.checks)
 
     @property
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
+    @property
+    def verdict(self) -> str:
+        """FAIL when a check fails; INCOMPLETE when nothing fails but part of the math was not verified; else PASS."""
+        if self.failed:
+            return "FAIL"
+        if self.unchecked or not any(c.checked for c in self.checks):
+            return "INCOMPLETE"
+        return "PASS"
+
+    @property
+    def exit_code(self) -> int:
+        """0 PASS, 1 FAIL, 3 INCOMPLETE (2 is bad input, raised before a report exists)."""
+        return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "INCOMPLETE": EXIT_INCOMPLETE}[self.verdict]
+
 
 def missing_datasets(trace: Any) -> list[str]:
     """The datasets a trace of its kind always has but this one lacks."""
-    missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if f"{schema.SCHEDULE}/{name}" not in trace.file]
+    stored = trace.schedule_arrays()
+    missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if name not in stored]
     if trace.kind != "sampling":
         return missing
-    facts = TraceFacts.of(trace)
+    facts = TraceFacts.declared(trace)
     names = set(trace.field_names(schema.STEPS))
     required = list(CORE_STEP_FIELDS)
-    if facts.integration is None:  # noisescope's own samplers always record every core name
+    if facts.integration is None and facts.sampler_source == "declared":  # noisescope's own samplers record every core name
         required = [*schema.STEP_SCALARS, *schema.STEP_TENSORS]
         if trace.status == "complete":
-            missing += [name for name in (schema.SAMPLES, schema.LABELS) if name not in trace.file]
+            missing += [name for name in (schema.SAMPLES, schema.LABELS) if not trace.has_root(name)]
     missing += [f"{schema.STEPS}/{name}" for name in required if name not in names]
     return missing
 
@@ -163,8 +184,6 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         )
     notes = []
     ran = {r.id for r in results}
-    if only_ids is not None:
-        notes += [f"{name} does not apply to this trace" for name in only_ids if name not in ran]
     if facts.kind == "sampling" and "x_prev" not in facts.step_names and (only_ids is None or "chain.x_t" in only_ids):
         step_eq = next((r.id for r in results if r.id in ("ddim.step", "ddpm.step")), None)
         notes.append(
@@ -174,8 +193,9 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
             else "chain.x_t is not checked: the trace records no x_prev and no step equation applies"
         )
     rows = trace.rows(schema.EXAMPLES if facts.kind == "training" else schema.STEPS)
-    if rows == 0:
-        notes.append("the trace has no rows to check" + (" (no worked examples of the loss)" if facts.kind == "training" else ""))
+    if facts.kind == "sampling" and trace.status != "complete" and rows:
+        notes.append(f"the run did not finish (status {trace.status}): its last committed step's output is not known, "
+                     "so that step's update is not judged")
     return Report(
         path=str(trace.path),
         kind=facts.kind,
@@ -187,6 +207,8 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         rows=rows,
         checks=tuple(results),
         notes=tuple(notes),
+        unchecked=tuple(unchecked(facts, [r.id for r in results if r.checked or rows == 0], rows, only_ids)),
+        identification=facts.identification,
     )
 
 
@@ -208,6 +230,7 @@ def format_report(report: Report, first: int = 5) -> str:
     header = f"{report.path}: {report.kind} trace, {made_by}{report.rows} {unit}, {report.tensor_dtype} tensors, status {report.status}"
     lines = [
         header,
+        *([f"sampler not named by the trace: {report.identification}"] if report.identification else []),
         f"tolerances: {report.tensor_tolerance:g} (tensors), {report.scalar_tolerance:g} (scalars), relative: "
         "a check passes where max|lhs - rhs| <= tol * max(1, scale)",
         "",
@@ -236,12 +259,19 @@ def format_report(report: Report, first: int = 5) -> str:
         if len(failing) > first:
             lines.append(f"  ... {len(failing) - first} more: {', '.join(map(str, [s.step for s in failing[first:]][:30]))}"
                          + (" ..." if len(failing) - first > 30 else "") + " (--json for every step)")
+    if report.unchecked:
+        lines += ["", "not checked:"]
+        lines += [f"  {what}: {why}" for what, why in report.unchecked]
     lines.append("")
-    if report.passed:
-        lines.append(f"PASS: {len(report.checks)} checks pass at every {unit[:-1]}")
-    else:
+    judged = [c for c in report.checks if c.checked]
+    if report.verdict == "FAIL":
         names = ", ".join(c.id for c in report.failed)
         lines.append(f"FAIL: {len(report.failed)} of {len(report.checks)} checks fail ({names})")
+    elif report.verdict == "INCOMPLETE":
+        what = "; ".join(w for w, _ in report.unchecked) or "no check could be judged"
+        lines.append(f"INCOMPLETE: {len(judged)} checks pass, but not everything could be checked ({what})")
+    else:
+        lines.append(f"PASS: {len(judged)} checks pass at every {unit[:-1]}")
     return "\n".join(lines)
 
 
@@ -279,7 +309,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "tensor_dtype": report.tensor_dtype,
         "tolerances": {"tensor": report.tensor_tolerance, "scalar": report.scalar_tolerance},
         "rows": report.rows,
-        "passed": report.passed,
+        "verdict": report.verdict,
+        "passed": report.verdict == "PASS",
+        "identification": report.identification or None,
+        "unchecked": [{"what": what, "why": why} for what, why in report.unchecked],
         "notes": list(report.notes),
         "checks": [
             {

@@ -67,7 +67,6 @@ class TraceHandle:
     lock: threading.RLock = field(default_factory=threading.RLock)
     stats: dict[str, list[float]] = field(default_factory=lambda: {"std_x_t": [], "rms_eps": []})
     memo: dict[Any, Any] = field(default_factory=dict)  # results valid for a given row count (e.g. failing steps)
-    datasets: dict[tuple[str, str], Any] = field(default_factory=dict)  # h5py datasets looked up once
 
 
 def stat_key(path: Path) -> tuple[str, int]:
@@ -149,19 +148,12 @@ def info(handle: TraceHandle) -> TraceInfo:
 def read_row(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS) -> np.ndarray:
     """Row ``i`` of ``series/name`` as float32, for ``i`` below the committed row count ``rows`` the reader reported.
 
-    The same read as ``Trace.tensor`` (one chunk), with the dataset looked up once per handle
-    instead of on every call: that lookup costs more than the read itself.
+    ``Trace.tensor``, one chunk: every read goes through the reader's one handle per dataset.
     """
     if not 0 <= i < rows:
         raise IndexError(f"step {i} is out of range: {rows} steps recorded")
     with handle.lock:
-        key = (series, name)
-        ds = handle.datasets.get(key)
-        if ds is None:
-            ds = handle.datasets[key] = handle.trace.file[schema.field_path(series, name)]
-        if handle.trace.file.swmr_mode:
-            ds.refresh()
-        return np.asarray(ds[i], dtype=np.float32)
+        return handle.trace.tensor(name, i, series)
 
 
 # -- whole-trace summaries, cached on (path, inode, rows) ---------------------------------------------

@@ -21,6 +21,7 @@ diffusers = pytest.importorskip("diffusers")
 from tracer.cli import main  # noqa: E402
 from tracer.equations import evaluate, failing_steps  # noqa: E402
 from tracer.integrations.diffusers import INSTALL_HINT, PipelineRecorder, TracedScheduler, require_diffusers  # noqa: E402
+from tracer.check import check_trace  # noqa: E402
 from tracer.trace.reader import open_trace  # noqa: E402
 
 SHAPE = (2, 1, 8, 8)
@@ -104,6 +105,9 @@ def test_traced_runs_are_unchanged_and_pass_check(unet: Any, tmp_path: Path, mak
         step_eq = {"ddim": "ddim.step", "ddpm": "ddpm.step"}.get(str(trace.attr("sampler")))
         if step_eq:  # the step's equation was checked at every step, with the recorded noise
             assert None not in evaluations[step_eq].residuals
+        report = check_trace(trace)  # Euler has no registered step equation yet: never PASS, said why
+        assert report.verdict == ("PASS" if step_eq else "INCOMPLETE")
+        assert [what for what, _ in report.unchecked] == ([] if step_eq else ["the step update"])
         noise = torch.stack([torch.from_numpy(trace.tensor("noise", i)) for i in range(steps)])
         assert bool((noise != 0).any()) == (kwargs.get("eta", 0) > 0 or "DDPM" in str(trace.config["integration"]["scheduler"]))
 

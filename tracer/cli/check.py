@@ -1,4 +1,4 @@
-"""``noisescope check``: does a trace follow the equations? Exit 0 when every check passes, 1 when one fails.
+"""``noisescope check``: does a trace follow the equations? Exit 0 PASS, 1 FAIL, 3 INCOMPLETE (tracer/check.py).
 
 Bad input (not a trace, missing datasets, an unknown id in --only, a negative --tol) is one
 line on stderr and exit code 2, like every command (tracer/cli/__init__.py).
@@ -13,11 +13,24 @@ from typing import Any
 
 from tracer.cli.common import finite_float
 
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
 EPILOG = """examples:
   noisescope check ddim.h5
   noisescope check ddim.h5 --json > report.json
   noisescope check ddim.h5 --only ddim.step,chain.t_prev --tol 1e-4
-exit codes: 0 every check passes, 1 a check fails, 2 bad input
+exit codes: 0 PASS (every check passes and nothing was left unchecked), 1 FAIL (a check fails),
+  2 bad input, 3 INCOMPLETE (nothing fails, but part of the trace's math could not be verified:
+  no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows;
+  the report lists each under "not checked" with the reason)
 """
 
 
@@ -36,7 +49,9 @@ def add_parser(sub: Any) -> None:
         "loss, x0 from eps, clipping, guidance, DDPM posterior and step, DDIM sigma and step) in float64 from the "
         "recorded tensors, and the structural checks (t_prev of step i is t of step i + 1; alpha_bar_t and "
         "alpha_bar_prev are the schedule's; x_t of step i + 1 is the output of step i; samples that of the last "
-        "step). Tolerances follow the trace's tensor dtype (docs/equations.md).",
+        "step). Tolerances follow the trace's tensor dtype (docs/equations.md). A trace that does not name its sampler "
+        "is identified by the step equation its rows satisfy (DDIM's Eq. 12 or DDPM's posterior step), and the report "
+        "says so; what cannot be verified is listed under 'not checked' and the verdict is INCOMPLETE, never PASS.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,7 +60,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tol", type=tolerance, help="relative tolerance for every check (default: 1e-5 for float32 tensors, "
                    "1e-2 for float16, 1e-6 for scalars)")
     p.add_argument("--only", help="check only these ids, separated by commas (e.g. ddim.step,chain.t_prev)")
-    p.add_argument("--first", type=int, default=5, help="failing steps shown per failed check (default 5)")
+    p.add_argument("--first", type=non_negative_int, default=5, help="failing steps shown per failed check (default 5)")
     p.add_argument("--steps", action="store_true", help="also print every step's residuals, a column per check")
     p.set_defaults(run=run)
 
@@ -60,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report_dict(report), indent=1))
     else:
-        print(format_report(report, first=max(args.first, 0)))
+        print(format_report(report, first=args.first))
         if args.steps:
             print()
             print(format_steps(report))
-    return 0 if report.passed else 1
+    return report.exit_code

@@ -5,14 +5,15 @@
 - ``source``: ``implementation_source(eq)``, the implementing function's real source, read with ast.
 - ``checks``: independent float64 NumPy checks of each equation over recorded tensors.
 - ``structure``: structural checks (the steps chain up and use the schedule's values).
-- ``evaluate``: every check at every step; ``failing_steps(trace)``.
+- ``evaluate``: every check at every step; ``failing_steps(trace)``; ``unchecked_for(trace)``.
+- ``identify``: the update a trace that names no sampler follows, and what the checks leave unverified.
 
 Importing this package imports neither torch nor the samplers (the viewer relies on it).
 docs/equations.md lists every equation.
 """
 
 from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView
-from tracer.equations.evaluate import ALL_CHECKS, CHECK_IDS, Evaluation, checks_for, evaluate, failing_steps
+from tracer.equations.evaluate import ALL_CHECKS, CHECK_IDS, Evaluation, checks_for, evaluate, failing_steps, unchecked_for
 from tracer.equations.registry import EQUATION_IDS, EQUATIONS, Equation, equations_for, tolerance_for
 from tracer.equations.source import SourceView, implementation_source, source_of
 from tracer.equations.structure import STRUCTURAL_CHECKS, StructuralCheck
@@ -39,4 +40,5 @@ __all__ = [
     "implementation_source",
     "source_of",
     "tolerance_for",
+    "unchecked_for",
 ]

@@ -18,7 +18,8 @@ floor 0 for relative scalar checks (alpha_bar, whose tail is tiny) and exact one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,38 @@ class TraceFacts:
     thresholding: bool  # dynamic thresholding of x0_pred (another library's option: x0 not checked)
     final_alpha_bar: str  # one | alpha_bar_0: what the last step moves to (t_prev -1 or 0)
     integration: str | None  # None for noisescope's own samplers, else the recorder (diffusers, ...)
+    # Where ``sampler`` comes from: declared by the trace, identified from its rows (tracer/equations/identify.py),
+    # or unknown (a sampling trace that names none and fits no registered update); "" for training traces.
+    sampler_source: str = "declared"
+    identification: str = ""  # what identify() found and inferred, for people
+    identification_failure: str = ""  # why no update was identified
 
     @classmethod
     def of(cls, trace: Any) -> TraceFacts:
+        """The facts of ``trace``: declared ones, and for a sampling trace that names no sampler, identified ones."""
+        declared = cls.declared(trace)
+        if declared.kind != "sampling" or declared.sampler is not None:
+            return declared
+        rows = int(trace.rows(schema.STEPS))
+        try:
+            memo = _IDENTIFIED.get(trace)
+        except TypeError:  # an object that cannot be weakly referenced: no memo
+            memo = None
+        if memo is not None and memo[0] == rows:
+            return memo[1]
+        from tracer.equations.identify import identify  # identify reads through TraceView, defined below
+
+        found = identify(trace, replace(declared, sampler_source="unknown"))
+        facts = found.facts if found.facts.sampler is not None else replace(found.facts, identification_failure=found.failed)
+        try:
+            _IDENTIFIED[trace] = (rows, facts)
+        except TypeError:
+            pass
+        return facts
+
+    @classmethod
+    def declared(cls, trace: Any) -> TraceFacts:
+        """The facts as the trace's config and attributes state them (no identification)."""
         config = trace.config if isinstance(trace.config, dict) else {}
         sampler = _sampler_config(config)
         name = sampler.get("sampler") or trace.attr("sampler")
@@ -112,10 +142,15 @@ class TraceFacts:
             thresholding=bool(sampler.get("thresholding", False)),
             final_alpha_bar=final,
             integration=str(integration["library"]) if isinstance(integration, dict) and "library" in integration else None,
+            sampler_source="declared" if name is not None else ("" if trace.kind == "training" else "unknown"),
         )
 
     def has(self, *names: str) -> bool:
         return all(name in self.step_names for name in names)
+
+
+# Identification reads rows: once per trace object and committed row count.
+_IDENTIFIED: weakref.WeakKeyDictionary[Any, tuple[int, TraceFacts]] = weakref.WeakKeyDictionary()
 
 
 class TraceView:
@@ -133,7 +168,6 @@ class TraceView:
         self.names = frozenset(trace.field_names(series))
         self.scalars: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in trace.scalars(series).items()}
         self._tensors: dict[tuple[str, int], np.ndarray] = {}
-        self._datasets: dict[str, Any] = {}
         self._schedule: dict[str, np.ndarray] | None = None
         self._samples: np.ndarray | None = None
         self._samples_read = False
@@ -143,10 +177,7 @@ class TraceView:
     def schedule(self) -> dict[str, np.ndarray]:
         """beta, alpha, alpha_bar as stored in the file ({} when the trace has no schedule)."""
         if self._schedule is None:
-            group = self.trace.file.get(schema.SCHEDULE)
-            self._schedule = {}
-            if group is not None:
-                self._schedule = {name: np.asarray(group[name][()], dtype=np.float64) for name in schema.SCHEDULE_FIELDS if name in group}
+            self._schedule = dict(self.trace.schedule_arrays())
         return self._schedule
 
     def alpha_bar_at(self, t: int) -> float:
@@ -172,19 +203,9 @@ class TraceView:
                 self._tensors = {k: v for k, v in self._tensors.items() if k[1] >= i - 1}
             if not 0 <= i < self.rows:
                 raise IndexError(f"row {i} of {self.series} is out of range: {self.rows} rows committed")
-            cached = np.asarray(self._dataset(name)[i], dtype=np.float64)
+            cached = self.trace.tensor(name, i, self.series, dtype=np.float64)  # float32/16 convert exactly
             self._tensors[key] = cached
         return cached
-
-    def _dataset(self, name: str) -> Any:
-        """The h5py dataset of a field, looked up once (the reader's per-row lookups cost more than the read)."""
-        ds = self._datasets.get(name)
-        if ds is None:
-            ds = self.trace.file[schema.field_path(self.series, name)]
-            if self.trace.live:
-                ds.refresh()  # an SWMR reader sees the rows committed so far (only rows < self.rows are read)
-            self._datasets[name] = ds
-        return ds
 
     def samples(self) -> np.ndarray | None:
         """The final samples, None until the writer has written them."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tracer.equations.context import SCALAR_TOLERANCE, Residual, TraceFacts, TraceView
+from tracer.equations.identify import unchecked
 from tracer.equations.registry import EQUATIONS, tolerance_for
 from tracer.equations.structure import STRUCTURAL_CHECKS
 
@@ -102,3 +103,13 @@ def failing_steps(trace: Any, tol: float | None = None) -> dict[str, list[int]]:
     Only checks that fail somewhere are listed; an empty dict means the trace passes everything.
     """
     return {e.check.id: e.failing for e in evaluate(trace, tol=tol) if e.failing}
+
+
+def unchecked_for(trace: Any) -> list[tuple[str, str]]:
+    """(what, why) for the parts of the trace's math that no applicable check verifies (the viewer's "not checked").
+
+    ``noisescope check`` asks the same question of the checks that judged at least one row.
+    """
+    facts = TraceFacts.of(trace)
+    series = "examples" if facts.kind == "training" else "steps"
+    return unchecked(facts, [c.id for c in checks_for(trace)], int(trace.rows(series)))

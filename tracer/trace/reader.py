@@ -1,24 +1,39 @@
-"""The trace reader: lazy, checked, and live-aware.
+"""The trace reader: the one way to read a trace, lazy, validated, and live-aware.
 
-``open_trace(path)`` checks that the file is an HDF5 noisescope trace of a
-schema version this code understands and raises ``TraceError`` (one line)
-for anything else. Nothing is read until asked for: ``tensor(name, i)`` reads
-one step (one chunk), so a trace never has to fit in memory. A trace that a
-writer holds open (still running, or killed mid-run) is opened in SWMR read
-mode and can be followed: only rows the writer has committed
+``open_trace(path)`` checks, once, that the file is an HDF5 noisescope trace whose
+structure this code understands (required datasets present, dtypes and ranks as the
+schema says, commit counters within the datasets, attributes parseable and finite, no
+external links, external storage or virtual datasets) and raises ``TraceError`` with one
+line for anything else. Every h5py/HDF5 error of a later read becomes a ``TraceError``
+too, naming what could not be read.
+
+Nothing is read until asked for: ``tensor(name, i)`` reads one step (one chunk), so a
+trace never has to fit in memory. A trace that a writer holds open (still running, or
+killed mid-run: the superblock's consistency flags say so) is opened in SWMR read mode,
+with HDF5's metadata read retries bounded so that a damaged file fails in well under a
+second instead of retrying for minutes; only rows the writer has committed
 (``progress/<series>``) are visible, each one whole.
+
+One process, one handle: HDF5 shares an open file between every handle of a process,
+and refreshing a second handle to a dataset of a file that an SWMR writer holds leaves
+every handle reading row 0 (h5py 3.16 / HDF5 2.0). So the reader keeps one ``h5py.File``
+per file (by device and inode) and one ``h5py.Dataset`` per dataset, shared by every
+``Trace`` of that file in the process, and no other module opens a trace's datasets.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -31,9 +46,78 @@ class TraceError(ValueError):
     """The file cannot be read as a noisescope trace; the message is one line for the user."""
 
 
+T = TypeVar("T")
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_WRITER_FLAGS = 0x01 | 0x04  # superblock v2+ file consistency flags: opened for write, for SWMR write
+SWMR_READ_ATTEMPTS = 8  # HDF5's default for SWMR readers is 100, with sleeps that add up to minutes
+MAX_SCHEDULE_LENGTH = 10_000_000
+MAX_ROW_BYTES = 1 << 32  # one row of one field: 4 GiB
+MAX_NESTING = 64  # groups inside groups
+MAX_JSON_CHARS = 16 << 20
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return text[0].strip() if text else type(error).__name__
+
+
+def _attr_str(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+# -- opening ----------------------------------------------------------------------------------------
+
+
+def superblock_flags(path: Path) -> int | None:
+    """The file consistency flags of an HDF5 superblock (version 2 and later), 0 for older
+    superblocks, None if no HDF5 signature is found where HDF5 looks for it (0, 512, 1024, ...)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        base = 0
+        while base + 12 <= size:
+            fh.seek(base)
+            head = fh.read(12)
+            if head[:8] == HDF5_SIGNATURE:
+                return head[11] if head[8] >= 2 else 0
+            base = 512 if base == 0 else base * 2
+    return None
+
+
+def _hdf5_library() -> ctypes.CDLL | None:
+    """The libhdf5 that h5py uses (already loaded in this process), for the one call h5py does not wrap."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if "/libhdf5" in path and "/libhdf5_hl" not in path and ".so" in path:
+                    return ctypes.CDLL(path)
+    except (OSError, IndexError):
+        pass
+    for name in ("libhdf5.so", "libhdf5_serial.so"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+_LIB: list[ctypes.CDLL | None] = []
+
+
+def _bounded_swmr_fapl() -> h5py.h5p.PropFAID:
+    """A file access property list for SWMR reading with few metadata read attempts."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    if not _LIB:
+        _LIB.append(_hdf5_library())
+    lib = _LIB[0]
+    if lib is not None and hasattr(lib, "H5Pset_metadata_read_attempts"):
+        lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+        lib.H5Pset_metadata_read_attempts.restype = ctypes.c_int
+        lib.H5Pset_metadata_read_attempts(fapl.id, SWMR_READ_ATTEMPTS)
+    return fapl
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -42,43 +126,318 @@ def _open_h5(path: Path) -> h5py.File:
     if path.is_dir():
         raise TraceError(f"{path} is a directory, not a trace file")
     try:
-        if not h5py.is_hdf5(path):
-            raise TraceError(f"{path} is not an HDF5 file")
+        flags = superblock_flags(path)
     except OSError as error:
-        raise TraceError(f"{path} cannot be read: {_first_line(error)}") from None
-    # A plain open first: it fails fast on a truncated file, where an SWMR open retries for minutes.
-    # It is refused for a file a writer holds open in SWMR mode (live, or killed mid-run), and only
-    # then is the file opened as an SWMR reader, which sees every committed row.
+        raise TraceError(f"{path} cannot be read: {error.strerror or _first_line(error)}") from None
+    if flags is None:
+        raise TraceError(f"{path} is not an HDF5 file")
     # h5py reports a damaged file as OSError or, for some damage past the superblock, RuntimeError.
     try:
+        if flags & _WRITER_FLAGS:
+            # A writer holds the file (live) or held it and was killed: only an SWMR reader may open it,
+            # and sees every committed row. A file opened for write without SWMR cannot be read safely.
+            if not flags & 0x04:
+                raise TraceError(f"{path} is open for writing by a program that does not use SWMR: close it first")
+            fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=_bounded_swmr_fapl())
+            return h5py.File(fid)
         return h5py.File(path, "r")
-    except (OSError, RuntimeError) as error:
-        if isinstance(error, RuntimeError) or "truncated" in str(error) or "signature" in str(error):
-            raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
-    try:
-        return h5py.File(path, "r", libver="latest", swmr=True)
-    except (OSError, RuntimeError) as error:
+    except TraceError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to open a damaged file is one line
         raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
 
 
-# What h5py raises when the bytes behind an object are damaged (bad checksums, garbage headers).
-_H5_DAMAGE = (OSError, RuntimeError, KeyError)
-
-
 @contextmanager
-def _damage_is_trace_error(path: Path, what: str) -> Iterator[None]:
-    """Turn h5py's errors for damaged bytes into a one-line TraceError naming what could not be read."""
+def _guard(path: Path, what: str) -> Iterator[None]:
+    """Turn any error of h5py/HDF5 (damaged bytes, bad checksums, garbage headers) into one TraceError line."""
     try:
         yield
-    except TraceError:
+    except (TraceError, IndexError):
         raise
-    except _H5_DAMAGE as error:
+    except MemoryError:
+        raise TraceError(f"{path} is corrupt: {what} is too large to read") from None
+    except Exception as error:  # noqa: BLE001 - h5py raises OSError, RuntimeError, KeyError, ValueError, TypeError...
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         raise TraceError(f"{path} is corrupt: {what} cannot be read ({_first_line(Exception(message))})") from None
 
 
-def _attr_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+# -- structure, validated once at open ----------------------------------------------------------------
+
+
+def _int_kind(ds: h5py.Dataset) -> bool:
+    return ds.dtype.kind in "iu"
+
+
+def _float_kind(ds: h5py.Dataset) -> bool:
+    return ds.dtype.kind == "f"
+
+
+def _numeric(ds: h5py.Dataset) -> bool:
+    return ds.dtype.kind in "iuf" and ds.dtype.itemsize <= 8
+
+
+def _row_bytes(ds: h5py.Dataset) -> int:
+    return int(np.prod(ds.shape[1:], dtype=np.float64) * ds.dtype.itemsize)
+
+
+@dataclass
+class _Shared:
+    """One open file of this process and everything validated about it, shared by its Traces."""
+
+    key: tuple[int, int]
+    path: Path
+    file: h5py.File
+    size: int
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    refs: int = 0
+    schema_version: int = 0
+    kind: schema.Kind = "sampling"
+    fields: dict[str, dict[str, h5py.Dataset]] = field(default_factory=dict)
+    progress: dict[str, h5py.Dataset] = field(default_factory=dict)
+    roots: dict[str, h5py.Dataset] = field(default_factory=dict)
+    schedule: dict[str, h5py.Dataset] = field(default_factory=dict)
+    schedule_name: str = "unknown"
+    status: h5py.Dataset | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    committed: dict[str, int] = field(default_factory=dict)  # last committed count seen (rows only grow)
+
+    @property
+    def live(self) -> bool:
+        return bool(self.file.swmr_mode)
+
+    def fail(self, message: str) -> TraceError:
+        return TraceError(f"{self.path} {message}")
+
+
+def _walk(group: h5py.Group, prefix: str, depth: int, found: dict[str, h5py.HLObject], shared: _Shared) -> None:
+    """Every object below ``group`` by path; refuses links other than hard links within the file."""
+    if depth > MAX_NESTING:
+        raise shared.fail("nests groups too deeply to be a trace")
+    for name in group:
+        link = group.get(name, getlink=True)
+        path = f"{prefix}{name}"
+        if isinstance(link, h5py.ExternalLink):
+            raise shared.fail(f"links {path} to another file ({link.filename}): traces that reference other files are refused")
+        if isinstance(link, h5py.SoftLink):
+            raise shared.fail(f"has a soft link {path} -> {link.path}: not a trace layout")
+        item = group[name]
+        if isinstance(item, h5py.Dataset):
+            if item.is_virtual:
+                raise shared.fail(f"has a virtual dataset {path} (its data lives in other files): refused")
+            if item.external:
+                raise shared.fail(f"stores {path} in external files: traces that reference other files are refused")
+            found[path] = item
+        elif isinstance(item, h5py.Group):
+            found[path] = item
+            _walk(item, f"{path}/", depth + 1, found, shared)
+
+
+def _json_attr(shared: _Shared, name: str, raw: Any) -> Any:
+    text = _attr_str(raw)
+    if len(text) > MAX_JSON_CHARS:
+        raise shared.fail(f"has a {name} attribute too large to be a trace's ({len(text)} characters)")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise shared.fail(f"has a {name} attribute that is not valid JSON") from None
+
+
+def _attr_value(value: Any) -> Any:
+    """An attribute as a plain Python value (numpy scalars and byte strings converted)."""
+    if isinstance(value, bytes):
+        return _attr_str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _validate_root(shared: _Shared) -> None:
+    attrs = {key: _attr_value(shared.file.attrs[key]) for key in shared.file.attrs}
+    shared.attrs = attrs
+    if _attr_str(attrs.get(schema.ATTR_FORMAT, "")) != schema.FORMAT:
+        raise shared.fail(f"is an HDF5 file but not a noisescope trace (no format={schema.FORMAT!r} attribute)")
+    raw_version = attrs.get(schema.ATTR_SCHEMA_VERSION)
+    try:
+        number = float(raw_version)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise shared.fail("has no valid schema_version attribute") from None
+    if not math.isfinite(number) or number != int(number):
+        raise shared.fail(f"has an invalid schema version {raw_version!r}")
+    version = int(number)
+    if version > schema.SCHEMA_VERSION:
+        raise shared.fail(f"has schema version {version}, newer than this noisescope reads ({schema.SCHEMA_VERSION}); upgrade noisescope")
+    if version < 1:
+        raise shared.fail(f"has an invalid schema version {version}")
+    kind = _attr_str(attrs.get(schema.ATTR_KIND, ""))
+    if kind not in ("sampling", "training"):
+        raise shared.fail(f"has an unknown kind {kind[:40]!r}")
+    dtype = _attr_str(attrs.get(schema.ATTR_TENSOR_DTYPE, "float32"))
+    if dtype not in schema.TENSOR_DTYPES:
+        raise shared.fail(f"has an unknown tensor_dtype {dtype[:40]!r}")
+    config = _json_attr(shared, schema.ATTR_CONFIG, attrs.get(schema.ATTR_CONFIG, "{}"))
+    if not isinstance(config, dict):
+        raise shared.fail("has a config attribute that is not a JSON object")
+    planned: dict[str, int] = {}
+    if schema.ATTR_PLANNED in attrs:
+        value = _json_attr(shared, schema.ATTR_PLANNED, attrs[schema.ATTR_PLANNED])
+        if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
+            raise shared.fail("has a planned attribute that is not a JSON object of row counts")
+        planned = {str(k): int(v) for k, v in value.items()}
+    shared.schema_version, shared.kind, shared.config, shared.planned = version, kind, config, planned  # type: ignore[assignment]
+
+
+def _validate_layout(shared: _Shared) -> None:
+    found: dict[str, h5py.HLObject] = {}
+    _walk(shared.file, "", 0, found, shared)
+    status = found.get(schema.STATUS)
+    if status is None:
+        raise shared.fail(f"lacks the {schema.STATUS!r} dataset: not a complete noisescope trace")
+    if not isinstance(status, h5py.Dataset) or status.shape != () or status.dtype.kind not in "SOU":
+        raise shared.fail(f"has a {schema.STATUS!r} that is not a scalar string dataset")
+    shared.status = status
+    # The schedule: beta, alpha, alpha_bar, 1-D float of one length.
+    group = found.get(schema.SCHEDULE)
+    if group is not None:
+        if not isinstance(group, h5py.Group):
+            raise shared.fail(f"has a {schema.SCHEDULE!r} that is not a group")
+        lengths = set()
+        for name in schema.SCHEDULE_FIELDS:
+            ds = found.get(f"{schema.SCHEDULE}/{name}")
+            if ds is None:
+                continue
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or not _float_kind(ds) or not 1 <= ds.shape[0] <= MAX_SCHEDULE_LENGTH:
+                raise shared.fail(f"has a {schema.SCHEDULE}/{name} that is not a 1-D float array of 1 to {MAX_SCHEDULE_LENGTH} values")
+            lengths.add(ds.shape[0])
+            shared.schedule[name] = ds
+        if len(lengths) > 1:
+            raise shared.fail(f"has schedule arrays of different lengths {sorted(lengths)}")
+        shared.schedule_name = _attr_str(_attr_value(group.attrs.get("name", "unknown")))[:200]
+    # Series: groups whose members grow together along axis 0, each with a commit counter.
+    for series in (schema.STEPS, schema.TRAIN, schema.EXAMPLES, schema.SNAPSHOTS):
+        item = found.get(series)
+        counter = found.get(schema.progress_path(series))
+        if item is None:
+            continue
+        if not isinstance(item, h5py.Group):
+            raise shared.fail(f"has a {series!r} that is not a group")
+        members = {name: ds for name, ds in item.items() if isinstance(ds, h5py.Dataset)}
+        for name, ds in members.items():
+            if ds.ndim < 1 or not _numeric(ds):
+                raise shared.fail(f"has {series}/{name} of dtype {ds.dtype} and rank {ds.ndim}: not a per-row numeric field")
+            if _row_bytes(ds) > MAX_ROW_BYTES:
+                raise shared.fail(f"has {series}/{name} rows of {_row_bytes(ds)} bytes: too large to be a trace's")
+        if counter is not None:
+            if not isinstance(counter, h5py.Dataset) or counter.shape != () or not _int_kind(counter):
+                raise shared.fail(f"has a {schema.progress_path(series)} that is not a scalar integer")
+            shared.progress[series] = counter
+        shared.fields[series] = members
+    _validate_steps(shared)
+    for name in (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS):
+        ds = found.get(name)
+        if isinstance(ds, h5py.Dataset):
+            if not _numeric(ds) or ds.size * ds.dtype.itemsize > MAX_ROW_BYTES:
+                raise shared.fail(f"has a {name} dataset of dtype {ds.dtype} and shape {ds.shape}: not a trace's")
+            shared.roots[name] = ds
+    final = found.get(schema.progress_path(schema.FINAL))
+    if final is not None:
+        if not isinstance(final, h5py.Dataset) or final.shape != () or not _int_kind(final):
+            raise shared.fail(f"has a {schema.progress_path(schema.FINAL)} that is not a scalar integer")
+        shared.progress[schema.FINAL] = final
+    x_t = shared.fields.get(schema.STEPS, {}).get("x_t")
+    samples = shared.roots.get(schema.SAMPLES)
+    if x_t is not None and samples is not None and samples.shape != x_t.shape[1:]:
+        raise shared.fail(f"has samples of shape {samples.shape}, but steps/x_t rows of shape {x_t.shape[1:]}")
+    labels = shared.roots.get(schema.LABELS)
+    if x_t is not None and labels is not None and (labels.shape != x_t.shape[1:2] or not _int_kind(labels)):
+        raise shared.fail(f"has labels of shape {labels.shape} and dtype {labels.dtype} for a batch of {x_t.shape[1]}")
+
+
+def _validate_steps(shared: _Shared) -> None:
+    """The steps series as the schema spells it: integer timesteps, float scalars, tensors [S, B, *D] like x_t."""
+    steps = shared.fields.get(schema.STEPS, {})
+    for name, dtype in schema.STEP_SCALARS.items():
+        ds = steps.get(name)
+        if ds is None:
+            continue
+        if ds.ndim != 1 or (_int_kind(ds) if dtype == "int64" else _float_kind(ds)) is False:
+            raise shared.fail(f"has steps/{name} of dtype {ds.dtype} and rank {ds.ndim}; the schema says a column of {dtype}")
+    if schema.ETA in steps and (steps[schema.ETA].ndim != 1 or not _float_kind(steps[schema.ETA])):
+        raise shared.fail(f"has steps/{schema.ETA} that is not a float column")
+    x_t = steps.get("x_t")
+    tensors = (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS, schema.X_PREV, schema.MODEL_OUTPUT)
+    for name in tensors:
+        ds = steps.get(name)
+        if ds is None:
+            continue
+        if not _float_kind(ds) or ds.ndim < 3:
+            raise shared.fail(f"has steps/{name} of dtype {ds.dtype} and rank {ds.ndim}; the schema says [S, B, *D] floats")
+        if x_t is not None and ds.shape[1:] != x_t.shape[1:]:
+            raise shared.fail(f"has steps/{name} rows of shape {ds.shape[1:]}, but steps/x_t rows of shape {x_t.shape[1:]}")
+
+
+def _validate_counters(shared: _Shared) -> None:
+    """Commit counters are non-negative, within their datasets, and within what the file can hold."""
+    for series, counter in shared.progress.items():
+        value = int(counter[()])
+        if value < 0:
+            raise shared.fail(f"has a negative commit counter {schema.progress_path(series)} = {value}")
+        if series == schema.FINAL:
+            if value not in (0, 1):
+                raise shared.fail(f"has {schema.progress_path(series)} = {value}; it is 0 or 1")
+            continue
+        members = shared.fields.get(series, {})
+        lengths = [ds.shape[0] for ds in members.values()]
+        if lengths and value > min(lengths):
+            raise shared.fail(f"says {value} rows of {series} are committed, but its datasets hold {min(lengths)}")
+        row_bytes = sum(_row_bytes(ds) for ds in members.values())
+        if value * row_bytes > 1000 * shared.size + (1 << 30):
+            raise shared.fail(f"says {value} rows of {series} are committed: more than a file of {shared.size} bytes can hold")
+        shared.committed[series] = value
+
+
+# -- the shared handles of this process -----------------------------------------------------------------
+
+_REGISTRY_LOCK = threading.RLock()
+_OPEN: dict[tuple[int, int], _Shared] = {}
+
+
+def _acquire(path: Path) -> _Shared:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except OSError as error:
+        raise TraceError(f"{path} cannot be read: {error.strerror}") from None
+    key = (int(stat.st_dev), int(stat.st_ino))
+    with _REGISTRY_LOCK:
+        shared = _OPEN.get(key)
+        if shared is None:
+            file = _open_h5(path)
+            shared = _Shared(key=key, path=path, file=file, size=int(stat.st_size))
+            try:
+                with _guard(path, "the file's header"):
+                    _validate_root(shared)
+                    _validate_layout(shared)
+                    _validate_counters(shared)
+            except BaseException:
+                file.close()
+                raise
+            _OPEN[key] = shared
+        shared.refs += 1
+        return shared
+
+
+def _release(shared: _Shared) -> None:
+    with _REGISTRY_LOCK:
+        shared.refs -= 1
+        if shared.refs <= 0:
+            _OPEN.pop(shared.key, None)
+            try:
+                shared.file.close()
+            except Exception:  # noqa: BLE001 - closing a damaged file must not raise
+                pass
 
 
 class Trace:
@@ -86,61 +445,46 @@ class Trace:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.file = _open_h5(self.path)
-        self._field_cache: dict[str, dict[str, h5py.Dataset]] = {}
-        try:
-            with _damage_is_trace_error(self.path, "the file's header"):
-                self._check()
-                for series in (schema.STEPS, schema.TRAIN, schema.EXAMPLES, schema.SNAPSHOTS):
-                    self._fields(series)
-        except BaseException:
-            self.file.close()
-            raise
+        self._shared = _acquire(self.path)
+        self._closed = False
+        self.schema_version = self._shared.schema_version
+        self.kind: schema.Kind = self._shared.kind
 
-    def _check(self) -> None:
-        attrs = self.file.attrs
-        if _attr_str(attrs.get(schema.ATTR_FORMAT, "")) != schema.FORMAT:
-            raise TraceError(f"{self.path} is an HDF5 file but not a noisescope trace (no format={schema.FORMAT!r} attribute)")
-        try:
-            version = int(attrs[schema.ATTR_SCHEMA_VERSION])
-        except (KeyError, TypeError, ValueError):
-            raise TraceError(f"{self.path} has no valid schema_version attribute") from None
-        if version > schema.SCHEMA_VERSION:
-            raise TraceError(
-                f"{self.path} has schema version {version}, newer than this noisescope reads ({schema.SCHEMA_VERSION}); upgrade noisescope"
-            )
-        if version < 1:
-            raise TraceError(f"{self.path} has an invalid schema version {version}")
-        kind = _attr_str(attrs.get(schema.ATTR_KIND, ""))
-        if kind not in ("sampling", "training"):
-            raise TraceError(f"{self.path} has an unknown kind {kind!r}")
-        if schema.STATUS not in self.file:
-            raise TraceError(f"{self.path} lacks the {schema.STATUS!r} dataset: not a complete noisescope trace")
-        self.schema_version = version
-        self.kind: schema.Kind = kind  # type: ignore[assignment]
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` under the file's lock, its h5py errors as one TraceError line naming ``what``."""
+        if self._closed:
+            raise TraceError(f"{self.path}: the trace is closed")
+        with self._shared.lock, _guard(self.path, what):
+            return fn()
+
+    @property
+    def file(self) -> h5py.File:
+        """The underlying h5py file, for tests of the layout only: reads through it bypass every check here."""
+        return self._shared.file
 
     @property
     def live(self) -> bool:
         """True when the file was opened as an SWMR reader: a writer has (or had) it open."""
-        return bool(self.file.swmr_mode)
+        return self._shared.live
 
     # -- metadata ---------------------------------------------------------------------------------
-    @cached_property
+    @property
     def config(self) -> dict[str, Any]:
-        raw = self.file.attrs.get(schema.ATTR_CONFIG, "{}")
-        try:
-            value = json.loads(_attr_str(raw))
-        except json.JSONDecodeError:
-            raise TraceError(f"{self.path}: the config attribute is not valid JSON") from None
-        return value if isinstance(value, dict) else {}
+        """The run's configuration (a JSON object, validated at open)."""
+        return self._shared.config
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Every root attribute as a plain Python value."""
+        return dict(self._shared.attrs)
 
     def attr(self, name: str, default: Any = None) -> Any:
-        value = self.file.attrs.get(name, default)
-        return _attr_str(value) if isinstance(value, bytes) else value
+        return self._shared.attrs.get(name, default)
 
     def json_attr(self, name: str) -> Any:
-        raw = self.file.attrs.get(name)
-        return None if raw is None else json.loads(_attr_str(raw))
+        """A root attribute parsed as JSON, None if absent; TraceError if it is not JSON."""
+        raw = self._shared.attrs.get(name)
+        return None if raw is None else _json_attr(self._shared, name, raw)
 
     @property
     def created(self) -> str:
@@ -153,42 +497,62 @@ class Trace:
     @property
     def status(self) -> schema.Status:
         """running, complete or failed; read fresh from the file each time."""
-        ds = self.file[schema.STATUS]
-        if self.live:
-            ds.refresh()
-        value = _attr_str(ds[()]).strip("\x00")
-        return value if value in schema.STATUSES else "failed"  # type: ignore[return-value]
+
+        def read() -> schema.Status:
+            ds = self._shared.status
+            assert ds is not None
+            if self.live:
+                ds.refresh()
+            value = _attr_str(ds[()]).strip("\x00")
+            return value if value in schema.STATUSES else "failed"  # type: ignore[return-value]
+
+        return self._read("the status", read)
 
     @property
     def recovered_from(self) -> str | None:
         value = self.attr(schema.ATTR_RECOVERED_FROM)
         return None if value is None else str(value)
 
-    @cached_property
+    def schedule_arrays(self) -> dict[str, np.ndarray]:
+        """beta, alpha, alpha_bar as stored in the file, float64 ({} when the trace has no schedule)."""
+        return self._read("the schedule", lambda: {name: np.asarray(ds[()], dtype=np.float64) for name, ds in self._shared.schedule.items()})
+
+    @property
     def schedule(self) -> Schedule | None:
-        group = self.file.get(schema.SCHEDULE)
-        if group is None:
+        arrays = self.schedule_arrays()
+        if "beta" not in arrays:
             return None
-        return from_betas(_attr_str(group.attrs.get("name", "unknown")), group["beta"][()])
+        beta = arrays["beta"]
+        if not (np.all(np.isfinite(beta)) and np.all(beta > 0) and np.all(beta < 1)):
+            raise TraceError(f"{self.path} has a schedule whose beta is not in (0, 1)")
+        return from_betas(self._shared.schedule_name, beta)
 
     def planned(self, series: str = schema.STEPS) -> int:
-        plan = self.json_attr(schema.ATTR_PLANNED) or {}
-        return int(plan.get(series, 0))
+        return self._shared.planned.get(series, 0)
 
     # -- rows -----------------------------------------------------------------------------------------
     def has_series(self, series: str) -> bool:
-        return series in self.file and schema.progress_path(series) in self.file
+        return series in self._shared.fields and series in self._shared.progress
 
     def rows(self, series: str = schema.STEPS) -> int:
-        """Rows of ``series`` committed so far (the only ones a reader may trust)."""
+        """Rows of ``series`` committed so far (the only ones a reader may trust); read fresh."""
         if not self.has_series(series):
             return 0
-        ds = self.file[schema.progress_path(series)]
-        if self.live:
-            ds.refresh()
-        committed = int(ds[()])
-        lengths = [d.shape[0] for d in self._fields(series).values()]
-        return min([committed, *lengths]) if lengths else committed
+
+        def read() -> int:
+            shared = self._shared
+            counter = shared.progress[series]
+            members = shared.fields[series].values()
+            if shared.live:
+                counter.refresh()
+                for ds in members:
+                    ds.refresh()
+            committed = int(counter[()])
+            lengths = [ds.shape[0] for ds in members]
+            shared.committed[series] = max(0, min([committed, *lengths]))
+            return shared.committed[series]
+
+        return self._read(f"the commit counter of {series}", read)
 
     @property
     def num_steps(self) -> int:
@@ -196,59 +560,69 @@ class Trace:
 
     def refresh(self) -> None:
         """See rows the writer committed since the last look (live traces)."""
-        if self.live:
-            for ds in self._fields(schema.STEPS).values():
-                ds.refresh()
-
-    def _fields(self, series: str) -> dict[str, h5py.Dataset]:
-        # The writer creates every dataset before it switches to SWMR, so a series' members never
-        # change while the file is open: list them once (a group listing costs milliseconds).
-        cached = self._field_cache.get(series)
-        if cached is None:
-            group = self.file.get(series)
-            cached = {}
-            if isinstance(group, h5py.Group):
-                cached = {name: ds for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
-            self._field_cache[series] = cached
-        return cached
+        for series in self._shared.fields:
+            self.rows(series)
 
     def field_names(self, series: str = schema.STEPS) -> list[str]:
-        return list(self._fields(series))
+        return list(self._shared.fields.get(series, {}))
+
+    def field_specs(self, series: str = schema.STEPS) -> dict[str, tuple[tuple[int, ...], str]]:
+        """(per-row shape, stored dtype name) of every field of ``series``; () is a scalar."""
+        return {name: (tuple(int(d) for d in ds.shape[1:]), ds.dtype.name) for name, ds in self._shared.fields.get(series, {}).items()}
+
+    def series_names(self) -> list[str]:
+        """The series this trace holds (steps; or train, snapshots, examples), in file order."""
+        return [name for name in self._shared.fields if self.has_series(name)]
+
+    def root_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """(shape, dtype name) of the root datasets written at the end (samples, labels, snapshot_x_T, ...)."""
+        return {name: (tuple(int(d) for d in ds.shape), ds.dtype.name) for name, ds in self._shared.roots.items()}
 
     def tensor_names(self, series: str = schema.STEPS) -> list[str]:
         """Fields with per-row shape (tensors), in file order."""
-        return [name for name, ds in self._fields(series).items() if ds.ndim > 1]
+        return [name for name, ds in self._shared.fields.get(series, {}).items() if ds.ndim > 1]
 
     def _dataset(self, series: str, name: str) -> h5py.Dataset:
-        ds = self._fields(series).get(name)
+        ds = self._shared.fields.get(series, {}).get(name)
         if ds is None:
             raise TraceError(f"{self.path} has no dataset {series}/{name}")
-        if self.live:
-            ds.refresh()
         return ds
 
     def column(self, name: str, series: str = schema.STEPS) -> np.ndarray:
         """All committed rows of one field (meant for scalars and small fields)."""
-        with _damage_is_trace_error(self.path, f"{series}/{name}"):
-            return self._dataset(series, name)[: self.rows(series)]
+        n = self.rows(series)
+        ds = self._dataset(series, name)
+
+        def read() -> np.ndarray:
+            if self.live:
+                ds.refresh()
+            return np.asarray(ds[:n])
+
+        return self._read(f"{series}/{name}", read)
 
     def scalars(self, series: str = schema.STEPS) -> dict[str, np.ndarray]:
         """Every per-row scalar of ``series``, committed rows only."""
-        n = self.rows(series)
-        return {name: ds[:n] for name, ds in self._fields(series).items() if ds.ndim == 1}
+        return {name: self.column(name, series) for name in self.field_names(series) if self._shared.fields[series][name].ndim == 1}
 
     def series(self, series: str) -> dict[str, np.ndarray]:
         """Every field of a (small) series, committed rows only: for training logs."""
-        n = self.rows(series)
-        return {name: ds[:n] for name, ds in self._fields(series).items()}
+        return {name: self.column(name, series) for name in self.field_names(series)}
 
-    def tensor(self, name: str, i: int, series: str = schema.STEPS) -> np.ndarray:
-        """Row ``i`` of tensor ``name`` as float32; reads that one row and nothing else."""
-        n = self.rows(series)
+    def tensor(self, name: str, i: int, series: str = schema.STEPS, dtype: Any = np.float32) -> np.ndarray:
+        """Row ``i`` of field ``name`` (float32 unless ``dtype`` says otherwise); reads that one row and nothing else."""
+        n = self._shared.committed.get(series, 0)
         if not 0 <= i < n:
-            raise IndexError(f"step {i} is out of range: {n} steps recorded")
-        with _damage_is_trace_error(self.path, f"row {i} of {series}/{name}"):
-            return np.asarray(self._dataset(series, name)[i], dtype=np.float32)
+            n = self.rows(series)  # maybe committed since the last look
+            if not 0 <= i < n:
+                raise IndexError(f"step {i} is out of range: {n} steps recorded")
+        ds = self._dataset(series, name)
+
+        def read() -> np.ndarray:
+            if self.live:
+                ds.refresh()
+            return np.asarray(ds[i], dtype=dtype)
+
+        return self._read(f"row {i} of {series}/{name}", read)
 
     def step(self, i: int) -> dict[str, Any]:
         """Scalars and tensors of step ``i``."""
@@ -272,42 +646,63 @@ class Trace:
         return int(np.argmin(np.abs(ts.astype(np.int64) - int(t))))
 
     # -- final outputs --------------------------------------------------------------------------------
+    def has_root(self, name: str) -> bool:
+        """Whether the root dataset ``name`` (samples, labels, ...) exists, written or not."""
+        return name in self._shared.roots
+
     def has_final(self) -> bool:
-        path = schema.progress_path(schema.FINAL)
-        if path not in self.file:
+        counter = self._shared.progress.get(schema.FINAL)
+        if counter is None:
             return False
-        ds = self.file[path]
-        if self.live:
-            ds.refresh()
-        return bool(ds[()])
+
+        def read() -> bool:
+            if self.live:
+                counter.refresh()
+            return int(counter[()]) == 1
+
+        return self._read("progress/final", read)
 
     def final(self, name: str) -> np.ndarray | None:
         """A root dataset written at the end (``samples``, ``labels``), or None if not written yet."""
-        if name not in self.file or not self.has_final():
+        ds = self._shared.roots.get(name)
+        if ds is None or not self.has_final():
             return None
-        return np.asarray(self.file[name][()])
+
+        def read() -> np.ndarray:
+            if self.live:
+                ds.refresh()
+            return np.asarray(ds[()])
+
+        return self._read(name, read)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """D, the shape of one sample (from x_t); () if the trace has no steps group."""
-        fields = self._fields(schema.STEPS)
-        ds = fields.get("x_t")
-        return tuple(ds.shape[2:]) if ds is not None else ()
+        ds = self._shared.fields.get(schema.STEPS, {}).get("x_t")
+        return tuple(int(d) for d in ds.shape[2:]) if ds is not None else ()
 
     @property
     def batch_size(self) -> int:
-        ds = self._fields(schema.STEPS).get("x_t")
+        ds = self._shared.fields.get(schema.STEPS, {}).get("x_t")
         return int(ds.shape[1]) if ds is not None else 0
 
     # -- lifetime -------------------------------------------------------------------------------------
     def close(self) -> None:
-        self.file.close()
+        if not self._closed:
+            self._closed = True
+            _release(self._shared)
 
     def __enter__(self) -> Trace:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
 
 def open_trace(path: str | os.PathLike[str]) -> Trace:
