@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from tracer.schedules import DEFAULT_TIMESTEPS, SCHEDULE_NAMES
 
@@ -22,6 +22,10 @@ Preset = Literal["none", "seed-report"]
 TensorDtype = Literal["float32", "float16"]
 
 C = TypeVar("C")
+
+# Beyond these a run would not finish (or its schedule not fit in memory): refused, never started.
+MAX_TIMESTEPS = 100_000
+MAX_TRAIN_STEPS = 10_000_000
 
 
 class ConfigError(ValueError):
@@ -52,8 +56,8 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if self.name not in SCHEDULE_NAMES:
             raise ConfigError(f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
-        if self.timesteps is not None and self.timesteps < 2:
-            raise ConfigError(f"--timesteps must be at least 2, got {self.timesteps}")
+        if self.timesteps is not None and not 2 <= self.timesteps <= MAX_TIMESTEPS:
+            raise ConfigError(f"--timesteps must lie in [2, {MAX_TIMESTEPS:,}], got {self.timesteps:,}")
 
     @property
     def T(self) -> int:  # noqa: N802
@@ -73,6 +77,10 @@ class SamplerConfig:
     final_alpha_bar: str = "one"  # DDIM: alpha_bar_prev of the last step, 1 or alpha_bar_0
     guidance: float | None = None  # classifier-free guidance scale s; None: no guidance
     preset: str = "none"
+
+    # The options only one sampler uses, and those the seed-report preset fixes (the CLI refuses them elsewhere).
+    ONLY_FOR: ClassVar[dict[str, str]] = {"steps": "ddim", "eta": "ddim", "spacing": "ddim", "final_alpha_bar": "ddim", "variance": "ddpm"}
+    PRESET_FIXED: ClassVar[tuple[str, ...]] = ("eta", "spacing", "final_alpha_bar", "variance")
 
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, SamplerName)
@@ -213,6 +221,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {value}")
+        if self.steps is not None and self.steps > MAX_TRAIN_STEPS:
+            raise ConfigError(f"--steps must be at most {MAX_TRAIN_STEPS:,}, got {self.steps:,}")
         for name in ("batch", "log_every", "snapshot_batch", "snapshot_steps", "loss_buckets"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

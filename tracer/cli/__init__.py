@@ -2,7 +2,13 @@
 
 Bad input of any kind ends with one line on stderr and exit code 2, never a
 traceback: every error a user can cause is raised as one of USER_ERRORS
-(set NOISESCOPE_DEBUG=1 to see the traceback instead).
+(set NOISESCOPE_DEBUG=1 to see the traceback instead), and each command checks
+its input before it does any work.
+
+``noisescope`` without a command lists the commands on stdout, one line each, and
+exits with code 2 (a missing command is a usage error, as argparse has it), with the
+one-line error on stderr. ``noisescope --version`` prints the version.
+A closed stdout (``noisescope check ... | head``) ends the command quietly, exit code 0.
 """
 
 from __future__ import annotations
@@ -12,10 +18,28 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from tracer.cli.common import USER_ERRORS, OneLineParser, fail
+from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail
 
 COMMANDS = ("train", "sample", "demo", "view", "inspect", "check", "recover")
+
+
+def version() -> str:
+    """The installed package's version, else the one in pyproject.toml beside the sources."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("noisescope")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record diffusion models step by step into HDF5 traces and replay them beside the equations.",
         epilog="Run 'noisescope COMMAND --help' for the options of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"noisescope {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    sub.required = True
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"tracer.cli.{name}")
@@ -37,21 +61,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command and return its exit code (argparse's own exits, --help and usage errors, included)."""
+def command_list(parser: argparse.ArgumentParser) -> str:
+    """The commands, one line each: name and help."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    choices = actions[0]._choices_actions if actions else []  # noqa: SLF001
+    width = max((len(c.dest) for c in choices), default=0)
+    lines = [f"usage: {parser.prog} COMMAND [options]   ({parser.prog} COMMAND --help for each)", "", "commands:"]
+    lines += [f"  {c.dest:<{width}}  {c.help}" for c in choices]
+    return "\n".join(lines)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 2
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if args.command is None:
+        print(command_list(parser))
+        return fail("no command given; choose one of the commands above")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as error:
-        if os.environ.get("NOISESCOPE_DEBUG"):
+        if isinstance(error, BrokenPipeError) or os.environ.get("NOISESCOPE_DEBUG"):
             raise
         return fail(error)
     except KeyboardInterrupt:
         print("noisescope: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit code (argparse's own exits, --help and usage errors, included)."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): end quietly. Python's docs recipe: point stdout at
+        # devnull so that the interpreter's final flush does not fail again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (in-process tests)
+            pass
+        return 0
 
 
 if __name__ == "__main__":

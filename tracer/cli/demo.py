@@ -16,8 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracer.cli.common import positive_int, resolve_device
-from tracer.config import ConfigError, DataConfig, ModelConfig, SamplerConfig, TrainConfig
+from tracer.cli.common import (
+    MAX_SEED,
+    check_fits_memory,
+    check_output,
+    check_port_free,
+    dataset_spec,
+    int_in,
+    nonempty_path,
+    port,
+    refuse_inapplicable,
+    resolve_device,
+    seed,
+)
+from tracer.cli.sample import MAX_BATCH
+from tracer.config import DEFAULT_TRAIN_STEPS, MAX_TRAIN_STEPS, DataConfig, ModelConfig, SamplerConfig, TrainConfig
 
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 5.0)
 DDIM_STEPS = 50
@@ -42,6 +55,13 @@ def demo_runs() -> list[DemoRun]:
     return runs
 
 
+# The shape of one sample of each data set (tracer/data.py; the sets read from files in their standard size),
+# for the up-front memory check of --batch before anything is trained.
+SAMPLE_SHAPES = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+POINT_SHAPE = (2,)  # the 2-D toys
+DEFAULT_PORT = 8501
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -49,17 +69,29 @@ def add_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="directory for the model and traces (default runs/demo)")
-    p.add_argument("--dataset", default="digits", help="digits (default) or a 2-D toy: moons, swissroll, gaussians8, checkerboard")
-    p.add_argument("--steps", type=positive_int, help="training steps (default: the train command's default)")
-    p.add_argument("--batch", type=positive_int, default=20, help="samples per trace (default 20: two of every class)")
-    p.add_argument("--seed", type=int, default=0, help="seed for training, x_T and every step's noise (default 0)")
+    p.add_argument("--out", type=nonempty_path, default=Path("runs/demo"), help="directory for the model and traces (default runs/demo)")
+    p.add_argument("--dataset", type=dataset_spec, default="digits",
+                   help="digits (default) or a 2-D toy: moons, swissroll, gaussians8, checkerboard")
+    p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), help=f"training steps (default {DEFAULT_TRAIN_STEPS}, as train)")
+    p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=20, help="samples per trace (default 20: two of every class)")
+    p.add_argument("--seed", type=seed, default=0, help=f"seed for training, x_T and every step's noise, 0..{MAX_SEED} (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--overwrite", action="store_true", help="retrain and re-record even if DIR has them")
     p.add_argument("--no-view", action="store_true", help="do not start the viewer at the end")
-    p.add_argument("--port", type=int, default=8501, help="viewer port (default 8501)")
+    p.add_argument("--port", type=port, help=f"viewer port, 1..65535 (default {DEFAULT_PORT}; checked free before training)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Everything the demo can refuse, refused before it trains: the output folder, the batch's size, the port."""
+    check_output(args.out, directory=True)
+    name = args.dataset.partition(":")[0].strip().lower()
+    check_fits_memory(args.batch, SAMPLE_SHAPES.get(name, POINT_SHAPE))
+    if args.no_view:
+        refuse_inapplicable(args, ["port"], "with --no-view (no viewer is started)")
+    else:
+        check_port_free("127.0.0.1", args.port or DEFAULT_PORT)
 
 
 def _model(args: argparse.Namespace, device: str) -> Any:
@@ -92,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
     from tracer.samplers.run import initial_noise
 
     device = resolve_device(args.device)
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"--out {args.out} is a file, not a directory")
+    check_args(args)
     start = time.perf_counter()
     checkpoint = _model(args, device)
     model, schedule = checkpoint.model, checkpoint.schedule
+    check_fits_memory(args.batch, checkpoint.sample_shape)  # the model found in DIR may differ from --dataset
     classes = num_classes(model)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     x_T = initial_noise((args.batch, *checkpoint.sample_shape), generator=generator, device=device)  # noqa: N806
@@ -127,5 +159,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from tracer.cli.view import launch
 
-    code = launch([args.out], port=args.port, wait=True)
+    code = launch([args.out], port=args.port or DEFAULT_PORT, wait=True)
     return int(code) if isinstance(code, int) else 0

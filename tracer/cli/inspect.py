@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tracer.cli.common import nonnegative_int, nonempty_path
 from tracer.trace import schema
 from tracer.trace.reader import Trace, open_trace
 
@@ -25,9 +25,9 @@ def add_parser(sub: Any) -> None:
         description="Print a trace's kind, status, steps recorded and planned, sampler settings, tensor shapes and "
         "per-step mean and std of x_t, eps and x0_pred.",
     )
-    p.add_argument("trace", type=Path, help="the trace file (.h5)")
+    p.add_argument("trace", type=nonempty_path, help="the trace file (.h5)")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object (every step)")
-    p.add_argument("--rows", type=int, default=12, help="steps shown in the text table, evenly spaced (default 12; 0 = all)")
+    p.add_argument("--rows", type=nonnegative_int, default=12, help="steps shown in the text table, evenly spaced (default 12; 0 = all)")
     p.set_defaults(run=run)
 
 

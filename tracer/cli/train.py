@@ -6,8 +6,28 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tracer.cli.common import finite_float, positive_int, resolve_device
-from tracer.config import DEFAULT_TRAIN_STEPS, DataConfig, ModelConfig, ScheduleConfig, TrainConfig
+from tracer.cli.common import (
+    MAX_SEED,
+    check_output,
+    dataset_spec,
+    float_in,
+    int_in,
+    int_list,
+    nonempty_path,
+    positive_int,
+    resolve_device,
+    seed,
+)
+from tracer.config import (
+    DEFAULT_TRAIN_STEPS,
+    MAX_TIMESTEPS,
+    MAX_TRAIN_STEPS,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
 from tracer.schedules import SCHEDULE_NAMES
 
 EPILOG = """examples:
@@ -16,6 +36,11 @@ EPILOG = """examples:
   noisescope train --dataset mnist:data/mnist --schedule seed-report --epochs 5 --out runs/mnist
   noisescope train --dataset digits --out runs/digits --steps 3000 --resume   # continue to 3000 steps
 """
+
+
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 4096  # channels of one U-Net level or one MLP layer
+MAX_LEVELS = 16
 
 
 def add_parser(sub: Any) -> None:
@@ -28,30 +53,33 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="digits", help="digits (default), moons, swissroll, gaussians8, checkerboard, "
-                   "mnist:DIR, fashion-mnist:DIR or cifar10:DIR")
+    p.add_argument("--dataset", type=dataset_spec, default="digits", help="digits (default), moons, swissroll, gaussians8, "
+                   "checkerboard, or from files: mnist:DIR, fashion-mnist:DIR or cifar10:DIR")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=positive_int, help="passes over the data")
-    length.add_argument("--steps", type=positive_int, help=f"optimizer steps (default {DEFAULT_TRAIN_STEPS})")
+    length.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), help="passes over the data")
+    length.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), help=f"optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     p.add_argument("--schedule", default="linear", help=f"beta schedule: {', '.join(SCHEDULE_NAMES)} (default linear)")
-    p.add_argument("--timesteps", type=positive_int, help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
+    p.add_argument("--timesteps", type=int_in(2, MAX_TIMESTEPS), help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
     p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")
-    p.add_argument("--channels", help="model widths, comma-separated (U-Net channels per level, MLP hidden widths)")
-    p.add_argument("--batch", type=positive_int, default=128, help="batch size (default 128)")
-    p.add_argument("--lr", type=finite_float, default=2e-3, help="Adam learning rate (default 2e-3)")
-    p.add_argument("--p-uncond", type=finite_float, help="label dropout probability (default 0.1 with classes)")
+    p.add_argument("--channels", type=int_list(1, MAX_WIDTH, MAX_LEVELS),
+                   help="model widths, comma-separated (U-Net channels per level, MLP hidden widths; seed-unet: one number)")
+    p.add_argument("--batch", type=positive_int, default=128, help="batch size (default 128; more than the data set is all of it)")
+    p.add_argument("--lr", type=float_in(0, low_open=True), default=2e-3, help="Adam learning rate > 0 (default 2e-3)")
+    p.add_argument("--p-uncond", type=float_in(0, 1), help="label dropout probability in [0, 1] (default 0.1 with classes)")
     p.add_argument("--no-ema", action="store_true", help="sample with the raw weights instead of their moving average")
-    p.add_argument("--ema-decay", type=finite_float, default=0.995, help="EMA decay (default 0.995)")
-    p.add_argument("--grad-clip", type=finite_float, default=1.0, help="clip the gradient norm to this (default 1.0; 0 = off)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--log-every", type=positive_int, default=10, help="log a training-trace row every N steps (default 10)")
-    p.add_argument("--snapshot-every", type=int, default=250, help="sample snapshot every N steps (default 250; 0 = off)")
+    p.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.995, help="EMA decay in [0, 1) (default 0.995)")
+    p.add_argument("--grad-clip", type=float_in(0), default=1.0, help="clip the gradient norm to this (default 1.0; 0 = off)")
+    p.add_argument("--seed", type=seed, default=0, help=f"random seed, 0..{MAX_SEED} (default 0)")
+    p.add_argument("--log-every", type=int_in(1, MAX_TRAIN_STEPS), default=10, help="log a training-trace row every N steps (default 10)")
+    p.add_argument("--snapshot-every", type=int_in(0, MAX_TRAIN_STEPS), default=250,
+                   help="sample snapshot every N steps (default 250; 0 = off)")
     p.add_argument("--no-trace", action="store_true", help="do not write RUN_DIR/train.h5")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="tensor dtype in the trace")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--out", required=True, type=Path, help="the run directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model and trace")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--out", required=True, type=nonempty_path, help="the run directory")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model and trace")
+    again.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -62,18 +90,9 @@ def default_model(dataset: str) -> str:
     return "mlp" if parse_spec(dataset)[0] in TOY_SETS else "unet"
 
 
-def parse_ints(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--channels must be integers separated by commas, got {text!r}") from None
-
-
 def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, ScheduleConfig, TrainConfig]:
     data = DataConfig(dataset=args.dataset, seed=args.seed)
-    model = ModelConfig(name=args.model or default_model(args.dataset), channels=parse_ints(args.channels))
+    model = ModelConfig(name=args.model or default_model(args.dataset), channels=args.channels or ())
     schedule = ScheduleConfig(name=args.schedule, timesteps=args.timesteps)
     train = TrainConfig(
         steps=args.steps, epochs=args.epochs, batch=args.batch, lr=args.lr, p_uncond=args.p_uncond, ema=not args.no_ema,
@@ -83,12 +102,29 @@ def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig
     return data, model, schedule, train
 
 
+def data_directory(dataset: str) -> Path | None:
+    """The folder a name:DIR data set is read from, None for the others."""
+    directory = dataset.partition(":")[2]
+    return Path(directory).expanduser() if directory else None
+
+
+def check_run_dir(out: Path, dataset: str, resume: bool) -> None:
+    """The run directory can be written (and resumed from), before the data is even loaded."""
+    from tracer.training import STATE_FILE
+
+    check_output(out, {"the data folder": data_directory(dataset)}, directory=True)
+    if resume and not (out / STATE_FILE).is_file():
+        raise ConfigError(f"nothing to resume: {out / STATE_FILE} does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
     from tracer.training import train
 
     data, model, schedule, config = configs_from_args(args)
+    device = resolve_device(args.device)
+    check_run_dir(args.out, args.dataset, args.resume)
     result = train(
-        args.out, data=data, model=model, schedule=schedule, config=config, device=resolve_device(args.device),
+        args.out, data=data, model=model, schedule=schedule, config=config, device=device,
         trace=not args.no_trace, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, tensor_dtype=args.dtype,
     )
     print(f"trained {result.steps} steps in {result.seconds:.0f} s, last loss {result.loss:.4f}")
