@@ -24,7 +24,9 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 from pygments.styles import get_style_by_name
 
+from viewer.describe import code_panel_note
 from viewer.panels.errors import one_line
+from viewer.text import plain
 
 # Relative tolerance of a recorded equation, by the dtype the tensors were stored in.
 TOLERANCE: Final[dict[str, float]] = {"float32": 1e-5, "float16": 1e-2, "float64": 1e-10}
@@ -290,9 +292,30 @@ def equations_ui(
     if registry is None:
         st.info("The equation registry (tracer.equations) is not installed: equations are not shown.")
         return []
+    memo = {} if memo is None else memo
+    note = code_panel_note(getattr(trace, "config", {}) or {}, str(getattr(trace, "kind", "sampling")))
+    if note:
+        st.caption(note)
     steps = equations_at(registry, trace, i, scalars, dtype, names, memo)
+    identified = getattr(memo.get(("facts", registry_key(registry))), "identification", "")  # set by judge()
+    if identified:
+        st.caption(f"The trace does not name its sampler: {plain(identified)}.")
     if not steps:
         st.caption("No registered equation applies to this trace.")
     for step in steps:
         equation_ui(step)
+    for what, why in unchecked_items(registry, trace, memo):
+        with st.container(border=True, key=f"unchecked-{what}"):
+            st.markdown(f":gray-badge[not checked] **{plain(what)}**: {plain(why)}")
     return [step.verdict for step in steps]
+
+
+def unchecked_items(registry: Any, trace: Any, memo: dict[Any, Any]) -> list[tuple[str, str]]:
+    """What no applicable equation verifies (the registry's ``unchecked_for``), kept per committed row count."""
+    unchecked_for = getattr(registry, "unchecked_for", None)
+    if not callable(unchecked_for):
+        return []
+    key = ("unchecked", registry_key(registry), int(trace.rows()) if hasattr(trace, "rows") else 0)
+    if key not in memo:
+        memo[key] = list(unchecked_for(trace))
+    return list(memo[key])

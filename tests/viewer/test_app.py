@@ -371,7 +371,7 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
     root = tmp_path / "live"
     root.mkdir()
     path = root / "live.h5"
-    with live_writer("tests.trace.writer_process", path, "12", "0.05", until="step 2") as proc:
+    with live_writer("tests.trace.writer_process", path, "12", "0.4", until="step 2") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = run_app()
         assert proc.wait(timeout=60) == 0
