@@ -91,7 +91,7 @@ BAD_SAMPLE_ARGS = {
     "negative guidance": (["--guidance", "-1", "--labels", "all"], "guidance"),
     "unknown sampler": (["--sampler", "euler"], "unknown sampler"),
     "unknown spacing": (["--spacing", "random"], "unknown spacing"),
-    "unknown variance": (["--variance", "large"], "unknown variance"),
+    "unknown variance": (["--sampler", "ddpm", "--variance", "large"], "unknown variance"),
     "unknown preset": (["--preset", "sd15"], "unknown preset"),
     "label outside the classes": (["--labels", "0,2"], "outside this model's classes"),
     "labels not numbers": (["--labels", "one,two"], "--labels"),

@@ -19,7 +19,7 @@ def test_missing_path_is_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest
 
 def test_bad_port_is_refused_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["view", str(tmp_path), "--port", "70000"]) == 2
-    assert "1..65535" in capsys.readouterr().err
+    assert "at most 65535" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         launch([tmp_path / "nope"], wait=False)
 

@@ -71,15 +71,19 @@ def _integer(text: str) -> int:
     return int(value)
 
 
+def _count(value: int) -> str:
+    return f"{value:,}" if abs(value) >= 100_000 else str(value)
+
+
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
 
     def parse(text: str) -> int:
         value = _integer(text)
         if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be at least {_count(low)}, got {_count(value)}")
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
+            raise argparse.ArgumentTypeError(f"must be at most {_count(high)}, got {_count(value)}")
         return value
 
     parse.__name__ = "integer"  # argparse names the type in "invalid integer value" messages
