@@ -114,19 +114,13 @@ class Report:
 
 
 def missing_datasets(trace: Any) -> list[str]:
-    """The datasets a trace of its kind always has but this one lacks."""
+    """The datasets without which nothing of a trace of its kind can be checked (the rest, when missing,
+    is listed as not checked)."""
     stored = trace.schedule_arrays()
     missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if name not in stored]
-    if trace.kind != "sampling":
-        return missing
-    facts = TraceFacts.declared(trace)
-    names = set(trace.field_names(schema.STEPS))
-    required = list(CORE_STEP_FIELDS)
-    if facts.integration is None and facts.sampler_source == "declared":  # noisescope's own samplers record every core name
-        required = [*schema.STEP_SCALARS, *schema.STEP_TENSORS]
-        if trace.status == "complete":
-            missing += [name for name in (schema.SAMPLES, schema.LABELS) if not trace.has_root(name)]
-    missing += [f"{schema.STEPS}/{name}" for name in required if name not in names]
+    if trace.kind == "sampling":
+        names = set(trace.field_names(schema.STEPS))
+        missing += [f"{schema.STEPS}/{name}" for name in CORE_STEP_FIELDS if name not in names]
     return missing
 
 

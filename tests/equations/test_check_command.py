@@ -95,7 +95,11 @@ def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tm
     assert "--tol" in assert_bad_input(capsys, str(ddim_trace), "--tol", "-1e-3")
     with h5py.File(ddim_trace, "r+") as f:
         del f["steps/x0_pred"]
-    assert "lacks steps/x0_pred" in assert_bad_input(capsys, str(ddim_trace))
+    code, out, _ = check(capsys, str(ddim_trace))  # a tensor the step equation needs is missing: not checked, said why
+    assert code == 3 and "ddim.step needs steps/x0_pred, which the trace does not record" in out
+    with h5py.File(ddim_trace, "r+") as f:
+        del f["steps/x_t"]
+    assert "lacks steps/x_t" in assert_bad_input(capsys, str(ddim_trace))
     with h5py.File(ddim_trace, "r+") as f:
         del f["schedule/alpha_bar"]
     assert "schedule/alpha_bar" in assert_bad_input(capsys, str(ddim_trace))
