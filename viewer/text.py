@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import html
 import re
-import string
 from typing import Any, Final
 
-# Every ASCII punctuation character may be backslash-escaped in (GitHub) markdown, and then
-# renders as itself. All are escaped except '.' (file names stay readable; the two places it
-# is markup are handled below) and '&' / ';', which html.escape has turned into entities.
-_SPECIAL: Final = re.compile("([" + re.escape("".join(c for c in string.punctuation if c not in ".&;")) + "])")
 _LINE_BREAKS: Final = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
-_ORDERED_LIST: Final = re.compile(r"^(\s*\d+)\.")  # '1. x' at the start of a line would be a list
-_WWW: Final = re.compile(r"(www)\.", re.IGNORECASE)  # 'www.x.org' would be an autolink
+_BACKTICKS: Final = re.compile(r"`+")
+WORD_JOINER: Final = "\u2060"  # invisible; keeps Streamlit from reading ':material/' inside the code span as an icon
 
 
 def one_line(value: Any) -> str:
@@ -30,14 +25,18 @@ def one_line(value: Any) -> str:
 
 
 def plain(value: Any) -> str:
-    """Markdown that renders as exactly ``str(value)`` (on one line): no link, image, HTML, math, emphasis or badge.
+    """Markdown that shows exactly ``str(value)`` (on one line), in code style: no link, image, HTML, math, badge or emoji.
 
-    HTML special characters become entities (``<`` is ``&lt;``), every other markdown special
-    character is backslash-escaped (``![`` is ``\\!\\[``, ``$`` is ``\\$``, ``:`` is ``\\:`` so
-    neither a bare ``http://`` autolink nor a ``:red[...]`` directive forms).
+    The text becomes an inline code span, whose content CommonMark shows literally and which
+    Streamlit's markdown plugins (autolinks, emoji, icons, arrows, KaTeX) leave alone: the fence
+    is one backtick longer than any run of backticks in the text, and a space inside each end
+    (which markdown removes) lets the text itself begin or end with a backtick.
     """
-    text = _SPECIAL.sub(r"\\\1", html.escape(one_line(value), quote=False))
-    return _WWW.sub(r"\1\\.", _ORDERED_LIST.sub(r"\1\\.", text))
+    text = one_line(value).replace(":material/", f":{WORD_JOINER}material/")  # Streamlit rewrites that before parsing
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
 
 def plotly_text(value: Any) -> str:

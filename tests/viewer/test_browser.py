@@ -6,6 +6,7 @@ without it the test is skipped, unless NOISESCOPE_REQUIRE_BROWSER=1 (CI), where 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -58,15 +59,15 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"the viewer did not answer /_stcore/health within {STARTUP_SECONDS} s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture
-def server(traces: Traces, tmp_path: Path) -> Iterator[str]:
-    """`noisescope view ROOT --port P` (the console script of this venv); stopped in every case."""
+@contextlib.contextmanager
+def viewer_server(root: Path, tmp_path: Path) -> Iterator[str]:
+    """`noisescope view ROOT --port P` (the console script of this venv), its base URL; stopped in every case."""
     script = Path(sys.executable).with_name("noisescope")
     assert script.exists(), f"{script} is missing: install the package (pip install -e .)"
     port = free_port()
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(script), "view", str(traces.root), "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(script), "view", str(root), "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own process group: streamlit runs as its child
     try:
         base = f"http://127.0.0.1:{port}"
@@ -82,6 +83,12 @@ def server(traces: Traces, tmp_path: Path) -> Iterator[str]:
             proc.wait()
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture
+def server(traces: Traces, tmp_path: Path) -> Iterator[str]:
+    with viewer_server(traces.root, tmp_path) as base:
+        yield base
 
 
 def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations(server: str, traces: Traces, tmp_path: Path) -> None:
@@ -110,3 +117,60 @@ def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations
         finally:
             browser.close()
     assert (tmp_path / "viewer.png").stat().st_size > 10_000
+
+
+ATTRIBUTES_JS = """() => Array.from(document.querySelectorAll('*')).flatMap(e =>
+    ['src', 'href', 'xlink:href', 'srcset', 'poster', 'data', 'action'].map(a => e.getAttribute(a)).filter(Boolean)
+        .map(v => e.tagName.toLowerCase() + ' ' + v))"""
+
+
+def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path: Path) -> None:
+    """Every page of a trace whose name, config and attributes hold markdown images, links and <img> tags:
+    Chromium asks only the viewer's own origin for anything, for no 'hostile-*' path, and no element's
+    src or href names a hostile URL; the hostile strings are on the page as literal text."""
+    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        need(False, "playwright (python) is not installed")
+    from urllib.parse import quote, urlsplit
+
+    from tests.viewer.hostile import FILE_NAME, MARKERS, RECOVERED_FROM, make_hostile
+
+    hostile = make_hostile(tmp_path / "hostile")
+    sampling, hand_made = hostile.name(hostile.sampling), hostile.name(hostile.hand_made)
+    pages = [  # (query, text that shows the page has been drawn)
+        (f"view=playback&trace={quote(sampling)}", "Step 1 of 8"),
+        (f"view=playback&trace={quote(hand_made)}", "Step 1 of 8"),
+        (f"view=compare&compare={quote(sampling)},{quote(hand_made)}", "Timeline of"),
+        (f"view=training&trace={quote(hostile.name(hostile.training))}", "Forward process explorer"),
+        (f"view=schedule&trace={quote(sampling)}", "distinct timesteps"),
+        (f"view=playback&trace={quote(hostile.name(hostile.corrupt))}", "corrupt"),
+    ]
+    requested: list[str] = []
+    with viewer_server(hostile.root, tmp_path) as base, sync_playwright() as p:
+        own = urlsplit(base).netloc
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.on("request", lambda request: requested.append(request.url))
+            for k, (query, drawn) in enumerate(pages):
+                page.goto(f"{base}/?{query}", timeout=60_000)
+                expect(page.get_by_text(drawn).first).to_be_visible(timeout=60_000)
+                page.wait_for_timeout(1500)  # let anything the page would load start loading
+                if "trace=" + quote(sampling) in query and "playback" in query:
+                    expect(page.get_by_text(f"Recovered copy of {RECOVERED_FROM}.")).to_be_visible()  # literally
+                    expect(page.locator(".st-key-trace-status")).to_contain_text(FILE_NAME)
+                attributes = page.evaluate(ATTRIBUTES_JS)
+                hostile_attributes = [a for a in attributes if any(m in a for m in MARKERS) and not a.split(" ", 1)[1].startswith("#")]  # a heading's own anchor
+                assert not hostile_attributes, (query, hostile_attributes)
+                assert page.locator("img[src*='127.0.0.1:9'], img[src*='hostile-'], a[href*='127.0.0.1:9']").count() == 0
+                page.screenshot(path=str(tmp_path / f"hostile-{k}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert requested
+    foreign = [u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != own]
+    assert not foreign, foreign
+    assert all(urlsplit(u).scheme in ("http", "https", "ws", "wss", "data", "blob") for u in requested), requested
+    fetched_hostile = [u for u in requested if any(m in urlsplit(u).path for m in MARKERS)]
+    assert not fetched_hostile, fetched_hostile

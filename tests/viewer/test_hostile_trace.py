@@ -2,8 +2,10 @@
 
 Every element the app sends is read from its protobuf: the bodies and labels Streamlit
 renders as markdown, the raw HTML of st.html, and every string of each plotly figure.
-None may hold a markdown image or link, an <img> or <a> tag, or one of the hostile URLs
-unescaped; the escaped text (viewer.text.plain) is what must be there instead.
+Outside inline code spans (whose content markdown shows literally: viewer.text.plain) no
+markdown may hold a markdown image or link, an <img> or <a> tag, or a hostile URL; no
+plotly text or st.html may hold a tag from the file unescaped. The hostile strings must be
+there, as text.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.hostile import RECOVERED_FROM, URL, Hostile, make_hostile
+from tests.viewer.hostile import FILE_NAME, RECOVERED_FROM, URL, Hostile, make_hostile
+from tests.viewer.markdown_text import code_spans
 from viewer.paths import ROOTS_ENV
 from viewer.text import plain, plotly_text
 
 APP = Path(__file__).resolve().parents[2] / "viewer" / "app.py"
 MARKDOWN_FIELDS = {"body", "label", "help", "placeholder", "captions", "caption", "text"}  # what Streamlit renders as markdown
-MARKUP = ("![", "](", "<img", "<a ", "<a>", "<b>", "<script", URL, "127.0.0.1:9")  # none may reach markdown unescaped
+MARKUP = ("![", "](", "<img", "<a ", "<a>", "<b>", "<script", URL, "127.0.0.1:9", "hostile-")  # none may be markdown outside code
 HTML_MARKUP = ("<img", "<a ", "<a>", "<b>", "<script", "<iframe")  # no tag from the file in a plotly text or st.html (escaped: &lt;img)
 
 
@@ -78,8 +81,9 @@ def assert_text_only(at: AppTest) -> dict[str, list[str]]:
     assert not at.exception, [e.value for e in at.exception]
     shown = rendered(at)
     for text in shown["markdown"]:
+        _, markup_part = code_spans(text)
         for markup in MARKUP:
-            assert markup not in text, (markup, text)
+            assert markup not in markup_part, (markup, text)
     for text in shown["plotly"] + shown["html"]:
         for markup in HTML_MARKUP:
             assert markup not in text, (markup, text)
@@ -90,13 +94,18 @@ def assert_shown(shown: dict[str, list[str]], kind: str, text: str) -> None:
     assert any(text in s for s in shown[kind]), (text, shown[kind])
 
 
+def assert_literal(shown: dict[str, list[str]], text: str) -> None:
+    """``text`` is shown as it is: inside a code span of some markdown."""
+    assert any(text in content for body in shown["markdown"] for content in code_spans(body)[0]), (text, shown["markdown"])
+
+
 def test_playback_shows_a_hostile_traces_strings_as_text(app, hostile: Hostile) -> None:
     at = app(view="playback", trace=hostile.name(hostile.sampling))
     shown = assert_text_only(at)
     assert not at.error, [e.value for e in at.error]
-    assert_shown(shown, "markdown", plain(hostile.name(hostile.sampling)))  # the header names the file, escaped
-    assert_shown(shown, "markdown", plain(RECOVERED_FROM))  # 'Recovered copy of \!\[x\]\(http\:...'
-    assert_shown(shown, "markdown", plain(f"![s]({URL}/steps) steps"))  # the settings line, escaped
+    assert_shown(shown, "markdown", f"##### {plain(FILE_NAME)}")  # the header names the file, as text
+    assert_shown(shown, "markdown", f"Recovered copy of {plain(RECOVERED_FROM)}.")
+    assert_literal(shown, f"ddim · ![s]({URL}/steps) steps")  # the settings line, as text
     at.button(key=f"step:{hostile.name(hostile.sampling)}.next").click().run()
     assert_text_only(at)
 
@@ -104,7 +113,7 @@ def test_playback_shows_a_hostile_traces_strings_as_text(app, hostile: Hostile) 
 def test_playback_of_a_hand_made_trace_shows_its_strings_as_text(app, hostile: Hostile) -> None:
     at = app(view="playback", trace=hostile.name(hostile.hand_made))
     shown = assert_text_only(at)
-    assert_shown(shown, "markdown", plain("<b>bold</b>"))
+    assert_literal(shown, f"<b>bold</b> [link]({URL}/click)")
 
 
 def test_compare_shows_hostile_names_and_labels_as_text(app, hostile: Hostile) -> None:
@@ -124,8 +133,8 @@ def test_training_page_shows_a_hostile_training_trace_as_text(app, hostile: Host
     at = app(view="training", trace=hostile.name(hostile.training))
     shown = assert_text_only(at)
     assert not at.error, [e.value for e in at.error]
-    assert_shown(shown, "markdown", plain(RECOVERED_FROM))
-    assert_shown(shown, "markdown", plain(f"![d]({URL}/dataset)"))
+    assert_shown(shown, "markdown", f"Recovered copy of {plain(RECOVERED_FROM)}.")
+    assert_literal(shown, f"![d]({URL}/dataset) · <img src={URL}/img.png>")
 
 
 @pytest.mark.parametrize("trace", ["sampling", "hand_made", "training"])
@@ -138,4 +147,4 @@ def test_schedule_page_shows_a_hostile_trace_as_text(app, hostile: Hostile, trac
 def test_an_unreadable_hostile_file_is_named_as_text_in_its_error(app, hostile: Hostile) -> None:
     at = app(view="playback", trace=hostile.name(hostile.corrupt))
     assert_text_only(at)
-    assert len(at.error) == 1 and plain(hostile.name(hostile.corrupt)) in at.error[0].value
+    assert len(at.error) == 1 and at.error[0].value.startswith(plain(hostile.name(hostile.corrupt)))

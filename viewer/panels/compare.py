@@ -55,7 +55,7 @@ def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
             t = loaders.scalars(info.path, info.inode, info.rows).get("t", np.arange(info.rows))
             opened.append(Opened(entry, handle, info, t))
         except Exception as error:  # noqa: BLE001
-            st.error(plain(f"{entry.name}: {one_line(error)}"), icon=":material/error:")
+            st.error(f"{plain(entry.name)}: {plain(one_line(error))}", icon=":material/error:")
     return opened
 
 

@@ -29,4 +29,4 @@ def guard(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:  # noqa: BLE001 - the point: no traceback reaches the user
-        st.error(plain(f"{what}: {one_line(error)}"), icon=":material/error:")
+        st.error(f"{plain(what)}: {plain(one_line(error))}", icon=":material/error:")

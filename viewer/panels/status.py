@@ -13,10 +13,11 @@ BADGES = {"running": ("orange", "running: still being written"), "complete": ("g
 
 def status_text(info: TraceInfo) -> str:
     """':orange-badge[running: still being written] 12 of 50 steps' and the like (Streamlit badge markdown)."""
-    colour, words = BADGES.get(info.status, ("gray", plain(info.status)))
+    colour, words = BADGES.get(info.status, ("gray", "status"))
+    unknown = "" if info.status in BADGES else f" {plain(info.status)}"  # never inside the badge's brackets
     unit = "steps" if info.kind == "sampling" else "logged training rows"
     planned = f" of {info.planned}" if info.planned and info.planned != info.rows else ""
-    return f":{colour}-badge[{words}] {info.rows}{planned} {unit}"
+    return f":{colour}-badge[{words}]{unknown} {info.rows}{planned} {unit}"
 
 
 def header_ui(name: str, info: TraceInfo) -> None:
