@@ -12,7 +12,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP         := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench venv browser clean-venv
+.PHONY: demo test bench venv browser clean-venv fuzz
 
 venv: $(STAMP)
 
@@ -49,6 +49,14 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Thousands of damaged traces against inspect, check, recover and the reader, then the crash
+# campaign (kills, full disk, live readers); docs/reliability.md. FUZZ_SEED replays a run.
+FUZZ_COUNT ?= 3000
+FUZZ_RUNS  ?= 3
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz --count $(FUZZ_COUNT) --workers 2 $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)); \
+	  status=$$?; $(PY) -m tests.fuzz.crash --runs $(FUZZ_RUNS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)) || status=1; exit $$status
 
 clean-venv:
 	rm -rf $(VENV)
