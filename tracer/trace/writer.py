@@ -11,10 +11,24 @@ Datasets are sized ahead to the planned number of rows (resizing each step is
 measurably slower) and grown by doubling if a series runs longer; on a normal
 close they are trimmed to what was written. Tensors are chunked one row a
 chunk, so reading step k touches only step k.
+
+Files on disk (tracer/atomic.py holds the rule): the file is created as ``DIR/.NAME.partial``.
+If ``DIR/NAME`` does not exist, the partial is renamed onto it as soon as its datasets
+exist, before the first row, so a live reader follows the run at its path and a killed
+run leaves its committed rows there. If ``DIR/NAME`` exists (``overwrite=True``), the new
+trace stays beside it and replaces it only when the writer closes with status
+``complete`` (or when ``publish()`` is called): a failed or killed run leaves the old trace
+intact and its own committed rows in the ``.partial``, which the next writer of the same
+target removes. A file that is not a noisescope trace is never replaced.
+
+A full disk (ENOSPC, or EFBIG under ``ulimit -f``) raises ``DiskFullError`` with one line:
+the trace is marked failed where that can still be written, closed, and every row
+committed before stays readable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -27,12 +41,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from tracer import atomic
+from tracer.atomic import DiskFullError
 from tracer.schedules import Schedule
 from tracer.trace import schema
 
+__all__ = ["DiskFullError", "Series", "TraceExistsError", "TraceWriter"]
+
 
 class TraceExistsError(FileExistsError):
-    """The output trace exists and overwrite was not asked for."""
+    """The output trace exists and overwrite was not asked for, or it is not a trace and is never replaced."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,19 @@ class _SeriesState:
 _ONE_ROW = h5py.h5s.create_simple((1,))
 
 
+def _allocate_rows(ds: h5py.Dataset, start: int, stop: int) -> None:
+    """Write zero chunks to a scalar dataset for rows ``start`` (the first row of no chunk yet) to ``stop``.
+
+    A scalar row then only ever overwrites space the file already has: a full disk fails in
+    this direct write, cleanly, and never leaves a dirty cached chunk that HDF5 cannot flush
+    (HDF5 2.0 crashes closing a dataset with one).
+    """
+    rows = ds.chunks[0]
+    zeros = np.zeros(rows, dtype=ds.dtype)
+    for first in range(-(-start // rows) * rows, stop, rows):  # never a chunk that holds rows
+        ds.id.write_direct_chunk((first,), zeros)
+
+
 def library_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -78,6 +109,27 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def is_trace_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file whose root says it is a noisescope trace (or HDF5 too damaged to say).
+
+    A damaged HDF5 file is most likely a trace of ours whose run died; anything readable
+    that is not a trace (a checkpoint, another program's HDF5 file) is not.
+    """
+    try:
+        if not h5py.is_hdf5(path):
+            return False
+    except OSError:
+        return False
+    for kwargs in ({}, {"libver": "latest", "swmr": True}):
+        try:
+            with h5py.File(path, "r", **kwargs) as f:
+                value = f.attrs.get(schema.ATTR_FORMAT)
+                return (value.decode() if isinstance(value, bytes) else str(value)) == schema.FORMAT
+        except (OSError, RuntimeError, UnicodeDecodeError):
+            continue
+    return True
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -106,27 +158,70 @@ class TraceWriter:
         if tensor_dtype not in schema.TENSOR_DTYPES:
             raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
+        exists = self.path.exists()
+        if exists and not overwrite:
             raise TraceExistsError(f"{self.path} exists; pass --overwrite to replace it")
+        if exists and not is_trace_file(self.path):
+            raise TraceExistsError(f"{self.path} is not a noisescope trace; refusing to replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tensor_dtype = np.dtype(tensor_dtype)
         self._closed = False
-        # Write to a temporary name first, so an existing trace survives until the new one exists.
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._file = h5py.File(self._tmp, "w", libver="latest")
+        self._partial = atomic.partial_path(self.path)
+        self._at_target = False  # where the file is: at self.path, or still at the partial
+        atomic.stale_partial(self.path)
+        series = list(series)
+        finals = dict(finals or {})
         try:
-            self._create(kind, config, list(series), schedule, attrs or {}, finals or {})
-            self._file.swmr_mode = True
-            self._file.flush()
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+            # Every dataset and attribute is made in memory and the image written by Python: a full
+            # disk then fails in one plain write, never inside an HDF5 flush (HDF5 2.0 crashes on those).
+            with h5py.File.in_memory(libver="latest") as memory:
+                self._create(memory, kind, config, series, schedule, attrs or {}, finals)
+                memory.flush()
+                image = memory.id.get_file_image()
+            with open(self._partial, "wb") as out:
+                out.write(image)
+            del image
+            self._file = h5py.File(self._partial, "r+", libver="latest")
+            try:
+                self._bind(series, finals)
+                self._file.swmr_mode = True
+                self._file.flush()
+            except BaseException:
+                with contextlib.suppress(Exception):  # on a full disk closing fails too; the error that matters is raised
+                    self._file.close()
+                raise
+        except BaseException as error:
+            self._partial.unlink(missing_ok=True)
+            if isinstance(error, (OSError, RuntimeError)) and atomic.is_disk_full(error):
+                kept = f"{self.path} is unchanged" if exists else "nothing was written"
+                raise DiskFullError(f"disk full creating the trace {self.path}; {kept}") from None
             raise
+        if not exists:  # no trace to keep: the file lives at its path from before its first row
+            os.replace(self._partial, self.path)
+            self._at_target = True
 
-    # -- creation (before SWMR: every dataset and attribute is made here) ------------------------
+    @property
+    def file_path(self) -> Path:
+        """Where the file is now: the target path, or its ``.partial`` until it replaces an existing trace."""
+        return self.path if self._at_target else self._partial
+
+    def publish(self) -> None:
+        """Move the file onto the target path now (it stays open); a no-op once there.
+
+        For a writer that must replace an old trace before closing: a resumed run, once
+        the old rows are copied in, so a live reader follows it at its path.
+        """
+        if self._at_target:
+            return
+        if not self._closed:
+            self._file.flush()
+        atomic.replace(self._partial, self.path)
+        self._at_target = True
+
+    # -- creation (in memory, before SWMR: every dataset and attribute is made here) ------------------
     def _create(
         self,
+        f: h5py.File,
         kind: str,
         config: Mapping[str, Any],
         series: list[Series],
@@ -134,7 +229,6 @@ class TraceWriter:
         attrs: Mapping[str, Any],
         finals: Mapping[str, tuple[tuple[int, ...], str]],
     ) -> None:
-        f = self._file
         f.attrs[schema.ATTR_FORMAT] = schema.FORMAT
         f.attrs[schema.ATTR_SCHEMA_VERSION] = schema.SCHEMA_VERSION
         f.attrs[schema.ATTR_KIND] = kind
@@ -145,43 +239,56 @@ class TraceWriter:
         f.attrs[schema.ATTR_PLANNED] = json.dumps({s.name: s.planned for s in series})
         for key, value in attrs.items():
             f.attrs[key] = value if isinstance(value, (str, int, float, np.ndarray)) else json.dumps(value)
-        self._status = f.create_dataset(schema.STATUS, data=np.array(b"running", dtype=schema.STATUS_DTYPE))
+        f.create_dataset(schema.STATUS, data=np.array(b"running", dtype=schema.STATUS_DTYPE))
         if schedule is not None:
             group = f.create_group(schema.SCHEDULE)
             for name in schema.SCHEDULE_FIELDS:
                 group.create_dataset(name, data=np.asarray(getattr(schedule, name), dtype=np.float64))
             group.attrs["name"] = schedule.name
+        for spec in series:
+            group = f.require_group(spec.name)
+            capacity = max(spec.planned, 1)
+            for name, (shape, dtype_name) in spec.fields.items():
+                rows_per_chunk = 1 if shape else min(capacity, 4096)
+                ds = group.create_dataset(name, shape=(capacity, *shape), maxshape=(None, *shape), dtype=self._dtype(dtype_name),
+                                          chunks=(rows_per_chunk, *shape))
+                if not shape:
+                    _allocate_rows(ds, 0, capacity)
+            f.create_dataset(schema.progress_path(spec.name), data=np.int64(0))
+        # Root datasets written once at the end (samples, labels); progress/final says when they are.
+        for name, (shape, dtype_name) in finals.items():
+            # Chunked, as SWMR readers need: a contiguous dataset's late allocation changes its header.
+            f.create_dataset(name, shape=shape, dtype=self._dtype(dtype_name), chunks=shape or None)
+        f.create_dataset(schema.progress_path(schema.FINAL), data=np.int64(0))
+
+    def _dtype(self, name: str) -> np.dtype:
+        return self.tensor_dtype if name == schema.TENSOR else np.dtype(name)
+
+    def _bind(self, series: list[Series], finals: Mapping[str, tuple[tuple[int, ...], str]]) -> None:
+        """Open what ``_create`` made, in the file on disk."""
+        f = self._file
+        self._status = f[schema.STATUS]
         self._series: dict[str, _SeriesState] = {}
         for spec in series:
-            self._series[spec.name] = self._create_series(spec)
-        # Root datasets written once at the end (samples, labels); progress/final says when they are.
-        self._finals: dict[str, h5py.Dataset] = {}
-        for name, (shape, dtype_name) in finals.items():
-            dtype = self.tensor_dtype if dtype_name == schema.TENSOR else np.dtype(dtype_name)
-            # Chunked, as SWMR readers need: a contiguous dataset's late allocation changes its header.
-            self._finals[name] = f.create_dataset(name, shape=shape, dtype=dtype, chunks=shape or None)
-        self._finals_written = f.create_dataset(schema.progress_path(schema.FINAL), data=np.int64(0))
-
-    def _create_series(self, spec: Series) -> _SeriesState:
-        group = self._file.require_group(spec.name)
-        capacity = max(spec.planned, 1)
-        datasets, dtypes = {}, {}
-        for name, (shape, dtype_name) in spec.fields.items():
-            dtype = self.tensor_dtype if dtype_name == schema.TENSOR else np.dtype(dtype_name)
-            rows_per_chunk = 1 if shape else min(capacity, 4096)
-            datasets[name] = group.create_dataset(
-                name, shape=(capacity, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(rows_per_chunk, *shape) if shape else (rows_per_chunk,)
-            )
-            dtypes[name] = dtype
-        progress = self._file.create_dataset(schema.progress_path(spec.name), data=np.int64(0))
-        state = _SeriesState(spec=spec, datasets=datasets, progress=progress, capacity=capacity, dtypes=dtypes,
-                             row_shapes={name: shape for name, (shape, _) in spec.fields.items()})
-        state.refresh_spaces()
-        return state
+            datasets = {name: f[f"{spec.name}/{name}"] for name in spec.fields}
+            state = _SeriesState(spec=spec, datasets=datasets, progress=f[schema.progress_path(spec.name)],
+                                 capacity=max(spec.planned, 1), dtypes={name: ds.dtype for name, ds in datasets.items()},
+                                 row_shapes={name: shape for name, (shape, _) in spec.fields.items()})
+            state.refresh_spaces()
+            self._series[spec.name] = state
+        self._finals: dict[str, h5py.Dataset] = {name: f[name] for name in finals}
+        self._finals_written = f[schema.progress_path(schema.FINAL)]
 
     # -- writing -------------------------------------------------------------------------------------
     def append(self, series: str, row: Mapping[str, Any]) -> int:
         """Write one row to every field of ``series``, flush, then commit it. Returns the row index."""
+        try:
+            return self._append(series, row)
+        except (OSError, RuntimeError) as error:
+            self._raise_if_disk_full(error)
+            raise
+
+    def _append(self, series: str, row: Mapping[str, Any]) -> int:
         state = self._series[series]
         missing = state.datasets.keys() - row.keys()
         if missing:
@@ -192,6 +299,9 @@ class TraceWriter:
             for ds in state.datasets.values():
                 ds.resize(state.capacity, axis=0)
             state.refresh_spaces()
+            for name, ds in state.datasets.items():
+                if not state.row_shapes[name]:
+                    _allocate_rows(ds, i, state.capacity)
         values = {name: np.asarray(to_numpy(row[name]), dtype=state.dtypes[name]) for name in state.datasets}
         for name, value in values.items():  # every shape checked before anything of the row is written
             if value.shape != state.row_shapes[name]:
@@ -213,10 +323,24 @@ class TraceWriter:
 
     def write_final(self, arrays: Mapping[str, Any]) -> None:
         """Write root datasets reserved at creation with ``finals`` (e.g. samples, labels)."""
+        try:
+            self._write_final(arrays)
+        except (OSError, RuntimeError) as error:
+            self._raise_if_disk_full(error)
+            raise
+
+    def _write_final(self, arrays: Mapping[str, Any]) -> None:
         for name, value in arrays.items():
             if name not in self._finals:
                 raise KeyError(f"{name!r} was not declared in finals when the trace was created")
-            self._finals[name][...] = np.asarray(to_numpy(value), dtype=self._finals[name].dtype)
+            ds = self._finals[name]
+            array = np.asarray(to_numpy(value), dtype=ds.dtype)
+            if ds.chunks is None:
+                ds[...] = array
+                continue
+            if array.shape != ds.shape:
+                raise ValueError(f"{name}: shape {array.shape} does not match {ds.shape}")
+            ds.id.write_direct_chunk((0,) * array.ndim, np.ascontiguousarray(array))  # one chunk, past the chunk cache
         self._file.flush()
         self._finals_written[()] = 1
         self._finals_written.flush()
@@ -229,11 +353,15 @@ class TraceWriter:
     def rows(self) -> dict[str, int]:
         return {name: state.rows for name, state in self._series.items()}
 
-    def close(self, status: schema.Status = "complete") -> None:
-        """Trim every series to the rows written, record the final status, close the file."""
+    def close(self, status: schema.Status = "complete", *, replace: bool | None = None) -> None:
+        """Trim every series to the rows written, record the final status, close the file.
+
+        A writer still beside an existing trace then replaces it if ``replace`` (default:
+        when ``status`` is ``complete``); otherwise the old trace stays and this one stays
+        at its ``.partial``.
+        """
         if self._closed:
             return
-        self._closed = True
         try:
             for state in self._series.values():
                 for ds in state.datasets.values():
@@ -241,8 +369,41 @@ class TraceWriter:
                         ds.resize(state.rows, axis=0)
             self._file.flush()
             self.set_status(status)
-        finally:
-            self._file.close()
+        except BaseException as error:
+            if isinstance(error, (OSError, RuntimeError)):
+                self._raise_if_disk_full(error)
+            self._close_file()
+            raise
+        try:
+            self._close_file()
+        except (OSError, RuntimeError) as error:
+            self._raise_if_disk_full(error)
+            raise
+        if status == "complete" if replace is None else replace:
+            self.publish()
+
+    def _close_file(self) -> None:
+        self._closed = True
+        self._file.close()
+
+    def _raise_if_disk_full(self, error: BaseException) -> None:
+        """On a full disk: mark the trace failed if that can still be written, close it, raise DiskFullError."""
+        if not atomic.is_disk_full(error):
+            return
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):  # best effort: written in place, it needs no new space
+                self.set_status("failed")
+            with contextlib.suppress(Exception):  # the committed rows are on disk already
+                self._file.close()
+        first = next(iter(self._series.values()), None)
+        n = first.rows if first is not None else 0
+        unit = "steps" if first is None or first.spec.name == schema.STEPS else f"{first.spec.name} rows"
+        where = self.file_path
+        kept = "" if self._at_target else f"; {self.path} is unchanged"
+        raise DiskFullError(
+            f"disk full after {n} {unit} writing {where}; the {n} committed {unit} are readable (noisescope recover {where}){kept}"
+        ) from None
 
     def __enter__(self) -> TraceWriter:
         return self
