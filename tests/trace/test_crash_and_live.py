@@ -100,3 +100,36 @@ def test_reader_follows_a_running_writer(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_trace_reads_as_its_committed_rows_everywhere(tmp_path, capsys):
+    """check, the viewer's loaders, TraceView and Trace.tensor all see exactly the rows an uninterrupted run
+    wrote up to the kill, and check passes: once, several handles of one file in one process read row 0 for
+    every row (a second refreshed handle of an SWMR file)."""
+    from tracer.equations.context import TraceView
+    from viewer import loaders
+
+    path = tmp_path / "killed.h5"
+    proc = start_writer(path, steps=60, delay=0.01)
+    try:
+        wait_for_step(proc, 12)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    truth = expected(60)
+    assert main(["check", str(path)]) == 0  # the synthetic chain is DDIM with eta 0: identified, every step checked
+    assert "identified as ddim" in capsys.readouterr().out
+    with open_trace(path) as trace, open_trace(path) as second:
+        n = trace.num_steps
+        assert 13 <= n < 60 and second.num_steps == n
+        view = TraceView(trace)
+        handle = loaders.TraceHandle(second)
+        for i in range(n):
+            for name in ("x_t", "eps", "x0_pred", "noise"):
+                want = getattr(truth[i], name).numpy()
+                np.testing.assert_array_equal(trace.tensor(name, i), want)
+                np.testing.assert_array_equal(view.tensor(name, i), want.astype(np.float64))
+                np.testing.assert_array_equal(loaders.read_row(handle, name, i, n), want)
+        np.testing.assert_array_equal(trace.column("t"), [r.t for r in truth[:n]])
+        for i in range(n):  # and again, after every other path has read and refreshed
+            np.testing.assert_array_equal(trace.tensor("x_t", i), truth[i].x_t.numpy())
