@@ -5,7 +5,10 @@ EMA is on; the caller passes that model) and the model and schedule configs, so
 ``load_checkpoint`` rebuilds the network and the schedule from the file alone.
 Loading never executes code from the file: safetensors is a JSON header plus raw
 tensor bytes, and anything else (a pickle, a truncated file) is refused with a
-one-line ``CheckpointError``. Writes are atomic: a temporary file, then os.replace.
+one-line ``CheckpointError``. Writes are atomic (tracer/atomic.py): the new file is written
+beside the old one and replaces it only once complete, a full disk is one ``DiskFullError``
+line with the old file unchanged, and a file that is not a safetensors file (a trace, say)
+is never replaced.
 
 The report's published checkpoints (arXiv 2512.07201) are plain PyTorch
 state_dicts (``.pth``); ``load_state_dict_file`` reads them with
@@ -19,15 +22,17 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
+from tracer import atomic
 from tracer.config import ConfigError, ModelConfig, ScheduleConfig, from_dict, to_dict
 from tracer.models.registry import build_model
 from tracer.schedules import Schedule, make_schedule
@@ -68,6 +73,46 @@ def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
 
 
+def is_safetensors_file(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file: an 8-byte header length, then that much JSON."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 8 + length <= size and head[8:9] == b"{"
+
+
+def check_replaceable(path: Path, overwrite: bool) -> None:
+    """CheckpointError unless ``path`` is free, or (with overwrite) a safetensors file a new checkpoint may replace."""
+    if not path.exists():
+        return
+    if not overwrite:
+        raise CheckpointError(f"{path} exists; pass --overwrite to replace it")
+    if not is_safetensors_file(path):
+        raise CheckpointError(f"{path} is not a safetensors checkpoint; refusing to replace it")
+
+
+def encode_checkpoint(
+    model: nn.Module, *, model_config: ModelConfig, schedule_config: ScheduleConfig, extra: dict[str, Any] | None = None
+) -> bytes:
+    """The bytes of a checkpoint file of ``model`` and the configs (what ``save_checkpoint`` writes)."""
+    if not model_config.resolved:
+        raise CheckpointError("the model config must name the sample shape and number of classes")
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": json.dumps(to_dict(model_config)),
+        "schedule_config": json.dumps(to_dict(schedule_config)),
+        "extra": json.dumps(extra or {}, default=str),
+    }
+    return save(_state_tensors(model), metadata=metadata)
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -79,26 +124,10 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model``'s weights and the configs to ``path`` (one safetensors file), atomically."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} exists; pass --overwrite to replace it")
-    if not model_config.resolved:
-        raise CheckpointError("the model config must name the sample shape and number of classes")
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model_config": json.dumps(to_dict(model_config)),
-        "schedule_config": json.dumps(to_dict(schedule_config)),
-        "extra": json.dumps(extra or {}, default=str),
-    }
+    check_replaceable(path, overwrite)
+    data = encode_checkpoint(model, model_config=model_config, schedule_config=schedule_config, extra=extra)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        save_file(_state_tensors(model), str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a checkpoint is ordinary data
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic.write_bytes(path, data)
 
 
 def resolve_path(path_or_run_dir: str | os.PathLike[str]) -> Path:
