@@ -20,6 +20,12 @@ consumes it and ``train()`` adds the trace, the checkpoint and the resume state.
   datasets ``snapshot_x_T`` and ``snapshot_labels``;
 - ``train_state.pt``: the resume state, tensors only (raw weights, EMA, Adam state,
   step, RNG state), read back with ``torch.load(weights_only=True)``.
+No file is replaced before its successor is complete (tracer/atomic.py): a run with
+``overwrite`` keeps the previous run's three files untouched (and saves no resume state
+of its own) until it is done, then replaces them one after another; ``resume`` builds the
+new train.h5 beside the old one and replaces it only once every old row is copied in. A
+killed run leaves either the previous files or the new ones, each whole. A full disk is
+one ``DiskFullError`` line.
 Data batches come from a permutation seeded by (seed, epoch), and every random draw
 of a step from one generator whose state is saved, so a resumed run continues
 exactly where it stopped.
@@ -28,6 +34,7 @@ exactly where it stopped.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
@@ -42,7 +49,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tracer.checkpoints import MODEL_FILE, save_checkpoint
+from tracer import atomic
+from tracer.checkpoints import MODEL_FILE, check_replaceable, encode_checkpoint
 from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, to_dict
 from tracer.data import Dataset, load_dataset, split
 from tracer.forward import q_sample
@@ -276,27 +284,41 @@ def resolve_model_config(model: ModelConfig, dataset: Dataset) -> ModelConfig:
     return resolved
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check what RUN_DIR holds against resume/overwrite; True if a previous run's files stay until this one is done.
+
+    Nothing is deleted: an overwriting run replaces each file only when its successor is complete.
+    """
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
+    if run_dir.is_dir():
+        for name in RUN_FILES:  # what a killed run left half-written
+            atomic.stale_partial(run_dir / name)
     if resume:
         if not (run_dir / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
-        return
+        check_replaceable(run_dir / MODEL_FILE, overwrite=True)
+        return False
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a directory")
+    previous = False
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
             raise ConfigError(f"{run_dir} exists and is not empty; pass --overwrite to replace the run or --resume to continue it")
-        for name in RUN_FILES:  # only the files a run writes: never a user's other files
-            (run_dir / name).unlink(missing_ok=True)
+        check_replaceable(run_dir / MODEL_FILE, overwrite=True)
+        previous = any((run_dir / name).exists() for name in RUN_FILES)
     run_dir.mkdir(parents=True, exist_ok=True)
+    return previous
+
+
+def _state_bytes(trainer: Trainer, configs: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()  # serialized in memory, so a full disk is a plain write error (tracer/atomic.py)
+    torch.save({**trainer.state_dict(), "configs": configs}, buffer)
+    return buffer.getvalue()
 
 
 def _save_state(path: Path, trainer: Trainer, configs: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save({**trainer.state_dict(), "configs": configs}, tmp)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, _state_bytes(trainer, configs))
 
 
 def _load_state(path: Path, configs: dict[str, str]) -> dict[str, Any]:
@@ -387,8 +409,10 @@ def _old_rows(path: Path, step: int) -> dict[str, list[dict[str, Any]]]:
                     columns = trace.series(name)
                     keep = np.flatnonzero(columns["step"] <= step)
                     rows[name] = [{k: v[i] for k, v in columns.items()} for i in keep]
-    except (TraceError, OSError, KeyError):
-        pass  # an unreadable old trace: the resumed trace starts from here
+    except (TraceError, OSError, KeyError) as error:  # never replaced by a trace without its history
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot resume: the training history {path} cannot be read ({first}); "
+                          f"recover it (noisescope recover {path}) or move it away") from None
     return rows
 
 
@@ -415,7 +439,7 @@ def train(
     train_set, _ = load_training_data(data)
     model_config = resolve_model_config(model_config, train_set)
     check_fits(model_config)  # before anything is written
-    _prepare_run_dir(run_dir, resume, overwrite)
+    keep_previous = _prepare_run_dir(run_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # reproducible initial weights
     network = build_model(model_config)
     sched = make_schedule(schedule_config.name, schedule_config.T)
@@ -444,7 +468,8 @@ def train(
     start = time.perf_counter()
     with _TraceSink(trace_path, trainer, train_set, trace_config, tensor_dtype, resume) as sink:
         bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train {run_dir.name}", unit="step", disable=not progress)
-        next_save = (trainer.step // config.save_every + 1) * config.save_every if config.save_every else None
+        # An overwriting run saves no resume state until it is done: the previous run's stays whole.
+        next_save = (trainer.step // config.save_every + 1) * config.save_every if config.save_every and not keep_previous else None
         last_step = trainer.step
         try:
             for record in trainer.run():
@@ -457,22 +482,29 @@ def train(
                     _save_state(run_dir / STATE_FILE, trainer, configs)
                     next_save += config.save_every
         except KeyboardInterrupt:
-            _save_state(run_dir / STATE_FILE, trainer, configs)  # Ctrl-C: leave a resumable run behind
+            if not keep_previous:  # an overwriting run leaves the previous run as it was instead
+                _save_state(run_dir / STATE_FILE, trainer, configs)  # Ctrl-C: leave a resumable run behind
             raise
         finally:
             bar.close()
         seconds = time.perf_counter() - start
         sink.finish()
-    _save_state(run_dir / STATE_FILE, trainer, configs)
-    checkpoint = save_checkpoint(
-        run_dir / MODEL_FILE,
-        trainer.sampling_model,
-        model_config=model_config,
-        schedule_config=schedule_config,
-        extra={"step": trainer.step, "ema": config.ema, "data": to_dict(data), "train": to_dict(config),
-               "loss": records[-1].loss if records else None},
-        overwrite=True,
-    )
+    extra = {"step": trainer.step, "ema": config.ema, "data": to_dict(data), "train": to_dict(config),
+             "loss": records[-1].loss if records else None}
+    checkpoint = run_dir / MODEL_FILE
+    # Every new file whole beside its predecessor first, then the replacements, model last.
+    state_partial = atomic.write_partial(run_dir / STATE_FILE, _state_bytes(trainer, configs))
+    try:
+        model_bytes = encode_checkpoint(trainer.sampling_model, model_config=model_config, schedule_config=schedule_config, extra=extra)
+        model_partial = atomic.write_partial(checkpoint, model_bytes)
+    except BaseException:
+        state_partial.unlink(missing_ok=True)
+        raise
+    sink.publish()
+    atomic.replace(state_partial, run_dir / STATE_FILE)
+    atomic.replace(model_partial, checkpoint)
+    if keep_previous and trace_path is None:
+        (run_dir / TRACE_FILE).unlink(missing_ok=True)  # the previous run's history, now that this run is complete
     sampling_model = trainer.sampling_model.eval()
     loss = records[-1].loss if records else math.nan
     return TrainResult(run_dir, sampling_model, sched, model_config, trainer.step, loss, seconds, checkpoint, trace_path, records)
@@ -510,6 +542,8 @@ class _TraceSink:
         for name, rows in old.items():
             for row in rows:
                 self.writer.append(name, row)
+        if resume:
+            self.writer.publish()  # every old row is in: the new file replaces the old one, and grows at its path
         if every and trainer.step == 0:
             self._snapshot()  # step 0: what the untrained network makes of x_T
 
@@ -541,6 +575,11 @@ class _TraceSink:
     def __enter__(self) -> _TraceSink:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+    def publish(self) -> None:
+        """Put the closed, complete trace at its path (a no-op where it is there already)."""
         if self.writer is not None:
-            self.writer.close("failed" if exc_type is not None else "complete")
+            self.writer.publish()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self.writer is not None:  # a complete trace beside a previous one waits for publish()
+            self.writer.close("failed" if exc_type is not None else "complete", replace=False)
