@@ -53,7 +53,6 @@ TRAINING_CONFIG: dict[str, Any] = {
     "train": {"steps": 300},
     "total_steps": 300,
 }
-STRINGS = (RECOVERED_FROM, IMAGE, LINK, MATH, BADGE, FILE_NAME)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from tests.viewer.conftest import Traces
+from tests.viewer.hostile import FILE_NAME, MARKERS, RECOVERED_FROM, make_hostile
 
 pytestmark = pytest.mark.browser
 
@@ -133,10 +135,6 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
         need(False, "playwright (python) is not installed")
-    from urllib.parse import quote, urlsplit
-
-    from tests.viewer.hostile import FILE_NAME, MARKERS, RECOVERED_FROM, make_hostile
-
     hostile = make_hostile(tmp_path / "hostile")
     sampling, hand_made = hostile.name(hostile.sampling), hostile.name(hostile.hand_made)
     pages = [  # (query, text that shows the page has been drawn)
