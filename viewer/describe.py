@@ -1,4 +1,7 @@
-"""Short human labels for traces, from their config: 'ddim · 50 steps · η=0 · s=3'."""
+"""What a trace's config says about it: short human labels ('ddim · 50 steps · η=0 · s=3'), and whether noisescope made it.
+
+The labels are plain strings from the file: show them through viewer.text.plain.
+"""
 
 from __future__ import annotations
 
