@@ -7,7 +7,8 @@ the threshold it is held to, and pass or fail. ``format_report`` prints it for p
 summary line per check, then the first failing steps of each failed check with their
 numbers) and ``report_dict`` as JSON. ``noisescope check`` (tracer/cli/check.py) wires them.
 
-A trace that lacks the datasets its kind always has raises ``TraceError`` (bad input).
+A trace that lacks the datasets its kind always has is refused by the reader (``TraceError``: bad input); a check
+that cannot be judged is listed in ``Report.unchecked`` and makes the verdict INCOMPLETE (exit 3), never PASS.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from typing import Any
 
 from tracer.equations import EQUATION_IDS, SCALAR_TOLERANCE, STRUCTURAL_CHECKS, Residual, checks_for, evaluate, tolerance_for
 from tracer.equations.context import TraceFacts
-from tracer.equations.identify import unchecked
+from tracer.equations.identify import STEP_EQUATIONS, unchecked
 from tracer.trace import schema
 from tracer.trace.reader import TraceError
 
-CORE_STEP_FIELDS = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
 EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3  # and 2 for bad input, as every command
 
 
@@ -113,17 +113,6 @@ class Report:
         return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "INCOMPLETE": EXIT_INCOMPLETE}[self.verdict]
 
 
-def missing_datasets(trace: Any) -> list[str]:
-    """The datasets without which nothing of a trace of its kind can be checked (the rest, when missing,
-    is listed as not checked)."""
-    stored = trace.schedule_arrays()
-    missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if name not in stored]
-    if trace.kind == "sampling":
-        names = set(trace.field_names(schema.STEPS))
-        missing += [f"{schema.STEPS}/{name}" for name in CORE_STEP_FIELDS if name not in names]
-    return missing
-
-
 def parse_only(text: str | None) -> list[str] | None:
     """``--only ID,ID``: the ids, checked against every known equation and structural check."""
     if text is None:
@@ -148,9 +137,6 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
     """Run every applicable check (or those in ``only``) over ``trace``; ``tol`` replaces the default tolerances."""
     if tol is not None and not tol >= 0:
         raise ValueError(f"--tol must be >= 0, got {tol}")
-    missing = missing_datasets(trace)
-    if missing:
-        raise TraceError(f"{trace.path} lacks {', '.join(missing)}: not a complete {trace.kind} trace")
     only_ids = None if only is None else list(only)
     selected = checks_for(trace, only_ids)
     facts = TraceFacts.of(trace)
@@ -201,9 +187,19 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         rows=rows,
         checks=tuple(results),
         notes=tuple(notes),
-        unchecked=tuple(unchecked(facts, [r.id for r in results if r.checked or rows == 0], rows, only_ids)),
+        unchecked=tuple(_unchecked(facts, results, rows, only_ids)),
         identification=facts.identification,
     )
+
+
+def _unchecked(facts: TraceFacts, results: list[CheckResult], rows: int, only: list[str] | None) -> list[tuple[str, str]]:
+    """What the checks that judged at least one row leave unverified, and the checks that judged none."""
+    items = unchecked(facts, [r.id for r in results if r.checked], rows, only)
+    named = {what for what, _ in items}
+    if rows:
+        items += [(r.id, "it applies but could not be judged at any row (an input it reads is missing or not yet written)")
+                  for r in results if not r.checked and r.id not in named and not (r.id in STEP_EQUATIONS.values() and "the step update" in named)]
+    return items
 
 
 # -- output ---------------------------------------------------------------------------------------------
@@ -212,6 +208,8 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
 def _g(x: float | None, width: int = 10) -> str:
     if x is None:
         return f"{'-':>{width}}"
+    if not math.isfinite(x):
+        return f"{x!s:>{width}}"
     if x == int(x) and abs(x) < 1e6:
         return f"{int(x):>{width}d}"
     return f"{x:>{width}.3e}"

@@ -171,6 +171,7 @@ class TraceView:
         self._schedule: dict[str, np.ndarray] | None = None
         self._samples: np.ndarray | None = None
         self._samples_read = False
+        self._index_ok: np.ndarray | None = None
 
     # -- schedule, as stored ------------------------------------------------------------------------
     @property
@@ -179,6 +180,22 @@ class TraceView:
         if self._schedule is None:
             self._schedule = dict(self.trace.schedule_arrays())
         return self._schedule
+
+    def indices_ok(self, i: int) -> bool:
+        """Row i's t lies in the schedule (0..T-1) and its t_prev too, or is -1 (the clean end).
+
+        Equations are not evaluated at a row whose timesteps are outside the schedule; the
+        structural checks schedule.alpha_bar_t / alpha_bar_prev fail there instead.
+        """
+        if self._index_ok is None:
+            length = len(self.schedule.get("alpha_bar", self.schedule.get("beta", ())))
+            ok = np.ones(self.rows, dtype=bool)
+            for name, low in (("t", 0), ("t_prev", -1)):
+                values = self.scalars.get(name)
+                if values is not None:
+                    ok &= (values[: self.rows] >= low) & (values[: self.rows] < length)
+            self._index_ok = ok
+        return bool(0 <= i < self.rows and self._index_ok[i])
 
     def alpha_bar_at(self, t: int) -> float:
         """The schedule's alpha_bar at index t; t = -1 is the clean end, where alpha_bar = 1."""

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from tracer.equations.context import SCALAR_TOLERANCE, Residual, TraceFacts, TraceView
 from tracer.equations.identify import unchecked
 from tracer.equations.registry import EQUATIONS, tolerance_for
@@ -89,12 +91,17 @@ def evaluate(trace: Any, checks: Sequence[Check] | None = None, tol: float | Non
         if series not in views:
             views[series] = TraceView(trace, series, facts)
     results: dict[str, list[Residual | None]] = {c.id: [] for c in selected}
+    with np.errstate(all="ignore"):  # degenerate values (alpha_bar 0, damaged rows) give inf residuals, which fail
+        _evaluate_rows(views, selected, facts, results)
+    return [Evaluation(c, _series(c, facts), tolerance(c, trace, tol), tuple(results[c.id])) for c in selected]
+
+
+def _evaluate_rows(views: dict[str, TraceView], selected: list[Check], facts: TraceFacts, results: dict[str, list[Residual | None]]) -> None:
     for series, view in views.items():
         mine = [c for c in selected if _series(c, facts) == series]
         for i in range(view.rows):  # step-major: the tensors of rows i and i + 1 stay cached
             for check in mine:
                 results[check.id].append(check.evaluate(view, i))
-    return [Evaluation(c, _series(c, facts), tolerance(c, trace, tol), tuple(results[c.id])) for c in selected]
 
 
 def failing_steps(trace: Any, tol: float | None = None) -> dict[str, list[int]]:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from tracer.equations import checks
 from tracer.equations.context import TENSOR_TOLERANCES, SCALAR_TOLERANCE, Residual, TraceFacts, TraceView
 from tracer.trace import schema
@@ -113,10 +115,15 @@ def _ends_at_alpha_bar_0(view: TraceView) -> bool:
 
 def identify(trace: Any, facts: TraceFacts) -> Identification:
     """The registered update a sampling trace without a declared sampler follows, with its constants inferred."""
+    with np.errstate(all="ignore"):  # damaged or degenerate values make inf residuals, which fail: no warnings
+        return _identify(trace, facts)
+
+
+def _identify(trace: Any, facts: TraceFacts) -> Identification:
     base = TraceView(trace, schema.STEPS, facts)
     tol = _tolerance(facts)
     found = _infer_clip(base, facts, tol)
-    results = {}
+    results: dict[str, tuple[int, int, float] | None] = {}
     for name, check in _STEP_CHECKS.items():
         if not facts.has(*STEP_NEEDS[name]):
             results[name] = None
@@ -191,4 +198,6 @@ def _why_no_step(facts: TraceFacts) -> str:
     if name not in STEP_NEEDS:
         return f"no step equation is registered for the {name!r} sampler"
     missing = [n for n in STEP_NEEDS[name] if not facts.has(n)]
+    if not missing:
+        return f"{STEP_EQUATIONS[name]} could not be judged at any step: no committed step's output is known yet"
     return f"{STEP_EQUATIONS[name]} needs steps/{', steps/'.join(missing)}, which the trace does not record"

@@ -102,7 +102,7 @@ class Equation:
 
     def evaluate(self, view: TraceView, i: int) -> Residual | None:
         """The check at row i of ``view``: a Residual, or None where it does not apply."""
-        if not 0 <= i < view.rows:
+        if not view.indices_ok(i):  # t or t_prev outside the schedule: schedule.alpha_bar_t/_prev fail there
             return None
         return self.check(view, i)
 

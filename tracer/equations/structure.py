@@ -69,8 +69,9 @@ def _alpha_bar(view: TraceView, i: int, recorded: str, index: str) -> Residual |
     if "alpha_bar" not in view.schedule:
         return None
     t = int(view.scalars[index][i])
-    if t >= len(view.schedule["alpha_bar"]):
-        return Residual(float("inf"), 0.0, 0.0, f"{index} {t} is past the schedule's last index {len(view.schedule['alpha_bar']) - 1}")
+    last = len(view.schedule["alpha_bar"]) - 1
+    if not (-1 if index == "t_prev" else 0) <= t <= last:
+        return Residual(float("inf"), 0.0, 0.0, f"{index} {t} is outside the schedule's indices 0..{last}" + (" (or -1)" if index == "t_prev" else ""))
     value, expected = view.scalar(recorded, i), view.alpha_bar_at(t)
     detail = f"{recorded} {value:.9g}, schedule alpha_bar[{t}] {expected:.9g}" if t >= 0 else f"{recorded} {value:.9g}, clean end 1"
     return Residual(abs(value - expected), abs(expected), 0.0, detail)

@@ -333,6 +333,14 @@ def _validate_layout(shared: _Shared) -> None:
                 raise shared.fail(f"has a {schema.progress_path(series)} that is not a scalar integer")
             shared.progress[series] = counter
         shared.fields[series] = members
+    if shared.kind == "sampling":
+        missing = [f"{schema.SCHEDULE}/{name}" for name in schema.SCHEDULE_FIELDS if name not in shared.schedule]
+        if schema.STEPS not in shared.fields or schema.STEPS not in shared.progress:
+            missing += [schema.STEPS] if schema.STEPS not in shared.fields else [schema.progress_path(schema.STEPS)]
+        else:
+            missing += [f"{schema.STEPS}/{name}" for name in schema.REQUIRED_STEP_FIELDS if name not in shared.fields[schema.STEPS]]
+        if missing:
+            raise shared.fail(f"lacks {', '.join(missing)}: not a complete sampling trace")
     _validate_steps(shared)
     for name in (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS):
         ds = found.get(name)
@@ -454,7 +462,7 @@ class Trace:
         """``fn()`` under the file's lock, its h5py errors as one TraceError line naming ``what``."""
         if self._closed:
             raise TraceError(f"{self.path}: the trace is closed")
-        with self._shared.lock, _guard(self.path, what):
+        with self._shared.lock, _guard(self.path, what), np.errstate(all="ignore"):  # damaged values: no warnings
             return fn()
 
     @property

@@ -71,6 +71,9 @@ OPTIONAL_STEP_TENSORS: Final = ("eps_cond", "eps_uncond", "x0_pred_raw")
 X_PREV: Final = "x_prev"  # [S, B, *D] the step's output (x_t of the next step)
 MODEL_OUTPUT: Final = "model_output"  # [S, B, *D] the raw model output when it is not eps (v or x0 prediction)
 ETA: Final = "eta"  # [S] float64, DDIM's eta of each call (diffusers takes it per step() call)
+# Without these a sampling trace cannot be read as one (the reader refuses it); the rest may be missing,
+# and `noisescope check` then says which equations it could not verify.
+REQUIRED_STEP_FIELDS: Final = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
 SAMPLES: Final = "samples"
 LABELS: Final = "labels"
 NO_LABEL: Final = -1
