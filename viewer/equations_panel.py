@@ -248,18 +248,18 @@ def equations_at(
         try:
             latex = eq.values_latex(values)
         except Exception as error:  # noqa: BLE001
-            problems.append(f"values not available: {one_line(error)}")
+            problems.append(f"values not available: {plain(one_line(error))}")
         try:
             result = judge(registry, eq, trace, i, dtype, memo, rows)
         except Exception as error:  # noqa: BLE001
-            problems.append(f"residual not computed: {one_line(error)}")
+            problems.append(f"residual not computed: {plain(one_line(error))}")
         source_key = ("source", registry_key(registry), eq.id)
         source = memo.get(source_key)
         if source is None:
             try:
                 source = memo[source_key] = source_html(registry.implementation_source(eq))
             except Exception as error:  # noqa: BLE001
-                problems.append(f"`{eq.implementation}`: source not available ({one_line(error)})")
+                problems.append(f"`{eq.implementation}`: source not available ({plain(one_line(error))})")
         out.append(EquationStep(eq, latex, result, source, tuple(problems)))
     return out
 

@@ -64,7 +64,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         info["schedule"] = {"name": trace.schedule.name, "T": trace.schedule.T}
     for name in (schema.STEPS, schema.TRAIN, schema.SNAPSHOTS, schema.EXAMPLES):
         if trace.has_series(name):
-            shapes = {field: list(trace.file[f"{name}/{field}"].shape[1:]) for field in trace.field_names(name)}
+            shapes = {field: list(shape) for field, (shape, _) in trace.field_specs(name).items()}
             info["series"][name] = {"recorded": trace.rows(name), "planned": trace.planned(name), "shapes": shapes}
     if trace.kind == "sampling":
         info["steps_recorded"] = trace.num_steps
