@@ -44,3 +44,14 @@ def test_mutants_break_no_rule(fuzz_bases: dict[str, Base], tmp_path: Path, caps
         report = "\n".join([line, "", summary_table(results), "", violation_table(results, limit=25), "",
                             findings_text(results, f"{len(found)} groups", top=15)])
         pytest.fail(report, pytrace=False)
+
+
+def test_readers_of_a_running_writer_break_no_rule(tmp_path: Path) -> None:
+    """check, inspect and the reader API over and over while a real writer commits rows (the live case)."""
+    import random
+
+    from tests.fuzz.crash import Campaign
+
+    run = Campaign(0, tmp_path, random.Random(0)).live_readers(0, steps=30)
+    assert not run.violations, "\n".join(run.violations)
+    assert run.readable == run.reported == 30
