@@ -149,3 +149,28 @@ def test_state_dict_file_must_hold_tensors(tmp_path: Path) -> None:
         load_state_dict_file(tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="no state_dict"):
         load_state_dict_file(tmp_path / "missing.pth")
+
+
+def test_a_file_that_is_not_safetensors_is_never_replaced(tmp_path: Path) -> None:
+    import h5py
+
+    trace = tmp_path / "train.h5"
+    with h5py.File(trace, "w") as f:
+        f["steps"] = [1, 2, 3]
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("my notes")
+    for path in (trace, notes):
+        before = path.read_bytes()
+        with pytest.raises(CheckpointError, match="is not a safetensors checkpoint; refusing to replace it") as error:
+            save_checkpoint(path, make_model(), model_config=MODEL, schedule_config=SCHEDULE, overwrite=True)
+        one_line(error)
+        assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.safetensors", "train.h5"]  # no partial left
+
+
+def test_a_killed_writers_partial_is_replaced_not_kept(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    (tmp_path / ".m.safetensors.partial").write_bytes(b"half a checkpoint")
+    save_checkpoint(path, make_model(), model_config=MODEL, schedule_config=SCHEDULE)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    assert load_checkpoint(path).model_config == MODEL

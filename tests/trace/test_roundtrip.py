@@ -148,3 +148,77 @@ def test_steps_by_timestep(tmp_path):
         assert trace.nearest_index(99) == 0
         step = trace.step(2)
         assert step["t"] == recs[2].t and step["x0_pred"].shape == (3, 1, 4, 4)
+
+
+def test_overwrite_writes_beside_and_replaces_only_a_complete_trace(tmp_path):
+    path = tmp_path / "o.h5"
+    partial = tmp_path / ".o.h5.partial"
+    write(path, steps=3)
+    before = path.read_bytes()
+
+    def broken():
+        for i, record in enumerate(records(SCHEDULE, 10, seed=1)):
+            if i == 4:
+                raise RuntimeError("model exploded")
+            yield record
+
+    with pytest.raises(RuntimeError):
+        record_sampling(broken(), path, schedule=SCHEDULE, config={}, planned=10, labels=None, overwrite=True)
+    assert path.read_bytes() == before  # the old trace is intact ...
+    with h5py.File(partial, "r") as f:  # ... and the failed run's committed steps are beside it
+        assert f["status"][()] == b"failed" and f["steps/t"].shape == (4,)
+
+    with TraceWriter(path, kind="training", config={}, series=[Series("train", {"t": ((), "int64")}, planned=2)],
+                     overwrite=True) as writer:
+        assert writer.file_path == partial and path.read_bytes() == before
+        with h5py.File(partial, "r", libver="latest", swmr=True) as f:  # a new file: the failed run's partial is gone
+            assert f["status"][()] == b"running" and f["train/t"].shape == (2,) and f["progress/train"][()] == 0
+        writer.append("train", {"t": 7})
+    assert not partial.exists()
+    with open_trace(path) as trace:
+        assert trace.kind == "training" and trace.status == "complete" and trace.series("train")["t"].tolist() == [7]
+
+
+def test_publish_moves_an_open_trace_onto_its_path(tmp_path):
+    path = tmp_path / "p.h5"
+    write(path, steps=2)
+    spec = Series("train", {"step": ((), "int64")}, planned=4)
+    with TraceWriter(path, kind="training", config={}, series=[spec], overwrite=True) as writer:
+        writer.append("train", {"step": 1})
+        writer.publish()
+        assert writer.file_path == path and not (tmp_path / ".p.h5.partial").exists()
+        writer.append("train", {"step": 2})
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            assert f["progress/train"][()] == 2 and f["status"][()] == b"running"
+    with open_trace(path) as trace:
+        assert trace.status == "complete" and trace.series("train")["step"].tolist() == [1, 2]
+
+
+def test_a_file_that_is_not_a_trace_is_never_replaced(tmp_path):
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(3)}, str(checkpoint))
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.arange(3)
+    text = tmp_path / "notes.h5"
+    text.write_text("my notes")
+    for path in (checkpoint, other, text):
+        before = path.read_bytes()
+        with pytest.raises(TraceExistsError, match="is not a noisescope trace; refusing to replace it") as error:
+            write(path, overwrite=True)
+        assert "\n" not in str(error.value)
+        assert path.read_bytes() == before and not (tmp_path / f".{path.name}.partial").exists()
+
+
+def test_scalar_series_grow_past_a_chunk_without_losing_rows(tmp_path):
+    """Scalars are stored in chunks of 4,096 rows, given their space ahead; growing never rewrites a chunk that holds rows."""
+    path = tmp_path / "long.h5"
+    spec = Series("train", {"step": ((), "int64"), "loss": ((), "float64")}, planned=5000)
+    with TraceWriter(path, kind="training", config={}, series=[spec]) as w:
+        for step in range(11_000):
+            w.append("train", {"step": step, "loss": step / 2})
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["train/step"][()], np.arange(11_000))
+        np.testing.assert_array_equal(f["train/loss"][()], np.arange(11_000) / 2)
