@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.fuzz.bases import build_bases
+from tests.fuzz.crash import SECTION as CRASH_SECTION
 from tests.fuzz.runner import (
     CALL_TIMEOUT,
     Context,
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.findings and not args.only:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         header = f"noisescope fuzz findings, {stamp}: python -m tests.fuzz --seed {seed} --count {len(results)}"
-        Path(args.findings).write_text(findings_text(results, header))
+        findings = Path(args.findings)
+        old = findings.read_text() if findings.exists() else ""
+        crash = old[old.index(CRASH_SECTION):] if CRASH_SECTION in old else ""  # the campaign's part stays
+        findings.write_text(findings_text(results, header) + ("\n" + crash if crash else ""))
         print(f"findings: {args.findings}")
     print(line)
     return 1 if any(r.violations for r in results) else 0

@@ -116,6 +116,23 @@ def last_line(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
+def describe_failure(result: dict[str, Any] | None, call: Any) -> str:
+    """One line for a call that broke a rule: the hang, signal, exception (type at file:line) or exit code."""
+    if call.hang:
+        return f"hang ({call.seconds:.0f} s)"
+    if call.signal:
+        return f"killed by signal {call.signal}"
+    result = result or {}
+    errors = ([result["exception"]] if result.get("exception") else []) + list(result.get("api_errors") or [])
+    if errors:
+        e = errors[0]
+        return f"{e.get('call', '')} {e['type']} at {e['where']}: {e['message'][:120]}".strip()
+    if result.get("trace_errors"):
+        return f"TraceError: {result['trace_errors'][0][:160]}"
+    first = (call.stderr.strip().splitlines() or [""])[0][:120]
+    return f"exit {result.get('exit_code')}: {first}"
+
+
 def _one_line_errors(run: Run, name: str, rc: int | None, stderr: str) -> None:
     if "Traceback" in stderr:
         first = next(line for line in stderr.splitlines() if "Traceback" in line)
@@ -162,23 +179,19 @@ def judge_trace(run: Run, path: Path, work: Path, *, complete: bool = False) -> 
     code = result.get("exit_code") if result else None
     allowed = (0,) if complete else (0, 3)
     if call.hang or call.signal or (result and result.get("exception")) or code not in allowed:
-        what = "hang" if call.hang else f"signal {call.signal}" if call.signal else result.get("exception") if result else None
-        first = (call.stderr.strip().splitlines() or [""])[0][:120]
-        run.violations.append(f"check: {what or f'exit {code}'} {first}")
+        run.violations.append(f"check: {describe_failure(result, call)}")
     result, call = run_in_child(lambda: api_probe(str(path)), 30)
     if call.hang or call.signal or not result or result["api_errors"] or result["trace_errors"]:
-        problem = (result or {}).get("api_errors") or (result or {}).get("trace_errors") or ("hang" if call.hang else call.signal)
-        run.violations.append(f"api: {str(problem)[:160]}")
+        run.violations.append(f"api: {describe_failure(result, call)}")
     copy = work / f"{path.stem}.recovered.h5"
     copy.unlink(missing_ok=True)
     result, call = run_in_child(lambda: cli_call(["recover", str(path), "--out", str(copy)]), 30)
     if not result or result.get("exit_code") != 0:
-        first = (call.stderr.strip().splitlines() or [""])[0][:120]
-        run.violations.append(f"recover: {(result or {}).get('exception') or (result or {}).get('exit_code')} {first}")
+        run.violations.append(f"recover: {describe_failure(result, call)}")
     else:
         result, call = run_in_child(lambda: cli_call(["check", str(copy)]), 30)
         if not result or result.get("exit_code") not in (0, 3):
-            run.violations.append(f"check of the recovered copy: exit {(result or {}).get('exit_code')}")
+            run.violations.append(f"check of the recovered copy: {describe_failure(result, call)}")
 
 
 def loads_model(run_dir: Path) -> str | None:
@@ -416,11 +429,8 @@ class Campaign:
                 ok = result is not None and not result["api_errors"] and not result["trace_errors"]
             if not ok:
                 name = ("check", "inspect", "api")[which]
-                what = ("hang" if call.hang else f"signal {call.signal}" if call.signal else
-                        str((result or {}).get("exception") or (result or {}).get("api_errors") or (result or {}).get("trace_errors")
-                            or f"exit {(result or {}).get('exit_code')}"))
-                first = (call.stderr.strip().splitlines() or [""])[0][:100]
-                run.violations.append(f"{name} while writing ({known} rows committed): {what[:120]} {first}")
+                what = describe_failure(result, call)
+                run.violations.append(f"{name} while writing ({known} rows committed): {what}")
         proc.wait(timeout=60)
         run.notes = [f"{reads} reads while writing"]
         rows, _ = swmr_rows(path, "steps")
@@ -463,12 +473,34 @@ def report(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "== crash campaign"
+
+
+def write_findings(path: Path, runs: list[Run], seed: int) -> None:
+    """Replace the crash-campaign section of the findings file (the fuzz harness writes the rest)."""
+    text = path.read_text() if path.exists() else ""
+    text = text.split(SECTION)[0].rstrip("\n")
+    bad = [r for r in runs if r.violations]
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [f"{SECTION}, {stamp}: python -m tests.fuzz.crash --seed {seed}: {len(runs)} runs, {len(bad)} with violations"]
+    grouped: dict[str, list[Run]] = {}
+    for r in bad:
+        key = re.sub(r"\d+", "N", r.violations[0].split(":")[0] + ":" + r.violations[0].split(" at ")[-1][:60])
+        grouped.setdefault(key, []).append(r)
+    for key, members in sorted(grouped.items(), key=lambda item: -len(item[1])):
+        example = members[0]
+        lines.append(f"[{len(members)}x] {example.scenario}: {example.violations[0][:220]}")
+        lines.append(f"   replay: python -m tests.fuzz.crash --seed {seed} --only {example.scenario} --runs {example.number + 1} --keep /tmp/crash")
+    path.write_text((text + "\n\n" if text else "") + "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fuzz.crash", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
     p.add_argument("--seed", type=int, default=None, help="seed of the kill moments and limits (default: today's date)")
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run just this scenario (repeatable)")
     p.add_argument("--keep", type=Path, help="keep the runs' files in this directory")
+    p.add_argument("--findings", default="/tmp/fuzz_findings.txt", help="append the violations to this file's crash section ('' for none)")
     args = p.parse_args(argv)
     from tests.fuzz.__main__ import default_seed
 
@@ -490,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = sum(bool(r.violations) for r in runs)
     print(f"crash campaign seed {seed}: {len(runs)} runs, {bad} with violations, "
           f"{sum(r.lost for r in runs)} rows lost, {time.monotonic() - began:.0f} s")
+    if args.findings:
+        write_findings(Path(args.findings), runs, seed)
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0

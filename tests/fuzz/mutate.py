@@ -19,7 +19,8 @@ Kinds (KINDS, with their weights):
   them for writing);
 - ``struct_delete``, ``struct_resize``, ``struct_retype``: through h5py, a dataset or group deleted,
   a series resized (shorter, longer, empty), a dataset replaced by one of another type or rank
-  (steps/t as float, x_t of rank 2, status as an int, progress/steps = -1 or past the length, ...);
+  (steps/t as float, x_t of rank 2, status as an int, progress/steps = -1 or past the length, a
+  tensor declared 4 TiB a row, the same values gzip-compressed, ...);
 - ``bad_attr``: root attributes set to what no writer writes (schema_version inf, nan, -1, 2**70, a
   string; format wrong; kind unknown; config not JSON, a JSON list, 100 000 levels of nesting;
   planned not JSON; non-UTF-8 bytes);
@@ -219,6 +220,8 @@ _RETYPE_CHOICES: tuple[tuple[str, str], ...] = (
     ("train/loss", "rank_plus"), ("train/step", "as_float"), ("train/loss_by_bucket", "rank_minus"),
     ("snapshots/samples", "rank_minus"), ("snapshot_x_T", "rank_plus"), ("snapshot_labels", "as_string"),
     ("examples/t", "huge_values"), ("steps/t", "huge_values"), ("steps/t", "negative"),
+    ("steps/x_t", "absurd_shape"), ("steps/eps", "absurd_shape"), ("samples", "absurd_shape"), ("train/loss", "absurd_shape"),
+    ("steps/x_t", "compressed"), ("steps/t", "compressed"), ("examples/x_t", "absurd_shape"),
 )
 
 
@@ -377,6 +380,16 @@ def _struct_retype(f: h5py.File, p: dict[str, Any], bases: dict[str, Base], out:
     if how == "dataset":
         del f[target]
         f[target] = np.arange(3)
+        return
+    if how == "absurd_shape":  # declared, never written: one row would take 4 TiB
+        rows = item.shape[0] if item.ndim else 1
+        del f[target]
+        f.create_dataset(target, shape=(rows, 2**40), dtype="float32", chunks=(1, 2**18))
+        return
+    if how == "compressed":  # the same values, gzip and checksummed: still a valid trace
+        data = item[()]
+        del f[target]
+        f.create_dataset(target, data=data, compression="gzip", fletcher32=True, chunks=True, maxshape=(None, *data.shape[1:]))
         return
     data = item[()]
     arr = np.asarray(data)
