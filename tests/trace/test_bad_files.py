@@ -83,3 +83,80 @@ def test_inspect_text_and_json(good, capsys):
     for row, rec in zip(info["steps"], truth):
         assert row["x_t_mean"] == pytest.approx(float(rec.x_t.double().mean()), rel=1e-6, abs=1e-7)
         assert row["eps_std"] == pytest.approx(float(rec.eps.double().std(unbiased=False)), rel=1e-5)
+
+
+def killed_trace(tmp_path):
+    """A trace whose writer was SIGKILLed: its superblock still says a (SWMR) writer holds it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    path = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "100", "0.01"],
+                            cwd=root, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "step 5":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return path
+
+
+def test_damaged_files_a_writer_held_never_hang(tmp_path):
+    """Once, a superblock checksum error or a 46-byte truncation of such a file hung open for over ten minutes
+    (the SWMR fallback retried every metadata read 100 times with growing sleeps)."""
+    import time
+
+    from tracer.trace.reader import superblock_flags
+
+    source = killed_trace(tmp_path)
+    assert superblock_flags(source) & 0x05  # opened for SWMR write, never closed
+    data = source.read_bytes()
+    mutants = {"superblock checksum": bytearray(data), "46 bytes": bytearray(data[:46]), "half": bytearray(data[: len(data) // 2])}
+    mutants["superblock checksum"][44] ^= 0xFF  # the superblock's checksum (bytes 44-47 of a version 3 superblock)
+    for label, content in mutants.items():
+        path = tmp_path / f"{label}.h5"
+        path.write_bytes(bytes(content))
+        start = time.monotonic()
+        with pytest.raises(TraceError) as info:
+            open_trace(path)
+        assert time.monotonic() - start < 30, label  # a bound far above the milliseconds it takes, far below a hang
+        assert "\n" not in str(info.value) and "corrupt" in str(info.value), label
+    with open_trace(source) as trace:  # the undamaged killed trace reads
+        assert trace.live and trace.num_steps >= 6
+
+
+@pytest.mark.parametrize("mutation", ["external link", "external storage", "virtual dataset", "schema_version inf",
+                                      "negative counter", "counter past the data", "config not an object", "t as float"])
+def test_structure_is_validated_at_open(tmp_path, good, mutation):
+    path = tmp_path / "bad.h5"
+    path.write_bytes(good.read_bytes())
+    (tmp_path / "other.h5").write_bytes(good.read_bytes())
+    with h5py.File(path, "r+") as f:
+        if mutation == "external link":
+            f["steps/eps_cond"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/steps/eps")
+        elif mutation == "external storage":
+            (tmp_path / "raw.bin").write_bytes(b"\0" * 64)
+            f.create_dataset("steps/extra", shape=(8,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 64)])
+        elif mutation == "virtual dataset":
+            layout = h5py.VirtualLayout(shape=(8,), dtype="i8")
+            layout[:] = h5py.VirtualSource(str(tmp_path / "other.h5"), "steps/t", shape=(8,))
+            f.create_virtual_dataset("steps/virtual", layout)
+        elif mutation == "schema_version inf":
+            f.attrs["schema_version"] = float("inf")
+        elif mutation == "negative counter":
+            f["progress/steps"][()] = -1
+        elif mutation == "counter past the data":
+            f["progress/steps"][()] = 9
+        elif mutation == "config not an object":
+            f.attrs["config"] = "[1, 2]"
+        elif mutation == "t as float":
+            del f["steps/t"]
+            f["steps/t"] = np.arange(8, dtype=np.float64)
+    with pytest.raises(TraceError) as info:
+        open_trace(path)
+    assert "\n" not in str(info.value)
+    assert main(["check", str(path)]) == 2 and main(["inspect", str(path)]) == 2 and main(["recover", str(path)]) == 2
