@@ -396,6 +396,16 @@ def oracle(result: MutantResult, copy_exists: bool = True) -> list[Violation]:
     control = result.mutant.kind == "none"
     violations = [v for call in result.calls if call.command != "make" for v in call_violations(call, control)]
     check, recover, copy_check = result.call("check"), result.call("recover"), result.call("check of copy")
+    api = result.call("api")
+    if check is not None and check.exit_code == 0 and not control:
+        # A PASS means the file is whole: every row the reader lists reads back, and recover can copy it.
+        if api is not None and api.trace_errors:
+            violations.append(Violation("verdict", "check", f"check passes, the reader says: {api.trace_errors[0][:140]}",
+                                        "check passes (exit 0) a trace the reader cannot read whole"))
+        if recover is not None and recover.exit_code == 2:
+            first = (_stderr_lines(recover) or ["(no stderr)"])[0]
+            violations.append(Violation("verdict", "check", f"check passes, recover refuses: {first[:140]}",
+                                        "check passes (exit 0) a trace recover refuses"))
     if recover is not None and recover.exit_code == 0:
         if not copy_exists or copy_check is None:
             violations.append(Violation("recover", "recover", "exit 0 but no copy written", "recover: exit 0, no copy"))
