@@ -20,7 +20,7 @@ from tracer.cli.common import (
 )
 from tracer.config import MAX_TIMESTEPS, ConfigError, SamplerConfig
 
-EPILOG = """examples (runs/demo is the run directory 'noisescope demo' writes):
+EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; report.pth: a state_dict the report published):
   noisescope sample --checkpoint runs/demo --sampler ddpm --out ddpm.h5
   noisescope sample --checkpoint runs/demo/model.safetensors --sampler ddim --steps 50 --eta 0 --out ddim.h5
   noisescope sample --checkpoint runs/demo --sampler ddim --guidance 3 --labels all --out cfg3.h5
@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, type=nonempty_path,
                    help="a run directory written by 'noisescope train' (or demo), its model.safetensors, or a report .pth")
     p.add_argument("--sampler", required=True, help="ddpm or ddim")
-    p.add_argument("--steps", type=int_in(1, MAX_TIMESTEPS), help="DDIM reverse steps, 1..T (default 50; DDPM always runs all T)")
+    p.add_argument("--steps", type=int_in(1, MAX_TIMESTEPS), help="DDIM reverse steps, 1..T (default 50; not for DDPM, which runs all T)")
     p.add_argument("--eta", type=float_in(0, 1), help="DDIM noise level in [0, 1]: 0 deterministic, 1 DDPM-like (default 0)")
     p.add_argument("--spacing", help="DDIM timestep spacing: leading, trailing or linspace (default leading)")
     p.add_argument("--variance", help="DDPM variance: beta or beta_tilde (default beta_tilde)")
