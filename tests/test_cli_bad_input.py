@@ -142,6 +142,13 @@ def test_a_trace_given_as_checkpoint_is_named_a_trace(run_dir: Path, tmp_path: P
     assert not out.exists()
 
 
+def test_train_epochs_that_come_to_absurd_steps_are_refused_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    refused(capsys, main(["train", "--dataset", "moons", "--epochs", "100000", "--batch", "1", "--out", str(out), "--quiet"]),
+            "is 819,200,000 steps, more than 10,000,000")
+    assert nothing_in(out)  # (tracer/training.py makes the empty run directory before it counts the steps)
+
+
 # -- --out onto an input ----------------------------------------------------------------------------------
 
 

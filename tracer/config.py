@@ -243,5 +243,9 @@ class TrainConfig:
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
-            return self.epochs * math.ceil(num_examples / self.batch)
+            steps = self.epochs * math.ceil(num_examples / self.batch)
+            if steps > MAX_TRAIN_STEPS:
+                raise ConfigError(f"--epochs {self.epochs} of {num_examples:,} examples at --batch {self.batch} is {steps:,} steps, "
+                                  f"more than {MAX_TRAIN_STEPS:,}; give fewer epochs or a larger batch")
+            return steps
         return DEFAULT_TRAIN_STEPS
