@@ -256,3 +256,81 @@ def test_existing_run_dir_needs_overwrite_or_resume(tmp_path: Path) -> None:
     other = DataConfig("moons", seed=1, size=256)
     with pytest.raises(ConfigError, match="data config differs"):
         train(tmp_path / "run", data=other, model=MODEL, schedule=SCHEDULE, config=small(steps=6), resume=True, progress=False)
+
+
+# -- nothing lost: an overwriting or resumed run replaces a file only with a complete successor ----
+
+
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "train.h5", STATE_FILE)}
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_overwrite_leaves_the_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]) -> None:
+    run(tmp_path / "run", small(steps=10))
+    before = run_files(tmp_path / "run")
+    original = Trainer.train_step
+
+    def failing(self: Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.step == 15:
+            raise error("stop")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    with pytest.raises(error):
+        run(tmp_path / "run", small(steps=30, save_every=10), overwrite=True)
+    assert run_files(tmp_path / "run") == before  # no periodic or Ctrl-C state either: the previous run stays whole
+    assert load_checkpoint(tmp_path / "run").extra["step"] == 10
+    with open_trace(tmp_path / "run" / ".train.h5.partial") as partial:  # the failed run's rows, beside
+        assert partial.status == "failed" and partial.series("train")["step"].tolist() == [10]
+
+
+def test_a_resume_failing_while_copying_keeps_the_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracer.trace.writer import TraceWriter
+
+    run(tmp_path / "run", small(steps=20))
+    before = run_files(tmp_path / "run")
+    append = TraceWriter.append
+
+    def failing(self: TraceWriter, series: str, row: object) -> int:
+        if series == "train" and self.rows["train"] == 1:
+            raise OSError("lost the disk")
+        return append(self, series, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TraceWriter, "append", failing)
+    with pytest.raises(OSError, match="lost the disk"):
+        run(tmp_path / "run", small(steps=40), resume=True)
+    assert run_files(tmp_path / "run") == before
+
+
+def test_resume_refuses_a_history_it_cannot_read(tmp_path: Path) -> None:
+    run(tmp_path / "run", small(steps=10))
+    trace = tmp_path / "run" / "train.h5"
+    trace.write_bytes(trace.read_bytes()[:2000])  # truncated
+    before = run_files(tmp_path / "run")
+    with pytest.raises(ConfigError, match="cannot resume: the training history") as error:
+        run(tmp_path / "run", small(steps=20), resume=True)
+    one_line(error)
+    assert run_files(tmp_path / "run") == before
+
+
+def test_overwrite_without_a_trace_removes_the_old_one_once_done(tmp_path: Path) -> None:
+    run(tmp_path / "run", small(steps=10))
+    run(tmp_path / "run", small(steps=5), overwrite=True, trace=False)
+    assert not (tmp_path / "run" / "train.h5").exists()
+    assert load_checkpoint(tmp_path / "run").extra["step"] == 5
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.safetensors", STATE_FILE]
+
+
+def test_a_run_file_that_is_not_a_checkpoint_is_never_replaced(tmp_path: Path) -> None:
+    import h5py
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with h5py.File(run_dir / "model.safetensors", "w") as f:  # a trace where the model belongs
+        f["steps"] = [1, 2]
+    before = (run_dir / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="not a safetensors checkpoint; refusing to replace it"):
+        run(run_dir, small(steps=3), overwrite=True)
+    assert (run_dir / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.safetensors"]
