@@ -9,10 +9,11 @@ too, naming what could not be read.
 
 Nothing is read until asked for: ``tensor(name, i)`` reads one step (one chunk), so a
 trace never has to fit in memory. A trace that a writer holds open (still running, or
-killed mid-run: the superblock's consistency flags say so) is opened in SWMR read mode,
-with HDF5's metadata read retries bounded so that a damaged file fails in well under a
-second instead of retrying for minutes; only rows the writer has committed
-(``progress/<series>``) are visible, each one whole.
+killed mid-run: the superblock's consistency flags say so), or one a writer closed short of
+its recorded end (a full disk), is opened in SWMR read mode, with HDF5's metadata read
+retries bounded so that a damaged file fails in milliseconds instead of retrying for
+minutes; only rows the writer has committed (``progress/<series>``) are visible, each one
+whole.
 
 One process, one handle: HDF5 shares an open file between every handle of a process,
 and refreshing a second handle to a dataset of a file that an SWMR writer holds leaves
@@ -132,33 +133,51 @@ def _open_h5(path: Path) -> h5py.File:
     if flags is None:
         raise TraceError(f"{path} is not an HDF5 file")
     # h5py reports a damaged file as OSError or, for some damage past the superblock, RuntimeError.
+    if flags & _WRITER_FLAGS and not flags & 0x04:
+        raise TraceError(f"{path} is open for writing by a program that does not use SWMR: close it first")
     try:
         if flags & _WRITER_FLAGS:
             # A writer holds the file (live) or held it and was killed: only an SWMR reader may open it,
-            # and sees every committed row. A file opened for write without SWMR cannot be read safely.
-            if not flags & 0x04:
-                raise TraceError(f"{path} is open for writing by a program that does not use SWMR: close it first")
-            fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=_bounded_swmr_fapl())
-            return h5py.File(fid)
-        return h5py.File(path, "r")
-    except TraceError:
-        raise
+            # and it sees every committed row.
+            return _open_swmr(path)
+        try:
+            return h5py.File(path, "r")
+        except Exception as error:  # noqa: BLE001
+            # A writer that hit a full disk closed a file shorter than its superblock says: the plain open
+            # refuses it, an SWMR reader (which does not hold the file to its recorded end) reads every
+            # committed row. Bounded like every SWMR open here, so a truncated file fails fast.
+            if "truncated file" not in str(error):
+                raise
+            return _open_swmr(path)
     except Exception as error:  # noqa: BLE001 - any failure to open a damaged file is one line
         raise TraceError(f"{path} is truncated or corrupt: {_first_line(error)}") from None
 
 
+def _ends_short(file: h5py.File, size: int) -> bool:
+    """The file is shorter than the end its superblock records (a writer stopped by a full disk, or truncation)."""
+    try:
+        return bool(file.id.get_filesize() > size)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _open_swmr(path: Path) -> h5py.File:
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=_bounded_swmr_fapl())
+    return h5py.File(fid)
+
+
 @contextmanager
-def _guard(path: Path, what: str) -> Iterator[None]:
+def _guard(path: Path, what: str, damage: str = "corrupt") -> Iterator[None]:
     """Turn any error of h5py/HDF5 (damaged bytes, bad checksums, garbage headers) into one TraceError line."""
     try:
         yield
     except (TraceError, IndexError):
         raise
     except MemoryError:
-        raise TraceError(f"{path} is corrupt: {what} is too large to read") from None
+        raise TraceError(f"{path} is {damage}: {what} is too large to read") from None
     except Exception as error:  # noqa: BLE001 - h5py raises OSError, RuntimeError, KeyError, ValueError, TypeError...
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        raise TraceError(f"{path} is corrupt: {what} cannot be read ({_first_line(Exception(message))})") from None
+        raise TraceError(f"{path} is {damage}: {what} cannot be read ({_first_line(Exception(message))})") from None
 
 
 # -- structure, validated once at open ----------------------------------------------------------------
@@ -188,6 +207,7 @@ class _Shared:
     path: Path
     file: h5py.File
     size: int
+    damage: str = "corrupt"  # how read errors describe the file: "truncated or corrupt" when it ends short
     lock: threading.RLock = field(default_factory=threading.RLock)
     refs: int = 0
     schema_version: int = 0
@@ -424,8 +444,10 @@ def _acquire(path: Path) -> _Shared:
         if shared is None:
             file = _open_h5(path)
             shared = _Shared(key=key, path=path, file=file, size=int(stat.st_size))
+            if _ends_short(file, shared.size):
+                shared.damage = "truncated or corrupt"
             try:
-                with _guard(path, "the file's header"):
+                with _guard(path, "the file's header", shared.damage):
                     _validate_root(shared)
                     _validate_layout(shared)
                     _validate_counters(shared)
@@ -462,7 +484,7 @@ class Trace:
         """``fn()`` under the file's lock, its h5py errors as one TraceError line naming ``what``."""
         if self._closed:
             raise TraceError(f"{self.path}: the trace is closed")
-        with self._shared.lock, _guard(self.path, what), np.errstate(all="ignore"):  # damaged values: no warnings
+        with self._shared.lock, _guard(self.path, what, self._shared.damage), np.errstate(all="ignore"):  # damaged values: no warnings
             return fn()
 
     @property
