@@ -33,7 +33,10 @@ def record_run(
     extra_config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples."""
+    """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples.
+
+    An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete.
+    """
     planned = planned_steps(schedule, config)
     records = sample(model, schedule, config, x_T=x_T, labels=labels, generator=generator)
     bar = tqdm(records, total=planned, desc=f"{config.sampler} -> {Path(out).name}", unit="step", disable=not progress, leave=False)

@@ -56,9 +56,11 @@ def record_sampling(
     """Consume ``records`` into a trace at ``path``; return the final samples.
 
     The trace is complete when the records run out, failed if they raise
-    (every step committed before the error stays readable). Which optional
-    tensors (eps_cond, eps_uncond, x0_pred_raw) the trace holds follows the
-    first record.
+    (every step committed before the error stays readable; a full disk raises
+    DiskFullError with one line). With ``overwrite`` an existing trace at
+    ``path`` is replaced only by a complete one (tracer/trace/writer.py). Which
+    optional tensors (eps_cond, eps_uncond, x0_pred_raw) the trace holds follows
+    the first record.
     """
     iterator = iter(records)
     first = next(iterator, None)
