@@ -64,7 +64,7 @@ def refused(capsys: pytest.CaptureFixture[str], code: int, fragment: str) -> str
     assert code == 2, err
     assert err.endswith("\n") and err.count("\n") == 1, err
     assert "Traceback" not in err and "Warning" not in err, err
-    assert err.startswith("noisescope") and "error: " in err, err
+    assert err.startswith("noisescope: error: "), err  # the same prefix for usage errors and the rest
     assert fragment in err, err
     return err.strip()
 

@@ -46,11 +46,10 @@ def fail(error: BaseException | str) -> int:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus exit code 2), not a usage dump."""
+    """argparse, but a usage error is fail()'s one line (plus exit code 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(fail(f"{message} (see {self.prog} --help)"))
 
 
 # -- argument types: each refuses a bad value with one line (argparse adds "argument --NAME: ") ------
