@@ -23,7 +23,10 @@ target removes. A file that is not a noisescope trace is never replaced.
 
 A full disk (ENOSPC, or EFBIG under ``ulimit -f``) raises ``DiskFullError`` with one line:
 the trace is marked failed where that can still be written, closed, and every row
-committed before stays readable.
+committed before stays readable. So that a full disk fails in a plain write and never
+while HDF5 flushes its chunk cache (HDF5 2.0 crashes closing a dataset whose cached chunk
+it could not write), the file is built in memory and written out whole, scalar rows get
+their chunks ahead of time, and tensors and finals are written as whole chunks.
 """
 
 from __future__ import annotations
@@ -174,7 +177,8 @@ class TraceWriter:
         try:
             # Every dataset and attribute is made in memory and the image written by Python: a full
             # disk then fails in one plain write, never inside an HDF5 flush (HDF5 2.0 crashes on those).
-            with h5py.File.in_memory(libver="latest") as memory:
+            in_memory = f"{self._partial}.{id(self)}.in-memory"  # a name no open file has; never touched on disk
+            with h5py.File(in_memory, "w", driver="core", backing_store=False, libver="latest") as memory:
                 self._create(memory, kind, config, series, schedule, attrs or {}, finals)
                 memory.flush()
                 image = memory.id.get_file_image()
