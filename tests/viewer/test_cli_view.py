@@ -87,7 +87,7 @@ def test_a_busy_port_is_refused_before_streamlit_starts(tmp_path: Path, capsys: 
     assert not (tmp_path / "demo").exists()
 
 
-# -- SIGTERM and SIGINT stop the server it started -----------------------------------------------------
+# -- SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the server it started -----------------------
 
 STARTUP_SECONDS = 120  # streamlit's start on 2 busy CPU cores
 
@@ -126,7 +126,7 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"nothing listened on port {port} within {STARTUP_SECONDS} s")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signal_to_view_stops_its_streamlit_server(signum: signal.Signals, tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "view.log"

@@ -4,7 +4,7 @@ Only traces under the given paths can be opened (viewer/paths.py): they are pass
 to the app after ``--`` and in $NOISESCOPE_VIEW_ROOTS. The server listens on
 127.0.0.1:8501 unless ``--host``/``--port`` say otherwise; a host that cannot be listened
 on, or a port already taken, is refused (one line, exit code 2) before Streamlit starts.
-Streamlit runs in its own process group, and SIGINT or SIGTERM to ``noisescope view``
+Streamlit runs in its own process group, and SIGINT, SIGTERM or SIGHUP to ``noisescope view``
 stops that whole group before it exits: no server is left behind on the port.
 ``launch`` is also what ``noisescope demo`` calls.
 """
@@ -80,7 +80,8 @@ def command(paths: Sequence[Path], host: str, port: int) -> list[str]:
     ]
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: the server has its own session, so a closed terminal reaches it only through us.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Stopped(Exception):
@@ -119,7 +120,7 @@ def launch(
 
     Raises FileNotFoundError if a path does not exist, ValueError for a bad port, and
     ConfigError for a host that cannot be listened on or a port already in use.
-    With ``wait``, SIGINT and SIGTERM stop the server (its process group) and return 128 + the signal.
+    With ``wait``, SIGINT, SIGTERM and SIGHUP stop the server (its process group) and return 128 + the signal.
     """
     if not 0 < port < 65536:
         raise ValueError(f"--port must lie in 1..65535, got {port}")
@@ -151,6 +152,6 @@ def launch(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until Ctrl-C or SIGTERM; bad input is one line on stderr and exit code 2 (tracer.cli.main)."""
+    """Serve until Ctrl-C, SIGTERM or SIGHUP; bad input is one line on stderr and exit code 2 (tracer.cli.main)."""
     code = launch(args.paths, host=args.host, port=args.port, open_browser=args.open_browser, wait=True)
     return int(code) if isinstance(code, int) else 0
