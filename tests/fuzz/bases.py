@@ -44,6 +44,11 @@ class Base:
     datasets: tuple[str, ...]  # every dataset path in the file
     groups: tuple[str, ...]  # every group path (root excluded)
     offsets: dict[str, int]  # file offset of every contiguous dataset (status, progress/*, schedule/*)
+    # Where the committed values live: per chunked dataset, (first row, byte offset, bytes) of each chunk
+    # holding committed rows, its item size, and the rows committed per series (progress/<series>).
+    chunks: dict[str, list[tuple[int, int, int]]]
+    itemsizes: dict[str, int]
+    committed: dict[str, int]
 
 
 def _sampling(path: Path, sampler: str, *, guided: bool = False, dtype: str = "float32") -> None:
@@ -127,7 +132,12 @@ def describe(name: str, path: Path) -> Base:
     groups: list[str] = []
     ranges: list[tuple[int, int]] = []
     offsets: dict[str, int] = {}
+    chunks: dict[str, list[tuple[int, int, int]]] = {}
+    itemsizes: dict[str, int] = {}
+    committed: dict[str, int] = {}
     with h5py.File(path, "r", libver="latest", swmr=name in ("killed", "live")) as f:
+        if "progress" in f:
+            committed = {series: int(f[f"progress/{series}"][()]) for series in f["progress"]}
         def visit(item_name: str, item: h5py.HLObject) -> None:
             if isinstance(item, h5py.Dataset):
                 datasets.append(item_name)
@@ -138,14 +148,18 @@ def describe(name: str, path: Path) -> Base:
                         ranges.append((int(offset), int(dcpl.get_storage_size())))
                         offsets[item_name] = int(offset)
                 else:
+                    itemsizes[item_name] = item.dtype.itemsize
                     for i in range(dcpl.get_num_chunks()):
                         info = dcpl.get_chunk_info(i)
                         ranges.append((int(info.byte_offset), int(info.size)))
+                        first_row = int(info.chunk_offset[0]) if info.chunk_offset else 0
+                        chunks.setdefault(item_name, []).append((first_row, int(info.byte_offset), int(info.size)))
             else:
                 groups.append(item_name)
 
         f.visititems(visit)
-    return Base(name, path, path.stat().st_size, tuple(sorted(ranges)), tuple(datasets), tuple(groups), offsets)
+    return Base(name, path, path.stat().st_size, tuple(sorted(ranges)), tuple(datasets), tuple(groups), offsets,
+                chunks, itemsizes, committed)
 
 
 def build_bases(directory: Path) -> dict[str, Base]:

@@ -17,6 +17,10 @@ Kinds (KINDS, with their weights):
 - ``progress_bytes``: progress/<series> or status overwritten in place (-1, past the end, 2**62,
   garbage), which works on killed and live bases too (their SWMR flag keeps h5py from opening
   them for writing);
+- ``data_value``: one committed value that an equation or a structural check covers (x_t, eps,
+  x0_pred, eps_cond, the worked examples' x_t and eps, t, t_prev, alpha_bar_t, alpha_bar_prev)
+  made wrong in place: its top exponent bit flipped, or NaN, or inf. ``check`` must not pass it
+  (tests/fuzz/runner.py, the "verdict" rule);
 - ``struct_delete``, ``struct_resize``, ``struct_retype``: through h5py, a dataset or group deleted,
   a series resized (shorter, longer, empty), a dataset replaced by one of another type or rank
   (steps/t as float, x_t of rank 2, status as an int, progress/steps = -1 or past the length, a
@@ -57,6 +61,7 @@ KINDS: dict[str, int] = {
     "zero_page": 8,
     "move_block": 8,
     "progress_bytes": 6,
+    "data_value": 10,
     "struct_delete": 7,
     "struct_resize": 6,
     "struct_retype": 10,
@@ -134,7 +139,7 @@ def _plan_bitflip_meta(rng: random.Random, base: Base, _: dict[str, Base]) -> tu
         gaps = _outside_data(base)
         weights = [end - start for start, end in gaps]
         flips = []
-        for _ in range(n):
+        for _flip in range(n):
             start, end = rng.choices(gaps, weights=weights)[0]
             flips.append((rng.randrange(start, end), rng.randrange(8)))
         where = "outside dataset data"
@@ -180,6 +185,52 @@ def _plan_progress_bytes(rng: random.Random, base: Base, _: dict[str, Base]) -> 
         return f"status bytes set to {value!r}", {"target": target, "bytes": list(value.ljust(16, b"\x00")[:16])}
     number = rng.choice(PROGRESS_VALUES)
     return f"{target} set to {number} in place", {"target": target, "bytes": list(struct.pack("<q", number))}
+
+
+# Values every check run covers, per base kind: changing one must make check fail (or refuse).
+CHECKED_FIELDS = ("steps/x_t", "steps/eps", "steps/x0_pred", "steps/eps_cond", "steps/t", "steps/t_prev",
+                  "steps/alpha_bar_t", "steps/alpha_bar_prev", "examples/x_t", "examples/eps")
+
+
+def checked_fields(base: Base) -> list[str]:
+    return [name for name in CHECKED_FIELDS if name in base.chunks]
+
+
+def _plan_data_value(rng: random.Random, base: Base, _: dict[str, Base]) -> tuple[str, dict[str, Any]]:
+    name = rng.choice(checked_fields(base))
+    series = name.split("/")[0]
+    rows = base.committed.get(series, 0)
+    size = base.itemsizes[name]
+    first_row, offset, length = rng.choice([c for c in base.chunks[name] if c[0] < rows])
+    per_row = max(length // max(1, _rows_in_chunk(base, name, length)), size)
+    row = rng.randrange(first_row, min(rows, first_row + max(length // per_row, 1)))
+    element = rng.randrange(per_row // size)
+    byte = offset + (row - first_row) * per_row + element * size
+    how = rng.choice(["exponent", "exponent", "nan", "inf"]) if name.split("/")[1] not in ("t", "t_prev") else "int"
+    return f"{name} row {row} element {element}: {how}", {"offset": byte, "size": size, "how": how, "field": name, "row": row}
+
+
+def _rows_in_chunk(base: Base, name: str, length: int) -> int:
+    """Rows in one chunk: tensors are chunked a row a chunk; scalars hold every row in one."""
+    return 1 if len(base.chunks[name]) > 1 or name.split("/")[1] not in _SCALARS else max(length // base.itemsizes[name], 1)
+
+
+_SCALARS = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev")
+_NAN = {2: b"\x00\x7e", 4: b"\x00\x00\xc0\x7f", 8: b"\x00\x00\x00\x00\x00\x00\xf8\x7f"}
+_INF = {2: b"\x00\x7c", 4: b"\x00\x00\x80\x7f", 8: b"\x00\x00\x00\x00\x00\x00\xf0\x7f"}
+
+
+def _data_value(data: bytearray, p: dict[str, Any]) -> None:
+    offset, size, how = p["offset"], p["size"], p["how"]
+    if how == "exponent":
+        data[offset + size - 1] ^= 0x40  # the top exponent bit (little-endian): x2^128 or so, or tiny
+    elif how == "nan":
+        data[offset:offset + size] = _NAN[size]
+    elif how == "inf":
+        data[offset:offset + size] = _INF[size]
+    else:  # an int64 timestep moved by 3
+        value = int.from_bytes(data[offset:offset + size], "little", signed=True)
+        data[offset:offset + size] = (value + 3).to_bytes(size, "little", signed=True)
 
 
 _DELETABLE = ("status", "progress", "progress/steps", "progress/final", "progress/train", "schedule", "schedule/beta",
@@ -294,6 +345,7 @@ _PLANNERS = {
     "zero_page": _plan_zero_page,
     "move_block": _plan_move_block,
     "progress_bytes": _plan_progress_bytes,
+    "data_value": _plan_data_value,
     "struct_delete": _plan_struct_delete,
     "struct_resize": _plan_struct_resize,
     "struct_retype": _plan_struct_retype,
@@ -334,6 +386,8 @@ def make(mutant: Mutant, bases: dict[str, Base], out: Path) -> None:
     elif kind == "move_block":
         block = data[p["src"]:p["src"] + p["length"]]
         data[p["dst"]:p["dst"] + p["length"]] = block
+    elif kind == "data_value":
+        _data_value(data, p)
     elif kind == "progress_bytes":
         offset = base.offsets[p["target"]]
         patch = bytes(p["bytes"])

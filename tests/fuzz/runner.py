@@ -15,6 +15,7 @@ Everything is imported once, before the first fork, so a child starts in millise
 from __future__ import annotations
 
 import faulthandler
+import functools
 import io
 import json
 import multiprocessing
@@ -122,8 +123,7 @@ def run_in_child(fn: Callable[[], dict[str, Any]], timeout: float) -> tuple[dict
             os.dup2(err_file.fileno(), 2)
             sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
             sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
-            result = fn()
-            payload = json.dumps(result, default=str).encode()
+            payload = json.dumps(fn(), default=str).encode()
             sys.stdout.flush()
             sys.stderr.flush()
             with os.fdopen(write_end, "wb") as pipe:
@@ -309,7 +309,7 @@ def run_mutant(index: int, context: Context | None = None) -> MutantResult:
     check_argv = ["check", str(path)] + (["--json"] if index % 3 == 1 else [])
     recover_argv = ["recover", str(path), "--out", str(copy)]
     for command, argv in (("inspect", inspect_argv), ("check", check_argv), ("recover", recover_argv)):
-        calls.append(_run(command, lambda argv=argv: cli_call(argv), argv, ctx.timeout))
+        calls.append(_run(command, functools.partial(cli_call, argv), argv, ctx.timeout))
     calls.append(_run("api", lambda: api_probe(str(path)), ["api", str(path)], ctx.timeout))
     recover = calls[2]
     if recover.exit_code == 0 and copy.exists():
@@ -397,6 +397,12 @@ def oracle(result: MutantResult, copy_exists: bool = True) -> list[Violation]:
     violations = [v for call in result.calls if call.command != "make" for v in call_violations(call, control)]
     check, recover, copy_check = result.call("check"), result.call("recover"), result.call("check of copy")
     api = result.call("api")
+    if result.mutant.kind == "data_value" and check is not None and check.exit_code in (0, 3):
+        # One committed value an equation covers is wrong: check must say FAIL (1) or refuse (2).
+        verdict = "PASS" if check.exit_code == 0 else "INCOMPLETE"
+        violations.append(Violation("verdict", "check", f"check says {verdict} (exit {check.exit_code}) with {result.mutant.detail}",
+                                    f"check misses a wrong committed value: {result.mutant.params['field']} "
+                                    f"({result.mutant.params['how']}) -> exit {check.exit_code}"))
     if check is not None and check.exit_code == 0 and not control:
         # A PASS means the file is whole: every row the reader lists reads back, and recover can copy it.
         if api is not None and api.trace_errors:
