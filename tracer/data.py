@@ -243,7 +243,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if name not in DATASET_NAMES:
         raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)} (mnist, fashion-mnist, cifar10 as name:DIR)")
     if name in NEEDS_DIR and not directory:
-        raise ConfigError(f"{name} needs a directory: --data {name}:DIR")
+        raise ConfigError(f"{name} needs a directory: --dataset {name}:DIR (the IDX or binary files, read locally)")
     if name not in NEEDS_DIR and directory:
         raise ConfigError(f"{name} takes no directory (it ships with the code or is generated)")
     return name, directory or None

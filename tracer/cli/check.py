@@ -11,17 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tracer.cli.common import finite_float
+from tracer.cli.common import finite_float, nonempty_path, nonnegative_int
 
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 EPILOG = """examples:
   noisescope check ddim.h5
@@ -55,12 +46,12 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("trace", type=Path, help="the trace file (.h5), sampling or training")
+    p.add_argument("trace", type=nonempty_path, help="the trace file (.h5), sampling or training")
     p.add_argument("--json", action="store_true", help="print the report as JSON: every check at every step")
     p.add_argument("--tol", type=tolerance, help="relative tolerance for every check (default: 1e-5 for float32 tensors, "
                    "1e-2 for float16, 1e-6 for scalars)")
     p.add_argument("--only", help="check only these ids, separated by commas (e.g. ddim.step,chain.t_prev)")
-    p.add_argument("--first", type=non_negative_int, default=5, help="failing steps shown per failed check (default 5)")
+    p.add_argument("--first", type=nonnegative_int, default=5, help="failing steps shown per failed check (default 5)")
     p.add_argument("--steps", action="store_true", help="also print every step's residuals, a column per check")
     p.set_defaults(run=run)
 

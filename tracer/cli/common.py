@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from tracer.config import ConfigError
-from tracer.trace.reader import TraceError
+from tracer.trace.reader import HDF5_SIGNATURE, TraceError
 from tracer.trace.writer import TraceExistsError
 
 # Every error a user can cause; main() turns each into one line on stderr and exit code 2.
@@ -230,7 +230,6 @@ def check_output(out: Path, inputs: Mapping[str, Path | None] | None = None, *, 
         raise ConfigError(f"{option} {out} is a directory; give a file name like trace.h5")
 
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -245,14 +244,12 @@ def checkpoint_file(path: Path) -> Path:
     with open(file, "rb") as f:
         head = f.read(len(HDF5_SIGNATURE))
     if head == HDF5_SIGNATURE:
-        import h5py
-
-        from tracer.trace import schema
+        from tracer.trace.reader import TraceError, open_trace
 
         try:
-            with h5py.File(file, "r") as h5:
-                is_trace = h5.attrs.get(schema.ATTR_FORMAT) in (schema.FORMAT, schema.FORMAT.encode())
-        except OSError:
+            with open_trace(file):
+                is_trace = True
+        except TraceError:
             is_trace = False
         what = "a noisescope trace" if is_trace else "an HDF5 file"
         raise ConfigError(f"{file} is {what}, not a checkpoint (give a run directory or its model.safetensors)")

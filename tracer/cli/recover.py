@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from tracer.cli.common import check_output, nonempty_path
 from tracer.trace.recover import recover
 
 
@@ -16,13 +16,15 @@ def add_parser(sub: Any) -> None:
         description="Copy every step a trace committed (all of them for a complete trace) into a new, closed trace. "
         "The copy's status is 'complete' if the source completed, 'failed' otherwise.",
     )
-    p.add_argument("trace", type=Path, help="the trace to recover")
-    p.add_argument("--out", type=Path, help="where to write the copy (default: TRACE.recovered.h5 beside it)")
+    p.add_argument("trace", type=nonempty_path, help="the trace to recover (a .NAME.h5.partial left by a failed --overwrite run too)")
+    p.add_argument("--out", type=nonempty_path, help="where to write the copy (default: TRACE.recovered.h5 beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output(args.out, {"the trace being recovered": args.trace})
     out, kept = recover(args.trace, args.out, overwrite=args.overwrite)
     rows = ", ".join(f"{name}: {count} rows" for name, count in kept.items())
     print(f"wrote {out} ({rows})")
