@@ -51,6 +51,15 @@ class Residual:
         return math.isfinite(self.value) and self.value <= self.threshold(tol)
 
 
+def judge_row(check: Any, view: Any, i: int) -> Residual | None:
+    """``check(view, i)``, with arithmetic that is undefined at this row (a zero denominator, the root of a
+    negative number, an overflow: degenerate or damaged values) as a failing Residual that says so."""
+    try:
+        return check(view, i)  # type: ignore[no-any-return]
+    except (ZeroDivisionError, ValueError, OverflowError) as error:
+        return Residual(float("inf"), 0.0, 1.0, f"the equation is undefined at this step ({error})")
+
+
 def _sampler_config(config: dict[str, Any]) -> dict[str, Any]:
     sampler = config.get("sampler")
     return sampler if isinstance(sampler, dict) else {}

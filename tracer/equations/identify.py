@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tracer.equations import checks
-from tracer.equations.context import TENSOR_TOLERANCES, SCALAR_TOLERANCE, Residual, TraceFacts, TraceView
+from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView, judge_row
 from tracer.trace import schema
 
 PROBE_ROWS = 8  # steps whose output is known, judged to identify the update
@@ -57,7 +57,7 @@ def _probe(view: TraceView, check: Callable[[TraceView, int], Residual | None], 
     for i in range(view.rows):
         if judged >= PROBE_ROWS:
             break
-        result = check(view, i)
+        result = judge_row(check, view, i)
         if result is None:
             continue
         judged += 1
@@ -85,7 +85,7 @@ def _infer_eta(view: TraceView) -> float | None:
         a, b = view.scalar("alpha_bar_t", i), view.scalar("alpha_bar_prev", i)
         try:
             factor = math.sqrt(max((1.0 - b) / (1.0 - a), 0.0)) * math.sqrt(max(1.0 - a / b, 0.0))
-        except ZeroDivisionError:
+        except (ZeroDivisionError, ValueError, OverflowError):
             continue
         if factor > best:
             best, eta = factor, view.scalar("sigma", i) / factor
@@ -99,7 +99,7 @@ def _infer_variance(view: TraceView) -> str:
             continue
         for variance in ("beta_tilde", "beta"):
             trial = replace(view.facts, variance=variance)
-            result = checks.ddpm_posterior_sigma(TraceView(view.trace, schema.STEPS, trial), i)
+            result = judge_row(checks.ddpm_posterior_sigma, TraceView(view.trace, schema.STEPS, trial), i)
             if result is not None and result.passes(SCALAR_TOLERANCE):
                 return variance
         return "unknown"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracer.equations import checks
-from tracer.equations.context import TENSOR_TOLERANCES, Residual, TraceFacts, TraceView
+from tracer.equations.context import TENSOR_TOLERANCES, Residual, TraceFacts, TraceView, judge_row
 from tracer.trace import schema
 
 
@@ -104,7 +104,7 @@ class Equation:
         """The check at row i of ``view``: a Residual, or None where it does not apply."""
         if not view.indices_ok(i):  # t or t_prev outside the schedule: schedule.alpha_bar_t/_prev fail there
             return None
-        return self.check(view, i)
+        return judge_row(self.check, view, i)
 
     def residual(self, trace: Any, i: int) -> float | None:
         """max |lhs - rhs| at step i (float64 NumPy over the recorded tensors), None if not applicable."""

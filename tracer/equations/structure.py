@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracer.equations.context import Residual, TraceFacts, TraceView
+from tracer.equations.context import Residual, TraceFacts, TraceView, judge_row
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class StructuralCheck:
         return self.applies_to(facts)
 
     def evaluate(self, view: TraceView, i: int) -> Residual | None:
-        return self.check(view, i)
+        return judge_row(self.check, view, i)
 
 
 def t_prev_chain(view: TraceView, i: int) -> Residual | None:
