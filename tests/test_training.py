@@ -314,6 +314,27 @@ def test_resume_refuses_a_history_it_cannot_read(tmp_path: Path) -> None:
     assert run_files(tmp_path / "run") == before
 
 
+def test_overwrite_puts_nothing_at_the_previous_runs_names_until_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(tmp_path / "run", small(steps=10), trace=False)  # a previous run without a trace
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("model.safetensors", STATE_FILE)}
+    original = Trainer.train_step
+
+    def failing(self: Trainer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.step == 15:
+            raise RuntimeError("stop")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    with pytest.raises(RuntimeError):
+        run(tmp_path / "run", small(steps=30), overwrite=True)
+    assert not (tmp_path / "run" / "train.h5").exists()  # the new run's trace waits beside, as .train.h5.partial
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    monkeypatch.setattr(Trainer, "train_step", original)
+    run(tmp_path / "run", small(steps=10), overwrite=True)
+    with open_trace(tmp_path / "run" / "train.h5") as trace:
+        assert trace.status == "complete" and trace.series("train")["step"].tolist() == [10]
+
+
 def test_overwrite_without_a_trace_removes_the_old_one_once_done(tmp_path: Path) -> None:
     run(tmp_path / "run", small(steps=10))
     run(tmp_path / "run", small(steps=5), overwrite=True, trace=False)

@@ -466,7 +466,7 @@ def train(
     trace_path = run_dir / TRACE_FILE if trace else None
     records: list[TrainRecord] = []
     start = time.perf_counter()
-    with _TraceSink(trace_path, trainer, train_set, trace_config, tensor_dtype, resume) as sink:
+    with _TraceSink(trace_path, trainer, train_set, trace_config, tensor_dtype, resume, live=not keep_previous) as sink:
         bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train {run_dir.name}", unit="step", disable=not progress)
         # An overwriting run saves no resume state until it is done: the previous run's stays whole.
         next_save = (trainer.step // config.save_every + 1) * config.save_every if config.save_every and not keep_previous else None
@@ -514,7 +514,8 @@ class _TraceSink:
     """The training trace's consumer: train rows, snapshots at their cadence, examples at the end. A no-op without a path."""
 
     def __init__(
-        self, path: Path | None, trainer: Trainer, data: Dataset, config: dict[str, Any], tensor_dtype: str, resume: bool
+        self, path: Path | None, trainer: Trainer, data: Dataset, config: dict[str, Any], tensor_dtype: str, resume: bool,
+        live: bool = True,
     ) -> None:
         self.path, self.trainer, self.data = path, trainer, data
         self.writer: TraceWriter | None = None
@@ -534,6 +535,7 @@ class _TraceSink:
             schedule=trainer.schedule,
             tensor_dtype=tensor_dtype,
             overwrite=True,
+            live=live,  # an overwriting run puts nothing at the previous run's names until it is done
             attrs={schema.ATTR_LOSS_BUCKET_EDGES: edges, schema.ATTR_RESUMED_AT: trainer.step if resume else -1},
             finals={SNAPSHOT_X_T: (tuple(self.x_T.shape), schema.TENSOR), SNAPSHOT_LABELS: ((trainer.config.snapshot_batch,), "int64")},
         )

@@ -222,3 +222,19 @@ def test_scalar_series_grow_past_a_chunk_without_losing_rows(tmp_path):
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["train/step"][()], np.arange(11_000))
         np.testing.assert_array_equal(f["train/loss"][()], np.arange(11_000) / 2)
+
+
+def test_a_writer_that_is_not_live_puts_nothing_at_the_path_until_complete(tmp_path):
+    path = tmp_path / "copy.h5"
+    spec = Series("train", {"step": ((), "int64")}, planned=2)
+    with pytest.raises(RuntimeError):
+        with TraceWriter(path, kind="training", config={}, series=[spec], live=False) as writer:
+            writer.append("train", {"step": 1})
+            assert not path.exists() and writer.file_path == tmp_path / ".copy.h5.partial"
+            raise RuntimeError("copy failed")
+    assert not path.exists()
+    with TraceWriter(path, kind="training", config={}, series=[spec], live=False) as writer:
+        writer.append("train", {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.h5"]
+    with open_trace(path) as trace:
+        assert trace.status == "complete" and trace.series("train")["step"].tolist() == [2]

@@ -15,7 +15,7 @@ chunk, so reading step k touches only step k.
 Files on disk (tracer/atomic.py holds the rule): the file is created as ``DIR/.NAME.partial``.
 If ``DIR/NAME`` does not exist, the partial is renamed onto it as soon as its datasets
 exist, before the first row, so a live reader follows the run at its path and a killed
-run leaves its committed rows there. If ``DIR/NAME`` exists (``overwrite=True``), the new
+run leaves its committed rows there (``live=False`` waits for the close instead). If ``DIR/NAME`` exists (``overwrite=True``), the new
 trace stays beside it and replaces it only when the writer closes with status
 ``complete`` (or when ``publish()`` is called): a failed or killed run leaves the old trace
 intact and its own committed rows in the ``.partial``, which the next writer of the same
@@ -143,7 +143,12 @@ def to_numpy(value: Any) -> np.ndarray:
 
 
 class TraceWriter:
-    """Writes one trace file. Use as a context manager; see the module docstring."""
+    """Writes one trace file. Use as a context manager; see the module docstring.
+
+    ``live=False`` keeps the file at its ``.partial`` until it is closed complete (or
+    ``publish()`` is called) even where the target does not exist: for a copy that no one
+    follows while it grows, so that a kill leaves nothing at the target's name.
+    """
 
     def __init__(
         self,
@@ -157,6 +162,7 @@ class TraceWriter:
         overwrite: bool = False,
         attrs: Mapping[str, Any] | None = None,
         finals: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
+        live: bool = True,
     ) -> None:
         if tensor_dtype not in schema.TENSOR_DTYPES:
             raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
@@ -200,7 +206,7 @@ class TraceWriter:
                 kept = f"{self.path} is unchanged" if exists else "nothing was written"
                 raise DiskFullError(f"disk full creating the trace {self.path}; {kept}") from None
             raise
-        if not exists:  # no trace to keep: the file lives at its path from before its first row
+        if live and not exists:  # no trace to keep: the file lives at its path from before its first row
             os.replace(self._partial, self.path)
             self._at_target = True
 
