@@ -11,7 +11,7 @@ was lost, and the violations. Scenarios (SCENARIOS):
 - ``sample-full``, ``train-full``: the same commands under RLIMIT_FSIZE (writes past it fail with
   EFBIG; SIGXFSZ ignored), ``sample`` with ``--overwrite`` onto a good trace;
 - ``live-readers``: check, inspect and the reader API, each in a forked child, over and over while a
-  writer (tests/fuzz/writer.py) runs.
+  writer runs: tests/fuzz/writer.py (sampling), or ``noisescope train`` every other run.
 
 After each run: the committed rows read with plain h5py in SWMR mode against the rows the writer
 had reported committed (tests/fuzz/writer.py prints each; ``sample`` and ``train`` progress bars
@@ -221,7 +221,7 @@ class Campaign:
     seed: int
     work: Path
     rng: random.Random
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def fixture_run(self) -> Path:
         """A finished 80-step moons run (a checkpoint for sample, a run to resume or overwrite)."""
@@ -399,10 +399,18 @@ class Campaign:
     def live_readers(self, n: int, steps: int = 40) -> Run:
         from tests.fuzz.runner import api_probe, cli_call, run_in_child
 
-        path = self.work / f"live-{n}.h5"
-        path.unlink(missing_ok=True)
-        run = Run("live-readers", n, f"{steps}-step writer, check/inspect/API while it writes")
-        proc = start([sys.executable, "-m", "tests.fuzz.writer", str(path), str(steps), "0.05"])
+        training = n % 2 == 1  # every other run reads a training trace while `noisescope train` writes it
+        if training:
+            run_dir = self.work / f"live-train-{n}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            path = run_dir / "train.h5"
+            run = Run("live-readers", n, "noisescope train (300 steps), check/inspect/API while it writes")
+            proc = start(noisescope("train", *TRAIN_ARGS, "--steps", "300", "--out", str(run_dir), "--quiet"))
+        else:
+            path = self.work / f"live-{n}.h5"
+            path.unlink(missing_ok=True)
+            run = Run("live-readers", n, f"{steps}-step writer, check/inspect/API while it writes")
+            proc = start([sys.executable, "-m", "tests.fuzz.writer", str(path), str(steps), "0.05"])
         assert proc.stdout is not None
         reported = 0
         os.set_blocking(proc.stdout.fileno(), False)
@@ -433,8 +441,12 @@ class Campaign:
                 run.violations.append(f"{name} while writing ({known} rows committed): {what}")
         proc.wait(timeout=60)
         run.notes = [f"{reads} reads while writing"]
-        rows, _ = swmr_rows(path, "steps")
-        run.reported, run.readable = reported, rows
+        if training:
+            _, last = swmr_rows(path, "train")
+            run.reported, run.readable = 300, last if isinstance(last, int) else None
+        else:
+            rows, _ = swmr_rows(path, "steps")
+            run.reported, run.readable = reported, rows
         return run
 
 
