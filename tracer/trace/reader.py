@@ -342,7 +342,9 @@ def _validate_layout(shared: _Shared) -> None:
             continue
         if not isinstance(item, h5py.Group):
             raise shared.fail(f"has a {series!r} that is not a group")
-        members = {name: ds for name, ds in item.items() if isinstance(ds, h5py.Dataset)}
+        prefix = f"{series}/"
+        members = {path[len(prefix):]: ds for path, ds in found.items()
+                   if path.startswith(prefix) and "/" not in path[len(prefix):] and isinstance(ds, h5py.Dataset)}
         for name, ds in members.items():
             if ds.ndim < 1 or not _numeric(ds):
                 raise shared.fail(f"has {series}/{name} of dtype {ds.dtype} and rank {ds.ndim}: not a per-row numeric field")
@@ -646,13 +648,16 @@ class Trace:
             if not 0 <= i < n:
                 raise IndexError(f"step {i} is out of range: {n} steps recorded")
         ds = self._dataset(series, name)
-
-        def read() -> np.ndarray:
-            if self.live:
-                ds.refresh()
-            return np.asarray(ds[i], dtype=dtype)
-
-        return self._read(f"row {i} of {series}/{name}", read)
+        # The hot path of every viewer frame and check step: the guard spelled out, no errstate (floats only).
+        if self._closed:
+            raise TraceError(f"{self.path}: the trace is closed")
+        try:
+            with self._shared.lock:
+                if self._shared.live:
+                    ds.refresh()
+                return np.asarray(ds[i], dtype=dtype)
+        except Exception:  # noqa: BLE001 - re-read under the guard for its one-line message
+            return self._read(f"row {i} of {series}/{name}", lambda: np.asarray(ds[i], dtype=dtype))
 
     def step(self, i: int) -> dict[str, Any]:
         """Scalars and tensors of step ``i``."""

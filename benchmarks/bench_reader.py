@@ -1,0 +1,118 @@
+"""Reader benchmarks (issue 10): what the validated, one-handle reader costs over plain h5py.
+
+Measured side by side (benchmarks/common.py) on a 1,000-step trace of batch 64 of 1x28x28:
+
+- one row read: ``Trace.tensor`` (committed-row check, damage guard, lock, one chunk) /
+  the same chunk read with plain h5py from an open dataset (target <= 1.2);
+- opening: ``open_trace`` (superblock flags, every object walked and validated once) beside
+  ``h5py.File`` alone, absolute, against a budget of 50 ms (a fixed cost paid once per file);
+- a killed trace with a corrupted superblock checksum: how long ``open_trace`` takes to
+  refuse it, with HDF5's metadata read attempts bounded (absolute, in the report lines; with
+  HDF5's default retries the same open hangs for minutes, so it is not run here).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from benchmarks.common import Ratio, interleaved_ratio
+from tests.trace.synthetic import records
+from tracer.schedules import make_schedule
+from tracer.trace.reader import TraceError, open_trace
+from tracer.trace.sampling import record_sampling
+
+BATCH, SHAPE, STEPS = 64, (1, 28, 28), 1000
+ROOT = Path(__file__).resolve().parents[1]
+_extra: list[str] = []
+
+
+def _trace(workdir: Path) -> Path:
+    path = workdir / "read.h5"
+    schedule = make_schedule("linear", 1000)
+    record_sampling(records(schedule, STEPS, batch=BATCH, shape=SHAPE), path, schedule=schedule, config={}, planned=STEPS,
+                    labels=None, overwrite=True)
+    return path
+
+
+def row_read(path: Path, repeats: int, reads: int) -> Ratio:
+    rows = np.random.default_rng(0).integers(0, STEPS, size=reads)
+    trace = open_trace(path)
+    raw = h5py.File(path, "r")  # no SWMR refresh involved: a second handle is harmless here
+    ds = raw["steps/x_t"]
+
+    def plain() -> None:
+        for i in rows:
+            np.asarray(ds[int(i)], dtype=np.float32)
+
+    def reader() -> None:
+        for i in rows:
+            trace.tensor("x_t", int(i))
+
+    try:
+        result = interleaved_ratio("one row read (reader / plain h5py)", plain, reader, repeats=repeats, target="<= 1.2")
+    finally:
+        trace.close()
+        raw.close()
+    _extra.append(f"- one row read: {result.seconds_a / reads * 1e3:.3f} ms plain h5py, {result.seconds_b / reads * 1e3:.3f} ms "
+                  f"through the reader ({BATCH}x{'x'.join(map(str, SHAPE))} float32, {STEPS}-step trace)")
+    return result
+
+
+def opening(path: Path, repeats: int) -> None:
+    """The fixed cost of validating a trace at open, paid once per file: absolute, against a 50 ms budget (a viewer frame)."""
+    plain, validated = [], []
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        start = time.perf_counter()
+        h5py.File(path, "r").close()
+        plain.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        open_trace(path).close()
+        validated.append(time.perf_counter() - start)
+    _extra.append(f"- open: {np.median(plain) * 1e3:.2f} ms h5py.File, {np.median(validated) * 1e3:.2f} ms open_trace with validation "
+                  f"(median of {repeats}, worst {max(validated) * 1e3:.1f} ms; budget 50 ms, once per file)")
+
+
+def damaged_open(workdir: Path) -> None:
+    path = workdir / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "200", "0.01"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "step 20":
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    data = bytearray(path.read_bytes())
+    data[44] ^= 0xFF  # the version 3 superblock's checksum
+    path.write_bytes(bytes(data))
+    start = time.perf_counter()
+    try:
+        open_trace(path).close()
+        outcome = "opened (unexpected)"
+    except TraceError:
+        outcome = "refused with one line"
+    _extra.append(f"- killed trace, superblock checksum corrupted: {outcome} in {(time.perf_counter() - start) * 1e3:.1f} ms "
+                  "(an SWMR open with HDF5's default retries hangs for minutes)")
+
+
+def run(quick: bool = False) -> list[Ratio]:
+    with tempfile.TemporaryDirectory(prefix="noisescope-bench-", dir=os.environ.get("NOISESCOPE_BENCH_DIR")) as tmp:
+        workdir = Path(tmp)
+        path = _trace(workdir)
+        rows = [row_read(path, repeats=5 if quick else 11, reads=200)]
+        opening(path, repeats=5 if quick else 21)
+        damaged_open(workdir)
+    return rows
+
+
+def report() -> list[str]:
+    return ["", "Reader benchmarks, absolute numbers:", *_extra]
