@@ -22,7 +22,6 @@ from tracer.equations import EQUATION_IDS, SCALAR_TOLERANCE, STRUCTURAL_CHECKS, 
 from tracer.equations.context import TraceFacts
 from tracer.equations.identify import STEP_EQUATIONS, unchecked
 from tracer.trace import schema
-from tracer.trace.reader import TraceError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3  # and 2 for bad input, as every command
 
@@ -163,9 +162,8 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
             )
         )
     notes = []
-    ran = {r.id for r in results}
     if facts.kind == "sampling" and "x_prev" not in facts.step_names and (only_ids is None or "chain.x_t" in only_ids):
-        step_eq = next((r.id for r in results if r.id in ("ddim.step", "ddpm.step")), None)
+        step_eq = next((r.id for r in results if r.id in STEP_EQUATIONS.values()), None)
         notes.append(
             f"chain.x_t (x_t of step i + 1 is the output of step i, samples that of the last) is checked by {step_eq}, "
             "whose left-hand side is x_t of step i + 1"
