@@ -52,3 +52,19 @@ def test_undeclared_guidance_and_unknown_samplers_read_not_checked(tmp_path: Pat
     at = open_page(tmp_path, "euler.h5", monkeypatch)
     unchecked = [t for t in texts(at) if t.startswith(":gray-badge[not checked] **")]
     assert len(unchecked) == 1 and "step update" in unchecked[0] and "euler" in unchecked[0]
+
+
+def test_a_trace_that_references_another_file_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import h5py
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.h5"
+    record_sampling(records(SCHEDULE, 4), outside, schedule=SCHEDULE, config={}, planned=4, labels=None)
+    path = tmp_path / "linked.h5"
+    record_sampling(records(SCHEDULE, 4), path, schedule=SCHEDULE, config={}, planned=4, labels=None)
+    with h5py.File(path, "r+") as f:  # a link to a file outside the viewer's roots
+        f["steps/eps_cond"] = h5py.ExternalLink(str(outside), "/steps/eps")
+    monkeypatch.setenv(ROOTS_ENV, str(tmp_path))
+    at = run_app(view="playback", trace="linked.h5")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "another file" in errors[0] and "\n" not in errors[0]
