@@ -8,8 +8,9 @@ and the API on the copy. A child that outlives the limit is killed (a hang), one
 is a crash (a segfault in HDF5). ``oracle(mutant, calls)`` turns the results into violations; the
 rules are written out in docs/reliability.md ("The oracle").
 
-Everything is imported once, before the first fork, so a child starts in milliseconds. At most
-``workers`` mutants run at once (a multiprocessing pool of the 'fork' context).
+Everything is imported, and every call run once, before the first fork, so a child starts in
+milliseconds. At most ``workers`` mutants run at once, in a pool of spawned workers (fresh
+interpreters that never import torch: forking a small process is cheaper).
 """
 
 from __future__ import annotations
@@ -431,11 +432,15 @@ def oracle(result: MutantResult, copy_exists: bool = True) -> list[Violation]:
 # -- many mutants ---------------------------------------------------------------------------------------
 
 
-def _init_worker() -> None:
+def _init_worker(context: Context) -> None:
+    """A pool worker: a fresh interpreter (spawned, without the parent's torch or pytest), warmed up once."""
+    global _CONTEXT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _CONTEXT = context
+    warm_up(context.bases, context.work, tag=str(os.getpid()))
 
 
-def warm_up(bases: dict[str, Base], work: Path) -> None:
+def warm_up(bases: dict[str, Base], work: Path, tag: str = "") -> None:
     """Import every module a call uses and run each call once in-process, before forking: children start warm."""
     import contextlib
     import gc
@@ -451,7 +456,7 @@ def warm_up(bases: dict[str, Base], work: Path) -> None:
     for base in bases.values():
         if base.name not in ("ddpm", "training"):
             continue
-        copy = work / f"warm-{base.name}.h5"
+        copy = work / f"warm-{tag}{base.name}.h5"
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             for argv in (["inspect", str(base.path)], ["check", str(base.path)], ["recover", str(base.path), "--out", str(copy)]):
                 cli_call(argv)
@@ -465,19 +470,18 @@ def warm_up(bases: dict[str, Base], work: Path) -> None:
 def run_mutants(context: Context, indices: Iterable[int], workers: int = 2,
                 progress: Callable[[MutantResult], None] | None = None) -> list[MutantResult]:
     """Run every mutant in ``indices``, at most ``workers`` at a time; results in index order."""
-    global _CONTEXT
     context.work.mkdir(parents=True, exist_ok=True)
-    warm_up(context.bases, context.work)
-    _CONTEXT = context
     results: list[MutantResult] = []
     todo = list(indices)
     if workers <= 1:
+        warm_up(context.bases, context.work)
         for index in todo:
             results.append(run_mutant(index, context))
             if progress:
                 progress(results[-1])
     else:
-        pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+        # Spawned workers: small processes (no torch, no pytest), so each fork of a call is cheap.
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(context,))
         try:
             for result in pool.imap_unordered(run_mutant, todo, chunksize=2):
                 results.append(result)
