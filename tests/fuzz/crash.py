@@ -316,6 +316,15 @@ class Campaign:
         run.reported = reported
         run.readable = (last if isinstance(last, int) else 0) if by_step else rows
         judge_trace(run, path, self.work, complete=not killed)
+        partial = path.with_name(f".{path.name}.partial")  # a resumed or overwriting run's successor, unfinished
+        if partial.exists():
+            more, more_last = swmr_rows(partial, series)
+            if more is None:
+                run.violations.append(f"the unfinished {partial.name} cannot be read: {more_last}")
+            else:
+                newer = (more_last if isinstance(more_last, int) else 0) if by_step else more
+                run.notes.append(f"newer rows wait in {partial.name}")
+                run.readable = max(run.readable, newer)
 
     def train_kill(self, n: int, mode: str = "fresh") -> Run:
         steps = self.rng.choice([150, 300])
