@@ -240,8 +240,6 @@ def test_a_writer_that_is_not_live_puts_nothing_at_the_path_until_complete(tmp_p
         assert trace.status == "complete" and trace.series("train")["step"].tolist() == [2]
 
 
-@pytest.mark.xfail(reason="recover colleague: tracer/trace/recover.py _copy must close with writer.close(status, replace=True) "
-                          "(a copy of a failed trace is a finished file) and open TraceWriter(..., live=False)", strict=False)
 def test_recover_overwrite_of_a_failed_trace_replaces_the_copy(tmp_path):
     from tracer.cli import main
 

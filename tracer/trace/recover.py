@@ -48,14 +48,8 @@ def recover(source: str | os.PathLike[str], out: str | os.PathLike[str] | None =
         raise ValueError(f"--out {out_path} is a directory; give a file name")
     if out_path.exists() and not overwrite:
         raise TraceExistsError(f"{out_path} exists; pass --overwrite to replace it")
-    existed = out_path.exists()
     with open_trace(src_path) as trace:
-        try:
-            return out_path, _copy(trace, out_path, overwrite)
-        except BaseException:
-            if not existed:  # a copy that stopped half-way is not left behind as if it were one
-                out_path.unlink(missing_ok=True)
-            raise
+        return out_path, _copy(trace, out_path, overwrite)
 
 
 def _schedule(trace: Trace) -> Schedule | None:
@@ -77,8 +71,10 @@ def _copy(trace: Trace, out: Path, overwrite: bool) -> dict[str, int]:
     written = trace.has_final()
     if trace.kind == "sampling" and schema.STEPS not in kept:
         raise TraceError(f"{trace.path} has no committed steps series to recover")
+    # Not live: the copy stays at its partial until it is whole, so a killed recover leaves no half copy under
+    # the asked name, and it replaces an existing --out whatever the source's status.
     with TraceWriter(out, kind=trace.kind, config=trace.config, series=series, schedule=_schedule(trace),
-                     tensor_dtype=trace.tensor_dtype, overwrite=overwrite, attrs=attrs, finals=finals) as writer:
+                     tensor_dtype=trace.tensor_dtype, overwrite=overwrite, attrs=attrs, finals=finals, live=False) as writer:
         for name, rows in kept.items():
             scalars = trace.scalars(name)
             tensors = trace.tensor_names(name)
@@ -90,5 +86,5 @@ def _copy(trace: Trace, out: Path, overwrite: bool) -> dict[str, int]:
         if written:
             arrays = {name: trace.final(name) for name in finals}
             writer.write_final({name: value for name, value in arrays.items() if value is not None})
-        writer.close(status)
+        writer.close(status, replace=True)
     return kept
