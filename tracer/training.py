@@ -439,6 +439,7 @@ def train(
     train_set, _ = load_training_data(data)
     model_config = resolve_model_config(model_config, train_set)
     check_fits(model_config)  # before anything is written
+    config.total_steps(len(train_set))  # refuses absurd lengths before the run directory is made
     keep_previous = _prepare_run_dir(run_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # reproducible initial weights
     network = build_model(model_config)

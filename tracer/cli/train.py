@@ -78,7 +78,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", required=True, type=nonempty_path, help="the run directory")
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model and trace")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model, trace and state once the new run is complete "
+                       "(until then the previous run stays whole)")
     again.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
