@@ -2,6 +2,7 @@
 #   make demo   set up .venv if missing, train on digits, record traces, open the viewer
 #   make test   set up .venv if missing, run the whole test suite (browser tests included)
 #   make bench  set up .venv if missing, run the benchmarks, print ratio tables
+#   make lint   ruff and mypy;  make fuzz  thousands of damaged traces and a crash campaign (docs/reliability.md)
 
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
@@ -12,7 +13,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP         := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench venv browser clean-venv fuzz
+.PHONY: demo test bench venv browser clean-venv fuzz lint
 
 venv: $(STAMP)
 
@@ -46,6 +47,11 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+# ruff and mypy (configured in pyproject.toml); CI runs it after the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tracer viewer benchmarks tests
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -155,7 +155,7 @@ def judge(registry: Any, eq: Any, trace: Any, i: int, dtype: str, memo: dict[Any
         view = trace_view(registry, eq, trace, {} if memo is None else memo, {} if rows is None else rows)
         result = eq.evaluate(view, i)
         scalar = getattr(eq, "precision", "tensor") == "scalar"
-        tol = float(getattr(registry, "SCALAR_TOLERANCE")) if scalar else float(registry.tolerance_for(trace))
+        tol = float(registry.SCALAR_TOLERANCE) if scalar else float(registry.tolerance_for(trace))
         if result is None:
             return verdict(None, tol)
         return verdict(float(result.value), float(result.threshold(tol)))

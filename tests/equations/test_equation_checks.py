@@ -155,10 +155,10 @@ def test_a_trace_cut_short_checks_the_committed_steps_only(tmp_path: Path) -> No
     from tests.equations.traces import oracle
 
     def cut(records: Iterator[StepRecord], n: int) -> Iterator[StepRecord]:
-        for record in records:
-            if record.index == n:
+        for step in records:
+            if step.index == n:
                 raise RuntimeError("killed")
-            yield record
+            yield step
 
     records = ddim.sample(oracle(schedule), schedule, torch.randn(4, 2), steps=8)
     with pytest.raises(RuntimeError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from tracer.cli.common import finite_float, nonempty_path, nonnegative_int
