@@ -111,9 +111,10 @@ def bar_count(stderr: str) -> int | None:
 
 
 def last_line(stderr: str) -> str:
-    """The last line of stderr, progress-bar redraws (carriage returns) split off."""
+    """The last line of stderr, progress-bar redraws (carriage returns) split off, from the error on."""
     lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    last = lines[-1] if lines else ""
+    return last[last.index("noisescope: error:"):] if "noisescope: error:" in last else last
 
 
 def describe_failure(result: dict[str, Any] | None, call: Any) -> str:
@@ -232,13 +233,13 @@ class Campaign:
         return run_dir
 
     def killed_trace(self) -> Path:
-        """A trace whose writer was killed after step 30 of 60 (for recover-kill)."""
+        """A trace whose writer was killed after step 300 of 400 (for recover-kill: long enough to copy)."""
         path = self.work / "killed-source.h5"
         if not path.exists():
-            proc = start([sys.executable, "-m", "tests.fuzz.writer", str(path), "60", "0.05"])
+            proc = start([sys.executable, "-m", "tests.fuzz.writer", str(path), "400", "0.002"])
             assert proc.stdout is not None
             for line in proc.stdout:
-                if line.strip() == "step 30":
+                if line.strip() == "step 300":
                     break
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
@@ -396,13 +397,19 @@ class Campaign:
         _one_line_errors(run, "recover", None if killed else proc.returncode, err)
         if out.exists():  # a copy under the asked name is whole, never half written
             rows, last = swmr_rows(out, "steps")
-            run.reported, run.readable = 31, rows
+            run.reported, run.readable = 301, rows
             if rows is None:
                 run.violations.append(f"a half-written copy under the output name: {last}")
             else:
                 judge_trace(run, out, self.work)
         else:
             run.notes.append("no copy (killed before the rename)")
+        # Whatever the kill left (a .partial), recover again must work.
+        again = subprocess.run(argv + ["--overwrite"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+        if again.returncode != 0:
+            run.violations.append(f"recover after the kill exits {again.returncode}: {last_line(again.stderr)[:120]}")
+        else:
+            judge_trace(run, out, self.work)
         return run
 
     def live_readers(self, n: int, steps: int = 40) -> Run:
