@@ -140,7 +140,7 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
     selected = checks_for(trace, only_ids)
     facts = TraceFacts.of(trace)
     results = []
-    for evaluation in evaluate(trace, selected, tol=tol):
+    for evaluation in evaluate(trace, selected, tol=tol, read_all=True):
         check = evaluation.check
         ts = trace.scalars(evaluation.series).get("t")
         steps = tuple(

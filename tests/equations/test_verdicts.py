@@ -171,3 +171,33 @@ def test_a_declared_trace_is_not_identified(tmp_path: Path) -> None:
     with open_trace(path) as trace:
         assert TraceFacts.of(trace) == TraceFacts.declared(trace)
         assert TraceFacts.of(trace).eta == 0.3 and TraceFacts.of(trace).identification == ""
+
+
+def test_a_row_no_check_reads_is_still_read_before_a_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running trace's last step is not judged (its output is unknown), so no check reads its noise; once, a
+    damaged row there passed unseen. check reads every committed row before it gives a verdict."""
+    from tracer.trace import reader
+
+    path = tmp_path / "cut.h5"
+
+    def cut():
+        for record in records(SCHEDULE, 8):
+            if record.index == 6:
+                raise RuntimeError("killed")
+            yield record
+
+    with pytest.raises(RuntimeError):
+        record_sampling(cut(), path, schedule=SCHEDULE, config={}, planned=8, labels=None)
+    assert main(["check", str(path)]) == 0
+    capsys.readouterr()
+    real = reader.Trace.tensor
+
+    def damaged(self, name, i, series="steps", dtype=np.float32):
+        if (name, i) == ("noise", 5):
+            raise reader.TraceError(f"{self.path} is truncated or corrupt: row 5 of steps/noise cannot be read")
+        return real(self, name, i, series, dtype)
+
+    monkeypatch.setattr(reader.Trace, "tensor", damaged)
+    assert main(["check", str(path)]) == 2
+    assert "row 5 of steps/noise" in capsys.readouterr().err

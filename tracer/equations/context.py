@@ -181,6 +181,7 @@ class TraceView:
         self._samples: np.ndarray | None = None
         self._samples_read = False
         self._index_ok: np.ndarray | None = None
+        self._read: set[tuple[str, int]] = set()  # (tensor, row) read so far
 
     # -- schedule, as stored ------------------------------------------------------------------------
     @property
@@ -231,7 +232,17 @@ class TraceView:
                 raise IndexError(f"row {i} of {self.series} is out of range: {self.rows} rows committed")
             cached = self.trace.tensor(name, i, self.series, dtype=np.float64)  # float32/16 convert exactly
             self._tensors[key] = cached
+            self._read.add(key)
         return cached
+
+    def read_the_rest(self) -> None:
+        """Read every committed row of every tensor that no check has read (a verdict covers the whole trace:
+        a row that cannot be read raises TraceError instead of passing unseen)."""
+        for name in self.trace.tensor_names(self.series):
+            for i in range(self.rows):
+                if (name, i) not in self._read:
+                    self.trace.tensor(name, i, self.series)
+        self.samples()
 
     def samples(self) -> np.ndarray | None:
         """The final samples, None until the writer has written them."""

@@ -79,8 +79,12 @@ class Evaluation:
         return [i for i, r in enumerate(self.residuals) if r is not None and not r.passes(self.tolerance)]
 
 
-def evaluate(trace: Any, checks: Sequence[Check] | None = None, tol: float | None = None) -> list[Evaluation]:
-    """Evaluate ``checks`` (default: all that apply) at every row, reading each row once per series."""
+def evaluate(trace: Any, checks: Sequence[Check] | None = None, tol: float | None = None, *, read_all: bool = False) -> list[Evaluation]:
+    """Evaluate ``checks`` (default: all that apply) at every row, reading each row once per series.
+
+    ``read_all``: also read every committed row no check read (and the final datasets), so that a
+    verdict never covers a row that cannot be read; ``noisescope check`` asks for it.
+    """
     if tol is not None and not tol >= 0:
         raise ValueError(f"the tolerance must be >= 0, got {tol}")
     facts = TraceFacts.of(trace)
@@ -93,6 +97,11 @@ def evaluate(trace: Any, checks: Sequence[Check] | None = None, tol: float | Non
     results: dict[str, list[Residual | None]] = {c.id: [] for c in selected}
     with np.errstate(all="ignore"):  # degenerate values (alpha_bar 0, damaged rows) give inf residuals, which fail
         _evaluate_rows(views, selected, facts, results)
+    if read_all:
+        for series in trace.series_names():  # the series no check reads too (a training trace's snapshots)
+            (views.get(series) or TraceView(trace, series, facts)).read_the_rest()
+        for name in trace.root_specs():
+            trace.final(name)
     return [Evaluation(c, _series(c, facts), tolerance(c, trace, tol), tuple(results[c.id])) for c in selected]
 
 
