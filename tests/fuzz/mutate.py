@@ -18,7 +18,8 @@ Kinds (KINDS, with their weights):
   garbage), which works on killed and live bases too (their SWMR flag keeps h5py from opening
   them for writing);
 - ``data_value``: one committed value that an equation or a structural check covers (x_t, eps,
-  x0_pred, eps_cond, the worked examples' x_t and eps, t, t_prev, alpha_bar_t, alpha_bar_prev)
+  x0_pred, x0_pred_raw, eps_cond, noise but the last step's, samples, the worked examples' x_t and
+  eps, t, t_prev, alpha_bar_t, alpha_bar_prev)
   made wrong in place: its top exponent bit flipped, or NaN, or inf. ``check`` must not pass it
   (tests/fuzz/runner.py, the "verdict" rule);
 - ``struct_delete``, ``struct_resize``, ``struct_retype``: through h5py, a dataset or group deleted,
@@ -189,33 +190,39 @@ def _plan_progress_bytes(rng: random.Random, base: Base, _: dict[str, Base]) -> 
 
 # Values every check run covers, per base kind: changing one must make check fail (or refuse).
 CHECKED_FIELDS = ("steps/x_t", "steps/eps", "steps/x0_pred", "steps/eps_cond", "steps/t", "steps/t_prev",
-                  "steps/alpha_bar_t", "steps/alpha_bar_prev", "examples/x_t", "examples/eps")
+                  "steps/alpha_bar_t", "steps/alpha_bar_prev", "steps/noise", "steps/x0_pred_raw", "samples",
+                  "examples/x_t", "examples/eps")
+_SCALARS = ("steps/t", "steps/t_prev", "steps/alpha_bar_t", "steps/alpha_bar_prev")
+
+
+def _checked_rows(base: Base, name: str) -> int:
+    """Rows of ``name`` whose values a check covers: the committed ones; the noise of the last committed
+    step is not (the last step adds none, and a killed trace lacks the next x_t to check it by)."""
+    if "/" not in name:  # a final dataset (samples): one block, checked once written
+        return 1 if base.committed.get("final") else 0
+    rows = base.committed.get(name.split("/")[0], 0)
+    return rows - 1 if name.endswith("/noise") else rows
 
 
 def checked_fields(base: Base) -> list[str]:
-    return [name for name in CHECKED_FIELDS if name in base.chunks]
+    return [name for name in CHECKED_FIELDS if name in base.chunks and _checked_rows(base, name) > 0]
 
 
 def _plan_data_value(rng: random.Random, base: Base, _: dict[str, Base]) -> tuple[str, dict[str, Any]]:
     name = rng.choice(checked_fields(base))
-    series = name.split("/")[0]
-    rows = base.committed.get(series, 0)
-    size = base.itemsizes[name]
-    first_row, offset, length = rng.choice([c for c in base.chunks[name] if c[0] < rows])
-    per_row = max(length // max(1, _rows_in_chunk(base, name, length)), size)
-    row = rng.randrange(first_row, min(rows, first_row + max(length // per_row, 1)))
-    element = rng.randrange(per_row // size)
-    byte = offset + (row - first_row) * per_row + element * size
-    how = rng.choice(["exponent", "exponent", "nan", "inf"]) if name.split("/")[1] not in ("t", "t_prev") else "int"
+    rows, size = _checked_rows(base, name), base.itemsizes[name]
+    if name in _SCALARS:  # one chunk holds every row, a value a row
+        _, offset, _ = base.chunks[name][0]
+        row, element = rng.randrange(rows), 0
+        byte = offset + row * size
+    else:  # a chunk a row (the final datasets: one chunk)
+        row, offset, length = rng.choice([c for c in base.chunks[name] if c[0] < rows])
+        element = rng.randrange(length // size)
+        byte = offset + element * size
+    how = rng.choice(["exponent", "exponent", "nan", "inf"]) if name not in ("steps/t", "steps/t_prev") else "int"
     return f"{name} row {row} element {element}: {how}", {"offset": byte, "size": size, "how": how, "field": name, "row": row}
 
 
-def _rows_in_chunk(base: Base, name: str, length: int) -> int:
-    """Rows in one chunk: tensors are chunked a row a chunk; scalars hold every row in one."""
-    return 1 if len(base.chunks[name]) > 1 or name.split("/")[1] not in _SCALARS else max(length // base.itemsizes[name], 1)
-
-
-_SCALARS = ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev")
 _NAN = {2: b"\x00\x7e", 4: b"\x00\x00\xc0\x7f", 8: b"\x00\x00\x00\x00\x00\x00\xf8\x7f"}
 _INF = {2: b"\x00\x7c", 4: b"\x00\x00\x80\x7f", 8: b"\x00\x00\x00\x00\x00\x00\xf0\x7f"}
 
