@@ -212,7 +212,7 @@ def _plan_data_value(rng: random.Random, base: Base, _: dict[str, Base]) -> tupl
     name = rng.choice(checked_fields(base))
     rows, size = _checked_rows(base, name), base.itemsizes[name]
     if name in _SCALARS:  # one chunk holds every row, a value a row
-        _, offset, _ = base.chunks[name][0]
+        offset = base.chunks[name][0][1]
         row, element = rng.randrange(rows), 0
         byte = offset + row * size
     else:  # a chunk a row (the final datasets: one chunk)
