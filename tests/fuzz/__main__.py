@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         findings.write_text(findings_text(results, header) + ("\n" + crash if crash else ""))
         print(f"findings: {args.findings}")
     print(line)
+    if args.keep is None:  # the temporary directory (the bases too, unless --bases put them elsewhere)
+        shutil.rmtree(scratch, ignore_errors=True)
     return 1 if any(r.violations for r in results) else 0
 
 
