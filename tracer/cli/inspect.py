@@ -33,10 +33,11 @@ def add_parser(sub: Any) -> None:
 
 def step_statistics(trace: Trace, series: str = schema.STEPS) -> list[dict[str, Any]]:
     """Per step: t and the mean and std of x_t, eps and x0_pred (float64 accumulations, one step read at a time)."""
+    committed = trace.rows(series)  # first: a live trace's scalars, read next, hold at least these rows
     scalars = trace.scalars(series)
     names = [n for n in SUMMARISED if n in trace.tensor_names(series)]
     rows = []
-    for i in range(trace.rows(series)):
+    for i in range(committed):
         row: dict[str, Any] = {"step": i, "t": int(scalars["t"][i]) if "t" in scalars else None}
         for name in names:
             values = trace.tensor(name, i, series).astype(np.float64)

@@ -110,7 +110,8 @@ def _ends_at_alpha_bar_0(view: TraceView) -> bool:
     """The last step moves to t = 0 (alpha_bar_0) without visiting it: the report's DDIM convention."""
     if view.rows == 0 or "t_prev" not in view.scalars or not view.complete():
         return False
-    return int(view.scalars["t_prev"][-1]) == 0 and int(view.scalars["t"][-1]) != 0
+    last = view.rows - 1  # a live trace's scalars may hold rows committed after the view's count
+    return int(view.scalars["t_prev"][last]) == 0 and int(view.scalars["t"][last]) != 0
 
 
 def identify(trace: Any, facts: TraceFacts) -> Identification:

@@ -425,6 +425,31 @@ def _validate_counters(shared: _Shared) -> None:
         if value * row_bytes > 1000 * shared.size + (1 << 30):
             raise shared.fail(f"says {value} rows of {series} are committed: more than a file of {shared.size} bytes can hold")
         shared.committed[series] = value
+    if shared.damage != "corrupt":  # the file ends short of its recorded end: are the committed rows inside it?
+        for series, members in shared.fields.items():
+            for name, ds in members.items():
+                row = _first_row_past_end(ds, shared.committed.get(series, 0), shared.size)
+                if row is not None:
+                    raise shared.fail(f"is truncated: row {row} of {series}/{name}, committed, lies past the file's end "
+                                      f"({shared.size} bytes)")
+
+
+def _first_row_past_end(ds: h5py.Dataset, rows: int, size: int) -> int | None:
+    """The first of the ``rows`` first rows of ``ds`` whose stored bytes lie past ``size`` (None: all inside)."""
+    if rows <= 0:
+        return None
+    if ds.chunks is None:
+        offset = ds.id.get_offset()
+        row_bytes = max(_row_bytes(ds), ds.dtype.itemsize)
+        if offset is None:
+            return 0
+        return None if offset + rows * row_bytes <= size else max(0, (size - offset) // row_bytes)
+    per_chunk = ds.chunks[0]
+    for first in range(0, rows, per_chunk):
+        info = ds.id.get_chunk_info_by_coord((first,) + (0,) * (ds.ndim - 1))
+        if info.byte_offset is None or info.byte_offset + info.size > size:
+            return first
+    return None
 
 
 # -- the shared handles of this process -----------------------------------------------------------------
