@@ -14,9 +14,6 @@ Measured side by side (benchmarks/common.py) on a 1,000-step trace of batch 64 o
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +23,12 @@ import numpy as np
 
 from benchmarks.common import Ratio, interleaved_ratio
 from tests.trace.synthetic import records
+from tests.trace.writer_process import killed_writer
 from tracer.schedules import make_schedule
 from tracer.trace.reader import TraceError, open_trace
 from tracer.trace.sampling import record_sampling
 
 BATCH, SHAPE, STEPS = 64, (1, 28, 28), 1000
-ROOT = Path(__file__).resolve().parents[1]
 _extra: list[str] = []
 
 
@@ -83,14 +80,7 @@ def opening(path: Path, repeats: int) -> None:
 
 def damaged_open(workdir: Path) -> None:
     path = workdir / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "200", "0.01"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() == "step 20":
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_writer(path, 200, 0.01, after=20)
     data = bytearray(path.read_bytes())
     data[44] ^= 0xFF  # the version 3 superblock's checksum
     path.write_bytes(bytes(data))

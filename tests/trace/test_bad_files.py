@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.trace.synthetic import records
+from tests.trace.writer_process import killed_writer
 from tracer.cli import main
 from tracer.schedules import make_schedule
 from tracer.trace import schema
@@ -87,21 +88,8 @@ def test_inspect_text_and_json(good, capsys):
 
 def killed_trace(tmp_path):
     """A trace whose writer was SIGKILLed: its superblock still says a (SWMR) writer holds it."""
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     path = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), "100", "0.01"],
-                            cwd=root, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.strip() == "step 5":
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_writer(path, 100, 0.01, after=5)
     return path
 
 

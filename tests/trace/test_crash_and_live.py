@@ -8,7 +8,6 @@ runs sees the status and the steps grow, each step whole.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.trace.synthetic import records
+from tests.trace.writer_process import killed_writer
 from tracer.cli import main
 from tracer.schedules import make_schedule
 from tracer.trace.reader import open_trace
@@ -45,12 +45,7 @@ def expected(steps: int):
 
 def test_sigkill_leaves_committed_steps_readable_and_recover_repairs(tmp_path, capsys):
     path = tmp_path / "killed.h5"
-    proc = start_writer(path, steps=200, delay=0.01)
-    try:
-        wait_for_step(proc, 20)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    killed_writer(path, 200, 0.01, after=20)
     truth = expected(200)
     with open_trace(path) as trace:
         assert trace.status == "running"  # the writer never got to say otherwise
@@ -110,12 +105,7 @@ def test_a_killed_trace_reads_as_its_committed_rows_everywhere(tmp_path, capsys)
     from viewer import loaders
 
     path = tmp_path / "killed.h5"
-    proc = start_writer(path, steps=60, delay=0.01)
-    try:
-        wait_for_step(proc, 12)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    killed_writer(path, 60, 0.01, after=12)
     truth = expected(60)
     assert main(["check", str(path)]) == 0  # the synthetic chain is DDIM with eta 0: identified, every step checked
     assert "identified as ddim" in capsys.readouterr().out
