@@ -182,10 +182,10 @@ def test_a_row_no_check_reads_is_still_read_before_a_verdict(tmp_path: Path, cap
     path = tmp_path / "cut.h5"
 
     def cut():
-        for record in records(SCHEDULE, 8):
-            if record.index == 6:
+        for step in records(SCHEDULE, 8):
+            if step.index == 6:
                 raise RuntimeError("killed")
-            yield record
+            yield step
 
     with pytest.raises(RuntimeError):
         record_sampling(cut(), path, schedule=SCHEDULE, config={}, planned=8, labels=None)

@@ -37,12 +37,13 @@ def step_statistics(trace: Trace, series: str = schema.STEPS) -> list[dict[str, 
     scalars = trace.scalars(series)
     names = [n for n in SUMMARISED if n in trace.tensor_names(series)]
     rows = []
-    for i in range(committed):
+    for i in range(committed):  # damaged values (inf, nan) give inf or nan statistics, without warnings
         row: dict[str, Any] = {"step": i, "t": int(scalars["t"][i]) if "t" in scalars else None}
         for name in names:
-            values = trace.tensor(name, i, series).astype(np.float64)
-            row[f"{name}_mean"] = float(values.mean())
-            row[f"{name}_std"] = float(values.std())
+            with np.errstate(all="ignore"):
+                values = trace.tensor(name, i, series).astype(np.float64)
+                row[f"{name}_mean"] = float(values.mean())
+                row[f"{name}_std"] = float(values.std())
         rows.append(row)
     return rows
 

@@ -333,6 +333,12 @@ def _validate_layout(shared: _Shared) -> None:
             shared.schedule[name] = ds
         if len(lengths) > 1:
             raise shared.fail(f"has schedule arrays of different lengths {sorted(lengths)}")
+        values = {name: np.asarray(ds[()], dtype=np.float64) for name, ds in shared.schedule.items()}
+        if "beta" in values and not np.all((values["beta"] > 0) & (values["beta"] < 1)):
+            raise shared.fail("has a schedule whose beta is not in (0, 1)")
+        for name in ("alpha", "alpha_bar"):
+            if name in values and not np.all((values[name] >= 0) & (values[name] <= 1)):
+                raise shared.fail(f"has a schedule whose {name} is not in [0, 1]")
         shared.schedule_name = _attr_str(_attr_value(group.attrs.get("name", "unknown")))[:200]
     # Series: groups whose members grow together along axis 0, each with a commit counter.
     for series in (schema.STEPS, schema.TRAIN, schema.EXAMPLES, schema.SNAPSHOTS):
@@ -364,6 +370,11 @@ def _validate_layout(shared: _Shared) -> None:
         if missing:
             raise shared.fail(f"lacks {', '.join(missing)}: not a complete sampling trace")
     _validate_steps(shared)
+    for series, names in _SCALAR_COLUMNS.items():  # what the commands index as one number a row
+        for name in names:
+            ds = shared.fields.get(series, {}).get(name)
+            if ds is not None and ds.ndim != 1:
+                raise shared.fail(f"has {series}/{name} of rank {ds.ndim}; it is one number a row")
     for name in (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS):
         ds = found.get(name)
         if isinstance(ds, h5py.Dataset):
@@ -382,6 +393,10 @@ def _validate_layout(shared: _Shared) -> None:
     labels = shared.roots.get(schema.LABELS)
     if x_t is not None and labels is not None and (labels.shape != x_t.shape[1:2] or not _int_kind(labels)):
         raise shared.fail(f"has labels of shape {labels.shape} and dtype {labels.dtype} for a batch of {x_t.shape[1]}")
+
+
+_SCALAR_COLUMNS = {schema.TRAIN: ("step", "epoch", "loss", "lr", "grad_norm"), schema.SNAPSHOTS: ("step",),
+                   schema.EXAMPLES: ("t", "label", "loss")}
 
 
 def _validate_steps(shared: _Shared) -> None:
@@ -673,11 +688,11 @@ class Trace:
             if not 0 <= i < n:
                 raise IndexError(f"step {i} is out of range: {n} steps recorded")
         ds = self._dataset(series, name)
-        # The hot path of every viewer frame and check step: the guard spelled out, no errstate (floats only).
+        # The hot path of every viewer frame and check step: the guard spelled out.
         if self._closed:
             raise TraceError(f"{self.path}: the trace is closed")
         try:
-            with self._shared.lock:
+            with self._shared.lock, np.errstate(all="ignore"):  # a damaged value cast to float: no warning
                 if self._shared.live:
                     ds.refresh()
                 return np.asarray(ds[i], dtype=dtype)
