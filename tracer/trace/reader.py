@@ -445,7 +445,7 @@ def _validate_counters(shared: _Shared) -> None:
             for name, ds in members.items():
                 row = _first_row_past_end(ds, shared.committed.get(series, 0), shared.size)
                 if row is not None:
-                    raise shared.fail(f"is truncated: row {row} of {series}/{name}, committed, lies past the file's end "
+                    raise shared.fail(f"is truncated or corrupt: row {row} of {series}/{name}, committed, lies past the file's end "
                                       f"({shared.size} bytes)")
 
 
