@@ -1,4 +1,4 @@
-"""Side-by-side measurement: ratios of interleaved timings (DESIGN.md, "Measuring on these machines").
+"""Side-by-side measurement: ratios of interleaved timings (measured A B A B ... on machines whose speed drifts).
 
 The machines' speed drifts by tens of percent within minutes, so A and B are
 run interleaved (A B A B ... A) and each B is divided by the mean of the two A

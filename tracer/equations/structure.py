@@ -1,7 +1,7 @@
 """Structural checks of a sampling trace: the steps chain up, and use the schedule's values.
 
 Not equations of a paper but the bookkeeping every reverse process must get right
-(DESIGN.md, "the trace format"):
+(docs/trace-format.md):
 
 - ``chain.t_prev``: the timestep step i moves to is the timestep of step i + 1; the last step
   moves to -1 (the clean end, alpha_bar = 1), or to 0 where the trace says its last step uses

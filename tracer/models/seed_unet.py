@@ -1,6 +1,6 @@
 """The network of the report noisescope grew from (arXiv 2512.07201), as ``seed-unet``.
 
-Facts in /work/shared/SEED_NOTES.md, kept exactly so the report's published
+Facts of the report (docs/training.md), kept exactly so the report's published
 state_dicts load with ``strict=True``: 22 tensors, 3,281,153 parameters at 1 input
 channel and 128 channels (3,283,713 with the class-conditional ``class_emb``), no
 buffers. Every conv is 3x3 with bias and padding 1; GN is a stateless group norm

@@ -2,7 +2,7 @@
 
 - ``sample``: dispatches to DDPM (Ho et al. 2020, Alg. 2) or DDIM (Song et al. 2021, Eq. 12)
   with the config's options, or to the report's conventions (``preset="seed-report"``,
-  arXiv 2512.07201; /work/shared/SEED_NOTES.md):
+  arXiv 2512.07201; docs/training.md):
   DDIM visits 1, 1 + c, 1 + 2c, ... (c = T // steps) and its last step moves to t = 0
   (alpha_bar_prev = alpha_bar[0], not 1), eta 0, x0 clipped, direction term with the raw eps;
   DDPM uses beta_tilde and clips x0.

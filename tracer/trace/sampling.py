@@ -1,7 +1,7 @@
 """Recording a sampling run: StepRecords in, a sampling trace out.
 
 The sampler is a generator of ``StepRecord``s; recording is one more consumer
-(DESIGN.md). ``record_sampling`` writes each record as one committed row of
+(docs/trace-format.md). ``record_sampling`` writes each record as one committed row of
 the series ``steps`` and the last step's output as ``samples``.
 """
 
