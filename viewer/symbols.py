@@ -1,6 +1,6 @@
 """Trace names and the symbols they stand for: LaTeX for st.latex/markdown, HTML for plotly labels.
 
-The same name everywhere (DESIGN.md): the code says ``x0_pred``, the trace holds
+The same name everywhere: the code says ``x0_pred``, the trace holds
 ``steps/x0_pred``, and the screen shows \\(\\hat x_0\\) with the name beside it.
 """
 

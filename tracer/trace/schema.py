@@ -1,7 +1,7 @@
 """The trace file layout: the one place its names, shapes and dtypes are spelled.
 
 A trace is one HDF5 file. docs/trace-format.md documents every name here; the
-stable core (DESIGN.md) is a public contract: add names freely, never rename.
+stable core (docs/trace-format.md) is a public contract: add names freely, never rename.
 
 Layout, for a sampling trace with S steps, batch B and sample shape D:
 
