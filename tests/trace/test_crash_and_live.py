@@ -97,6 +97,38 @@ def test_reader_follows_a_running_writer(tmp_path):
             proc.wait()
 
 
+def test_a_size_taken_before_the_writers_last_commit_does_not_fail_the_trace(tmp_path, monkeypatch):
+    """The reader stats the file, then opens it; a writer may commit rows in between. Rows
+    committed after that first look lie past the size it saw, and are still good."""
+    import tracer.trace.reader as reader
+
+    path = tmp_path / "live.h5"
+    proc = start_writer(path, steps=40, delay=0.05)
+    try:
+        wait_for_step(proc, 1)
+        early = path.stat().st_size  # the size a reader saw before the rows that follow
+        wait_for_step(proc, 25)
+        real_stat = os.stat
+        calls = []
+
+        def stale_first_look(target, *args, **kwargs):
+            result = real_stat(target, *args, **kwargs)
+            if Path(target) == path and not calls:
+                calls.append(result.st_size)
+                return os.stat_result((*result[:6], early, *result[7:]))
+            return result
+
+        monkeypatch.setattr(reader.os, "stat", stale_first_look)
+        with open_trace(path) as trace:
+            assert calls and calls[0] > early  # the first look was stale, and the reader still opened it
+            assert trace.num_steps >= 26
+            last = trace.num_steps - 1
+            np.testing.assert_array_equal(trace.tensor("x_t", last), expected(40)[last].x_t.numpy())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_killed_trace_reads_as_its_committed_rows_everywhere(tmp_path, capsys):
     """check, the viewer's loaders, TraceView and Trace.tensor all see exactly the rows an uninterrupted run
     wrote up to the kill, and check passes: once, several handles of one file in one process read row 0 for

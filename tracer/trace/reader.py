@@ -441,12 +441,23 @@ def _validate_counters(shared: _Shared) -> None:
             raise shared.fail(f"says {value} rows of {series} are committed: more than a file of {shared.size} bytes can hold")
         shared.committed[series] = value
     if shared.damage != "corrupt":  # the file ends short of its recorded end: are the committed rows inside it?
+        # A live writer flushes a row's bytes before it commits the row: the size now, taken after the
+        # counters were read, covers every row they commit (the size taken before opening may not).
+        shared.size = max(shared.size, _size_on_disk(shared.path))
         for series, members in shared.fields.items():
             for name, ds in members.items():
                 row = _first_row_past_end(ds, shared.committed.get(series, 0), shared.size)
                 if row is not None:
                     raise shared.fail(f"is truncated or corrupt: row {row} of {series}/{name}, committed, lies past the file's end "
                                       f"({shared.size} bytes)")
+
+
+def _size_on_disk(path: Path) -> int:
+    """The file's size now (0 if it cannot be stat'ed: the caller keeps the size it had)."""
+    try:
+        return int(os.stat(path).st_size)
+    except OSError:
+        return 0
 
 
 def _first_row_past_end(ds: h5py.Dataset, rows: int, size: int) -> int | None:
@@ -485,7 +496,7 @@ def _acquire(path: Path) -> _Shared:
         shared = _OPEN.get(key)
         if shared is None:
             file = _open_h5(path)
-            shared = _Shared(key=key, path=path, file=file, size=int(stat.st_size))
+            shared = _Shared(key=key, path=path, file=file, size=max(int(stat.st_size), _size_on_disk(path)))
             if _ends_short(file, shared.size):
                 shared.damage = "truncated or corrupt"
             try:
