@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from tracer.schedules import Schedule, from_betas
-from tracer.trace import schema
+from tracer.trace import bounded, schema
 
 
 class TraceError(ValueError):
@@ -484,6 +484,48 @@ _REGISTRY_LOCK = threading.RLock()
 _OPEN: dict[tuple[int, int], _Shared] = {}
 
 
+def _open_validated(path: Path, stat: os.stat_result) -> _Shared:
+    """Open ``path`` and validate its header, layout and counters (the file is closed again on failure)."""
+    key = (int(stat.st_dev), int(stat.st_ino))
+    file = _open_h5(path)
+    shared = _Shared(key=key, path=path, file=file, size=max(int(stat.st_size), _size_on_disk(path)))
+    if _ends_short(file, shared.size):
+        shared.damage = "truncated or corrupt"
+    try:
+        with _guard(path, "the file's header", shared.damage):
+            _validate_root(shared)
+            _validate_layout(shared)
+            _validate_counters(shared)
+    except BaseException:
+        file.close()
+        raise
+    return shared
+
+
+def _validate_in_child(path: str) -> None:
+    """What the reader does at open, in a child process (tracer.trace.bounded): it must end."""
+    shared = _open_validated(Path(path), os.stat(path))
+    shared.file.close()
+
+
+_HEADER_READS_END: set[tuple[int, int, int, int]] = set()  # (dev, inode, size, mtime) of files whose header reads ended
+
+
+def _check_header_reads_end(path: Path, stat: os.stat_result) -> None:
+    """Refuse a file whose header HDF5 cannot read without looping or crashing (tracer.trace.bounded)."""
+    version = (int(stat.st_dev), int(stat.st_ino), int(stat.st_size), int(stat.st_mtime_ns))
+    if version in _HEADER_READS_END:
+        return
+    limit = bounded.timeout_s()
+    outcome = bounded.run(_validate_in_child, str(path), limit)
+    if outcome == "timeout":
+        raise TraceError(f"{path} is corrupt: HDF5 did not finish reading its header in {limit:g} s "
+                         f"(damaged heaps make it loop; ${bounded.TIMEOUT_ENV} sets the limit)")
+    if outcome == "crashed":
+        raise TraceError(f"{path} is corrupt: reading its header crashes HDF5")
+    _HEADER_READS_END.add(version)
+
+
 def _acquire(path: Path) -> _Shared:
     try:
         stat = os.stat(path)
@@ -493,20 +535,13 @@ def _acquire(path: Path) -> _Shared:
         raise TraceError(f"{path} cannot be read: {error.strerror}") from None
     key = (int(stat.st_dev), int(stat.st_ino))
     with _REGISTRY_LOCK:
+        known = key in _OPEN
+    if not known and path.is_file():  # outside the lock: other files open meanwhile (what is not a file gets _open_h5's line)
+        _check_header_reads_end(path, stat)
+    with _REGISTRY_LOCK:
         shared = _OPEN.get(key)
         if shared is None:
-            file = _open_h5(path)
-            shared = _Shared(key=key, path=path, file=file, size=max(int(stat.st_size), _size_on_disk(path)))
-            if _ends_short(file, shared.size):
-                shared.damage = "truncated or corrupt"
-            try:
-                with _guard(path, "the file's header", shared.damage):
-                    _validate_root(shared)
-                    _validate_layout(shared)
-                    _validate_counters(shared)
-            except BaseException:
-                file.close()
-                raise
+            shared = _open_validated(path, stat)
             _OPEN[key] = shared
         shared.refs += 1
         return shared
