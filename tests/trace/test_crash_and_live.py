@@ -97,6 +97,16 @@ def test_reader_follows_a_running_writer(tmp_path):
             proc.wait()
 
 
+class _Sized:
+    """A stat result with another st_size."""
+
+    def __init__(self, real: os.stat_result, size: int) -> None:
+        self._real, self.st_size = real, size
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
 def test_a_size_taken_before_the_writers_last_commit_does_not_fail_the_trace(tmp_path, monkeypatch):
     """The reader stats the file, then opens it; a writer may commit rows in between. Rows
     committed after that first look lie past the size it saw, and are still good."""
@@ -115,7 +125,7 @@ def test_a_size_taken_before_the_writers_last_commit_does_not_fail_the_trace(tmp
             result = real_stat(target, *args, **kwargs)
             if Path(target) == path and not calls:
                 calls.append(result.st_size)
-                return os.stat_result((*result[:6], early, *result[7:]))
+                return _Sized(result, early)
             return result
 
         monkeypatch.setattr(reader.os, "stat", stale_first_look)

@@ -9,7 +9,7 @@ thread in the reading process can stop it; a separate process can be killed.
 ``run(target, path, timeout)`` calls ``target(path)`` in a child and answers ``"done"``
 (it returned or raised: the parent may then do the same reads safely), ``"timeout"`` or
 ``"crashed"`` (a signal ended it). The child is a fork (a few milliseconds), taken while this
-thread holds h5py's global lock, so that in a process with several threads (the viewer,
+thread holds h5py's global lock (the reader passes it), so that in a process with several threads (the viewer,
 under Streamlit) no other thread holds it in the child. The child collects no garbage and
 runs no exit handlers, so it never closes the parent's files. Where no child can be started
 (no fork on the platform, no process to spare) the read runs in-process, as it would
@@ -25,9 +25,7 @@ import os
 import select
 import warnings
 from collections.abc import Callable
-from typing import Literal
-
-from h5py._objects import phil
+from typing import ContextManager, Literal
 
 Outcome = Literal["done", "timeout", "crashed"]
 
@@ -44,19 +42,20 @@ def timeout_s() -> float:
     return value if value > 0 else DEFAULT_TIMEOUT_S
 
 
-def run(target: Callable[[str], object], path: str, timeout: float) -> Outcome:
-    """``target(path)`` in a child process, bounded by ``timeout`` seconds."""
+def run(target: Callable[[str], object], path: str, timeout: float, lock: ContextManager[object] | None = None) -> Outcome:
+    """``target(path)`` in a child process, bounded by ``timeout`` seconds; ``lock`` (the reader passes
+    h5py's global lock) is held across the fork, so that no other thread holds it in the child."""
     if not hasattr(os, "fork"):
         return "done"  # no fork (Windows): read in-process, as without this module
-    return _forked(target, path, timeout)
+    return _forked(target, path, timeout, lock if lock is not None else contextlib.nullcontext())
 
 
-def _forked(target: Callable[[str], object], path: str, timeout: float) -> Outcome:
+def _forked(target: Callable[[str], object], path: str, timeout: float, lock: ContextManager[object]) -> Outcome:
     read_end, write_end = os.pipe()
     try:
-        # h5py's global lock, held across the fork, so that no other thread of ours holds it in the child
-        # (the child's only thread is this one, which may take it again); Python re-creates its own locks.
-        with phil, warnings.catch_warnings():
+        # The lock, held across the fork, so that no other thread holds it in the child (the child's only
+        # thread is this one, which may take it again); Python re-creates its own locks.
+        with lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+ warns about fork with threads
             pid = os.fork()
             if pid == 0:

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import h5py
+import h5py._objects
 import numpy as np
 
 from tracer.schedules import Schedule, from_betas
@@ -517,7 +518,7 @@ def _check_header_reads_end(path: Path, stat: os.stat_result) -> None:
     if version in _HEADER_READS_END:
         return
     limit = bounded.timeout_s()
-    outcome = bounded.run(_validate_in_child, str(path), limit)
+    outcome = bounded.run(_validate_in_child, str(path), limit, lock=h5py._objects.phil)
     if outcome == "timeout":
         raise TraceError(f"{path} is corrupt: HDF5 did not finish reading its header in {limit:g} s "
                          f"(damaged heaps make it loop; ${bounded.TIMEOUT_ENV} sets the limit)")
