@@ -16,7 +16,7 @@ from tracer.models.seed_unet import SeedUNet, cos_first_embedding
 from tracer.models.unet import UNet, sinusoidal_embedding
 from tracer.samplers.guidance import check_guidance
 
-# SEED_NOTES.md, the table of state_dict keys and shapes at 1 channel and 128 channels.
+# The report program's table of state_dict keys and shapes at 1 channel and 128 channels.
 SEED_SHAPES: dict[str, tuple[int, ...]] = {
     "down_block1.weight": (128, 1, 3, 3), "down_block1.bias": (128,),
     "down_block2.conv.weight": (128, 128, 3, 3), "down_block2.conv.bias": (128,),
@@ -111,7 +111,7 @@ def test_a_state_dict_with_exactly_the_documented_keys_loads_strictly() -> None:
 
 
 def reference_seed_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """SEED_NOTES.md steps 1-11, written out functionally from the state_dict."""
+    """The report program's forward pass, steps 1-11, written out functionally from the state_dict."""
 
     def conv(name: str, h: torch.Tensor, stride: int = 1) -> torch.Tensor:
         return F.conv2d(h, sd[f"{name}.weight"], sd[f"{name}.bias"], stride=stride, padding=1)

@@ -1,4 +1,4 @@
-"""The viewer starts fast without torch (DESIGN.md): importing and running the app in bare mode never imports it."""
+"""The viewer starts fast without torch: importing and running the app in bare mode never imports it."""
 
 from __future__ import annotations
 
