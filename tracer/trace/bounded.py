@@ -23,6 +23,7 @@ import faulthandler
 import gc
 import os
 import select
+import signal
 import warnings
 from collections.abc import Callable
 from typing import ContextManager, Literal
@@ -72,7 +73,7 @@ def _forked(target: Callable[[str], object], path: str, timeout: float, lock: Co
         os.close(read_end)
     if answer is None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     if answer is None:
         return "timeout"
