@@ -26,11 +26,12 @@ import torch
 
 from benchmarks.common import Ratio
 from tracer.cli.demo import DDIM_STEPS, demo_runs
-from tracer.config import DataConfig, ModelConfig, SamplerConfig, TrainConfig
+from tracer.config import DataConfig, ModelConfig, TrainConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.data import load_dataset
 from tracer.models import num_classes
 from tracer.recording import record_run
-from tracer.samplers.run import initial_noise, sample
+from tracer.samplers.loop import initial_noise, sample
 from tracer.training import load_training_data, train
 
 PER_CLASS = 20

@@ -23,10 +23,11 @@ import torch
 
 from benchmarks.common import Ratio, interleaved_ratio
 from tests.trace.synthetic import records
-from tracer.config import ModelConfig, SamplerConfig
+from tracer.config import ModelConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.models.registry import build_model
 from tracer.recording import record_run
-from tracer.samplers.run import initial_noise, sample
+from tracer.samplers.loop import initial_noise, sample
 from tracer.schedules import make_schedule
 from tracer.trace.reader import open_trace
 from tracer.trace.sampling import record_sampling
@@ -59,10 +60,10 @@ def recording_overhead(sampler: str, steps: int, repeats: int, workdir: Path) ->
                    out=out, overwrite=True, progress=False)
         out.unlink()
 
-    name = f"recording overhead, {sampler.upper()} {config.steps_for(1000)} steps (traced / untraced)"
+    name = f"recording overhead, {sampler.upper()} {config.planned_steps(1000)} steps (traced / untraced)"
     result = interleaved_ratio(name, without_trace, with_trace, repeats=repeats, target="<= 1.05", warmup=False)
-    per_step_ms = (result.seconds_b - result.seconds_a) / config.steps_for(1000) * 1e3
-    _extra.append(f"- {name}: {result.seconds_a / config.steps_for(1000) * 1e3:.1f} ms per step untraced, "
+    per_step_ms = (result.seconds_b - result.seconds_a) / config.planned_steps(1000) * 1e3
+    _extra.append(f"- {name}: {result.seconds_a / config.planned_steps(1000) * 1e3:.1f} ms per step untraced, "
                   f"{per_step_ms:+.2f} ms per step for the trace (difference of means)")
     return result
 

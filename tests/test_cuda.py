@@ -11,8 +11,8 @@ import torch
 
 from tracer.checkpoints import load_checkpoint
 from tracer.cli import main
-from tracer.config import SamplerConfig
-from tracer.samplers.run import sample
+from tracer.samplers.config import SamplerConfig
+from tracer.samplers.loop import sample
 from tracer.trace.reader import open_trace
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")

@@ -7,7 +7,7 @@ import math
 import torch
 
 from tracer.forward import q_chain, q_sample
-from tracer.samplers.ddpm import predict_x0
+from tracer.samplers.prediction import predict_x0
 from tracer.schedules import Schedule
 
 

@@ -37,17 +37,17 @@ def test_scale_one_is_conditional_and_zero_is_unconditional(class_oracle50: Gaus
     uncond = class_oracle50(x, t_batch, torch.full_like(labels, 2))
     assert not torch.allclose(cond, uncond)  # the two predictions differ, so the checks below mean something
     one, zero = predict(class_oracle50, x, t, labels, 1.0), predict(class_oracle50, x, t, labels, 0.0)
-    torch.testing.assert_close(one.eps, cond)
-    torch.testing.assert_close(zero.eps, uncond)
+    torch.testing.assert_close(one.output, cond)
+    torch.testing.assert_close(zero.output, uncond)
     for p in (one, zero):
-        assert p.eps_cond is not None and p.eps_uncond is not None
-        torch.testing.assert_close(p.eps_cond, cond)  # the batched call gives what two separate calls give
-        torch.testing.assert_close(p.eps_uncond, uncond)
+        assert p.cond is not None and p.uncond is not None
+        torch.testing.assert_close(p.cond, cond)  # the batched call gives what two separate calls give
+        torch.testing.assert_close(p.uncond, uncond)
 
 
 def test_guided_eps_is_affine_in_the_scale(class_oracle50: GaussianOracle) -> None:
     x, labels = _inputs(1)
-    eps = {s: predict(class_oracle50, x, 20, labels, s).eps for s in (0.0, 1.0, 2.0, 5.0)}
+    eps = {s: predict(class_oracle50, x, 20, labels, s).output for s in (0.0, 1.0, 2.0, 5.0)}
     torch.testing.assert_close(eps[2.0] - eps[1.0], eps[1.0] - eps[0.0])
     torch.testing.assert_close(eps[5.0] - eps[0.0], 5 * (eps[1.0] - eps[0.0]), rtol=1e-5, atol=1e-5)
 
@@ -56,8 +56,8 @@ def test_no_guidance_calls_the_model_once_with_the_labels(class_oracle50: Gaussi
     x, labels = _inputs()
     counting = CountingModel(class_oracle50)
     p = predict(counting, x, 7, labels, None)
-    assert counting.batches == [6] and p.eps_cond is None and p.eps_uncond is None
-    torch.testing.assert_close(p.eps, class_oracle50(x, torch.full((6,), 7), labels))
+    assert counting.batches == [6] and p.cond is None and p.uncond is None
+    torch.testing.assert_close(p.output, class_oracle50(x, torch.full((6,), 7), labels))
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from tracer.config import ConfigError, SamplerConfig
+from tracer.config import ConfigError
+from tracer.samplers.config import SamplerConfig
 from tracer.models.analytic import GaussianOracle
 from tracer.samplers import ddim, ddpm, initial_noise, planned_steps, sample
 from tracer.samplers.records import StepRecord
@@ -203,18 +204,25 @@ def test_seed_report_ddpm_preset_clips_with_beta_tilde(oracle50: GaussianOracle,
 
 
 @pytest.mark.parametrize(
-    "config",
+    "kwargs",
     [
-        SamplerConfig(sampler="ddim", eta=0.5, preset="seed-report"),
-        SamplerConfig(sampler="ddim", clip=False, preset="seed-report"),
-        SamplerConfig(sampler="ddim", spacing="trailing", preset="seed-report"),
-        SamplerConfig(sampler="ddpm", variance="beta", preset="seed-report"),
-        SamplerConfig(sampler="ddim", steps=51),
+        {"sampler": "ddim", "eta": 0.5, "preset": "seed-report"},
+        {"sampler": "ddim", "clip": False, "preset": "seed-report"},
+        {"sampler": "ddim", "spacing": "trailing", "preset": "seed-report"},
+        {"sampler": "ddpm", "variance": "beta", "preset": "seed-report"},
+        {"sampler": "ddim", "steps": 51},
     ],
 )
-def test_configs_that_contradict_the_preset_or_T_raise(oracle50: GaussianOracle, schedule50: Schedule, config: SamplerConfig) -> None:
+def test_configs_that_contradict_the_preset_or_T_raise(oracle50: GaussianOracle, schedule50: Schedule, kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
-        sample(oracle50, schedule50, config, _x_T((2, 2)))
+        sample(oracle50, schedule50, SamplerConfig(**kwargs), _x_T((2, 2)))  # type: ignore[arg-type]
+
+
+def test_an_option_of_another_sampler_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--eta does not apply to --sampler ddpm"):
+        SamplerConfig("ddpm", eta=0.5)
+    with pytest.raises(ConfigError, match="--variance does not apply to --sampler ddim"):
+        SamplerConfig("ddim", variance="beta")
 
 
 # -- bad input, raised when the sampler is called (before any step) ---------------------------------
@@ -231,7 +239,6 @@ def test_configs_that_contradict_the_preset_or_T_raise(oracle50: GaussianOracle,
         ({"steps": 10, "eta": float("nan")}, "eta"),
         ({"steps": 10, "final_alpha_bar": "zero"}, "final alpha_bar"),
         ({"steps": 10, "timesteps": [9, 5, 0]}, "either steps or timesteps"),
-        ({}, "either steps or timesteps"),
         ({"timesteps": [9, 9, 0]}, "descending"),
     ],
 )

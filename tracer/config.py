@@ -3,6 +3,7 @@
 Every config turns into plain JSON (``to_dict``) for the ``config`` attribute of
 a trace and the metadata of a checkpoint, and back (``from_dict``).
 Modes are ``Literal`` names; an unknown one raises, it is never corrected.
+How to sample is each sampler's own module's business (tracer/samplers/config.py).
 """
 
 from __future__ import annotations
@@ -10,15 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from tracer.schedules import DEFAULT_TIMESTEPS, SCHEDULE_NAMES
 
-SamplerName = Literal["ddpm", "ddim"]
-Spacing = Literal["leading", "trailing", "linspace"]
-Variance = Literal["beta", "beta_tilde"]
-FinalAlphaBar = Literal["one", "alpha_bar_0"]
-Preset = Literal["none", "seed-report"]
 TensorDtype = Literal["float32", "float16"]
 
 C = TypeVar("C")
@@ -62,50 +58,6 @@ class ScheduleConfig:
     @property
     def T(self) -> int:  # noqa: N802
         return DEFAULT_TIMESTEPS[self.name] if self.timesteps is None else self.timesteps
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How to sample. ``steps`` None means all T steps for DDPM and 50 for DDIM."""
-
-    sampler: str = "ddim"
-    steps: int | None = None
-    eta: float = 0.0
-    spacing: str = "leading"
-    variance: str = "beta_tilde"  # DDPM only: sigma^2 = beta_t or the posterior variance beta_tilde_t
-    clip: bool | None = None  # clip x0_pred to [-1, 1]; None: on for DDPM, off for DDIM
-    final_alpha_bar: str = "one"  # DDIM: alpha_bar_prev of the last step, 1 or alpha_bar_0
-    guidance: float | None = None  # classifier-free guidance scale s; None: no guidance
-    preset: str = "none"
-
-    # The options only one sampler uses, and those the seed-report preset fixes (the CLI refuses them elsewhere).
-    ONLY_FOR: ClassVar[dict[str, str]] = {"steps": "ddim", "eta": "ddim", "spacing": "ddim", "final_alpha_bar": "ddim", "variance": "ddpm"}
-    PRESET_FIXED: ClassVar[tuple[str, ...]] = ("eta", "spacing", "final_alpha_bar", "variance")
-
-    def __post_init__(self) -> None:
-        check_choice("sampler", self.sampler, SamplerName)
-        check_choice("spacing", self.spacing, Spacing)
-        check_choice("variance", self.variance, Variance)
-        check_choice("final alpha_bar", self.final_alpha_bar, FinalAlphaBar)
-        check_choice("preset", self.preset, Preset)
-        if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
-            raise ConfigError(f"--eta must lie in [0, 1], got {self.eta}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {self.steps}")
-        if self.guidance is not None and (math.isnan(self.guidance) or math.isinf(self.guidance) or self.guidance < 0):
-            raise ConfigError(f"--guidance must be a finite number >= 0, got {self.guidance}")
-
-    def steps_for(self, T: int) -> int:  # noqa: N803
-        """The number of reverse steps for a T-step schedule; raises if out of [1, T]."""
-        steps = self.steps if self.steps is not None else (T if self.sampler == "ddpm" else min(50, T))
-        if not 1 <= steps <= T:
-            raise ConfigError(f"--steps must lie in [1, {T}] for this model's T={T}, got {steps}")
-        if self.sampler == "ddpm" and steps != T:
-            raise ConfigError(f"DDPM runs all T={T} steps; use --sampler ddim for {steps} steps")
-        return steps
-
-    def clip_x0(self) -> bool:
-        return (self.sampler == "ddpm") if self.clip is None else self.clip
 
 
 # -- models, data, training (tracer/models/registry.py, tracer/data.py, tracer/training.py) ---------

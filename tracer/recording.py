@@ -1,7 +1,8 @@
 """Sampling with a trace: the samplers' records, a progress bar, and the trace writer, wired once.
 
 Used by ``noisescope sample`` and ``noisescope demo``; the config written into
-the trace is everything needed to know how the run was made.
+the trace is everything needed to know how the run was made, the sampler's options resolved
+(every default filled in: docs/trace-format.md).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from tracer.config import SamplerConfig, to_dict
-from tracer.samplers.run import planned_steps, sample
+from tracer.models import prediction_type
+from tracer.samplers.config import SamplerConfig
+from tracer.samplers.loop import run
 from tracer.schedules import Schedule
 from tracer.trace.sampling import record_sampling
 
@@ -37,10 +39,10 @@ def record_run(
 
     An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete.
     """
-    planned = planned_steps(schedule, config)
-    records = sample(model, schedule, config, x_T=x_T, labels=labels, generator=generator)
+    planned = config.planned_steps(schedule.T)
+    records = run(model, schedule, config, x_T, labels=labels, generator=generator)
     bar = tqdm(records, total=planned, desc=f"{config.sampler} -> {Path(out).name}", unit="step", disable=not progress, leave=False)
-    trace_config = {"sampler": to_dict(config), **(extra_config or {})}
+    trace_config = {"sampler": config.resolved(schedule.T, prediction_type(model)), **(extra_config or {})}
     with torch.no_grad():
         return record_sampling(
             bar,

@@ -10,7 +10,7 @@ import pytest
 
 from tests.equations.traces import edit, record, set_scalar
 from tracer.cli import main
-from tracer.config import SamplerConfig
+from tracer.samplers.config import SamplerConfig
 
 
 @pytest.fixture

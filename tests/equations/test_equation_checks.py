@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.equations.traces import edit, record, set_scalar
-from tracer.config import DataConfig, ModelConfig, SamplerConfig, ScheduleConfig, TrainConfig
+from tracer.config import DataConfig, ModelConfig, ScheduleConfig, TrainConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.equations import Residual, TraceView, evaluate, failing_steps, tolerance_for
 from tracer.equations import checks as C
 from tracer.samplers.records import StepRecord

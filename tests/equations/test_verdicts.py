@@ -20,7 +20,7 @@ from tests.equations.traces import edit, record
 from tests.trace.synthetic import records
 from tracer.check import check_trace
 from tracer.cli import main
-from tracer.config import SamplerConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.equations import unchecked_for
 from tracer.equations.context import TraceFacts
 from tracer.schedules import make_schedule

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import torch
 
-from tracer.config import SamplerConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
 from tracer.schedules import Schedule, make_schedule

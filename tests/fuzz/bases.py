@@ -49,12 +49,14 @@ class Base:
     chunks: dict[str, list[tuple[int, int, int]]]
     itemsizes: dict[str, int]
     committed: dict[str, int]
+    # Committed steps (but the last) whose sigma is not 0: the only rows whose noise an equation reads (sigma z)
+    noise_rows: tuple[int, ...] = ()
 
 
 def _sampling(path: Path, sampler: str, *, guided: bool = False, dtype: str = "float32") -> None:
     import torch
 
-    from tracer.config import SamplerConfig
+    from tracer.samplers.config import SamplerConfig
     from tracer.models.analytic import GaussianOracle
     from tracer.recording import record_run
     from tracer.schedules import make_schedule
@@ -158,8 +160,11 @@ def describe(name: str, path: Path) -> Base:
                 groups.append(item_name)
 
         f.visititems(visit)
+        steps = committed.get("steps", 0)
+        sigma = f["steps/sigma"][:steps] if "steps/sigma" in f else []
+        noise_rows = tuple(i for i in range(max(steps - 1, 0)) if i < len(sigma) and float(sigma[i]) != 0.0)
     return Base(name, path, path.stat().st_size, tuple(sorted(ranges)), tuple(datasets), tuple(groups), offsets,
-                chunks, itemsizes, committed)
+                chunks, itemsizes, committed, noise_rows)
 
 
 def build_bases(directory: Path) -> dict[str, Base]:

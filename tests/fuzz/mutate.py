@@ -18,7 +18,7 @@ Kinds (KINDS, with their weights):
   garbage), which works on killed and live bases too (their SWMR flag keeps h5py from opening
   them for writing);
 - ``data_value``: one committed value that an equation or a structural check covers (x_t, eps,
-  x0_pred, x0_pred_raw, eps_cond, noise but the last step's, samples, the worked examples' x_t and
+  x0_pred, x0_pred_raw, eps_cond, noise where sigma is not 0 (but the last step's), samples, the worked examples' x_t and
   eps, t, t_prev, alpha_bar_t, alpha_bar_prev)
   made wrong in place: its top exponent bit flipped, or NaN, or inf. ``check`` must not pass it
   (tests/fuzz/runner.py, the "verdict" rule);
@@ -196,12 +196,14 @@ _SCALARS = ("steps/t", "steps/t_prev", "steps/alpha_bar_t", "steps/alpha_bar_pre
 
 
 def _checked_rows(base: Base, name: str) -> int:
-    """Rows of ``name`` whose values a check covers: the committed ones; the noise of the last committed
-    step is not (the last step adds none, and a killed trace lacks the next x_t to check it by)."""
+    """How many rows of ``name`` hold values a check covers: the committed ones; for the noise, the steps
+    whose sigma is not 0 but the last (an equation reads only sigma z, and a killed trace lacks the next
+    x_t to check the last step by)."""
     if "/" not in name:  # a final dataset (samples): one block, checked once written
         return 1 if base.committed.get("final") else 0
-    rows = base.committed.get(name.split("/")[0], 0)
-    return rows - 1 if name.endswith("/noise") else rows
+    if name.endswith("/noise"):
+        return len(base.noise_rows)
+    return base.committed.get(name.split("/")[0], 0)
 
 
 def checked_fields(base: Base) -> list[str]:
@@ -216,7 +218,8 @@ def _plan_data_value(rng: random.Random, base: Base, _: dict[str, Base]) -> tupl
         row, element = rng.randrange(rows), 0
         byte = offset + row * size
     else:  # a chunk a row (the final datasets: one chunk)
-        row, offset, length = rng.choice([c for c in base.chunks[name] if c[0] < rows])
+        allowed = base.noise_rows if name.endswith("/noise") else range(rows)
+        row, offset, length = rng.choice([c for c in base.chunks[name] if c[0] in allowed])
         element = rng.randrange(length // size)
         byte = offset + element * size
     how = rng.choice(["exponent", "exponent", "nan", "inf"]) if name not in ("steps/t", "steps/t_prev") else "int"

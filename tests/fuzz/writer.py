@@ -27,9 +27,9 @@ def slowed(records: Iterable[Any], delay: float) -> Iterator[Any]:
 def main(path: str, steps: int, delay: float) -> None:
     import torch
 
-    from tracer.config import SamplerConfig, to_dict
     from tracer.models.analytic import GaussianOracle
-    from tracer.samplers.run import sample
+    from tracer.samplers.config import SamplerConfig
+    from tracer.samplers.loop import sample
     from tracer.schedules import make_schedule
     from tracer.trace.sampling import record_sampling
 
@@ -40,7 +40,7 @@ def main(path: str, steps: int, delay: float) -> None:
     x_T = torch.randn(2, 2, generator=generator)  # noqa: N806
     with torch.no_grad():
         records = sample(model, schedule, config, x_T=x_T, labels=None, generator=generator)
-        record_sampling(slowed(records, delay), path, schedule=schedule, config={"sampler": to_dict(config)},
+        record_sampling(slowed(records, delay), path, schedule=schedule, config={"sampler": config.resolved(schedule.T)},
                         planned=steps, labels=None, attrs={"sampler": "ddim"})
     print("done", flush=True)
 

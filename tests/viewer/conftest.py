@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from tracer.config import SamplerConfig
+from tracer.samplers.config import SamplerConfig
 from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
-from tracer.samplers.run import initial_noise
+from tracer.samplers.loop import initial_noise
 from tracer.schedules import make_schedule
 from tracer.trace import schema
 from tracer.trace.writer import Series, TraceWriter

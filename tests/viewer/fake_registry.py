@@ -53,7 +53,7 @@ class Equation:
 
 
 X0 = Equation("x0_pred", "Predicted clean sample", "Song et al. 2021, Eq. 12", r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta}{\sqrt{\bar\alpha_t}}",
-              "tracer.samplers.ddpm.predict_x0", ("x_t", "eps", "x0_pred"))
+              "tracer.samplers.prediction.predict_x0", ("x_t", "eps", "x0_pred"))
 WRONG = Equation("wrong", "A wrong equation", "nobody, Eq. 0", r"\hat x_0 = x_t", "tracer.samplers.ddim.ddim_step", ("x_t", "x0_pred"))
 EQUATIONS = [X0, WRONG]
 
@@ -69,6 +69,8 @@ def implementation_source(eq: Equation) -> SourceView:
     start = next(k for k, line in enumerate(lines) if line.startswith(f"def {name}("))
     end = next((k for k in range(start + 1, len(lines)) if lines[k] and not lines[k][0].isspace() and not lines[k].startswith(")")), len(lines))
     body = lines[start:end]
+    while body and not body[-1].strip():  # the blank lines before the next definition are not the function's
+        body.pop()
     return SourceView(str(path), start + 1, body, {k for k, line in enumerate(body) if line.strip().startswith("return")})
 
 

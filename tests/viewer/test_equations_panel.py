@@ -52,7 +52,7 @@ def test_tolerance_is_relative_to_the_tensors_of_the_equation(traces: Traces) ->
 def test_source_html_numbers_lines_as_in_the_file_and_highlights_the_computing_line() -> None:
     view = fake_registry.implementation_source(fake_registry.X0)
     html = source_html(view)
-    assert f"tracer/samplers/ddpm.py:{view.first_line}" in html  # the path as the project names it
+    assert f"tracer/samplers/prediction.py:{view.first_line}" in html  # the path as the project names it
     assert "def predict_x0" in html.replace("<span", " <span") or "predict_x0" in html
     assert str(view.first_line) in html and str(view.first_line + len(view.lines) - 1) in html
     assert html.count("background-color: #fff3b0") == len(view.highlight) >= 1
@@ -72,7 +72,7 @@ def test_equations_show_latex_with_step_values_source_and_residuals(fake_app, tr
     assert badges[0].startswith(":green-badge[holds]")  # the recorded tensors satisfy Eq. 12 in float32
     assert badges[1].startswith(":red-badge[fails]")  # x0_pred = x_t does not hold
     sources = [h.proto.body for h in at.get("html")]
-    assert any("tracer/samplers/ddpm.py:" in body and "predict_x0" in body for body in sources)
+    assert any("tracer/samplers/prediction.py:" in body and "predict_x0" in body for body in sources)
     assert any("tracer/samplers/ddim.py:" in body and "ddim_step" in body for body in sources)
     at.button(key=f"step:{name}.next").click().run()
     assert step_label(at).startswith("**Step 5 of")

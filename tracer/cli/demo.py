@@ -30,7 +30,8 @@ from tracer.cli.common import (
     seed,
 )
 from tracer.cli.sample import MAX_BATCH
-from tracer.config import DEFAULT_TRAIN_STEPS, MAX_TRAIN_STEPS, DataConfig, ModelConfig, SamplerConfig, TrainConfig
+from tracer.config import DEFAULT_TRAIN_STEPS, MAX_TRAIN_STEPS, DataConfig, ModelConfig, TrainConfig
+from tracer.samplers.config import SamplerConfig
 
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 5.0)
 DDIM_STEPS = 50
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tracer.models import num_classes, null_label
     from tracer.recording import record_run
-    from tracer.samplers.run import initial_noise
+    from tracer.samplers.loop import initial_noise
 
     device = resolve_device(args.device)
     check_args(args)

@@ -1,8 +1,15 @@
-"""``noisescope sample``: sample from a checkpoint with DDPM or DDIM and record every step into a trace."""
+"""``noisescope sample``: sample from a checkpoint with any registered sampler and record every step into a trace.
+
+The flags of a sampler's options come from its ``Options`` (tracer/samplers/base.py): one
+flag per field, its help text and default from the field. ``--sampler NAME --help`` lists
+that sampler's options; an option the chosen sampler does not take is refused in one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from typing import Any
 
 from tracer.cli.common import (
@@ -10,51 +17,119 @@ from tracer.cli.common import (
     check_fits_memory,
     check_output,
     checkpoint_file,
+    finite_float,
     float_in,
     int_in,
     nonempty_path,
-    refuse_inapplicable,
     resolve_device,
     seed,
 )
-from tracer.config import MAX_TIMESTEPS, ConfigError, SamplerConfig
+from tracer.config import ConfigError
+from tracer.samplers import SAMPLERS
+from tracer.samplers.base import SamplerModule, option_fields
+from tracer.samplers.config import PRESET_NAMES, SamplerConfig
+from tracer.samplers.prediction import PREDICTION_TYPES
 
 EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; report.pth: a state_dict the report published):
   noisescope sample --checkpoint runs/demo --sampler ddpm --out ddpm.h5
   noisescope sample --checkpoint runs/demo/model.safetensors --sampler ddim --steps 50 --eta 0 --out ddim.h5
   noisescope sample --checkpoint runs/demo --sampler ddim --guidance 3 --labels all --out cfg3.h5
   noisescope sample --checkpoint report.pth --preset seed-report --sampler ddim --steps 10 --out report.h5
-options for one sampler only: --steps, --eta, --spacing, --final-alpha-bar (ddim); --variance (ddpm)
+'noisescope sample --sampler NAME --help' lists the options of that sampler.
 """
 
 MAX_BATCH = 10**9  # beyond any machine; check_fits_memory refuses far less against this machine's memory
+
+
+def _cli_fields(module: SamplerModule) -> list[dataclasses.Field[Any]]:
+    return [f for f in option_fields(module) if f.metadata.get("cli", True)]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _arg_type(module: SamplerModule, field: dataclasses.Field[Any]) -> Any:
+    """The argparse type of an option: its annotation's int, float or str (bool is a --x/--no-x pair)."""
+    hint = typing.get_type_hints(module.Options)[field.name]
+    kinds = {a for a in typing.get_args(hint) if a is not type(None)} or {hint}
+    if bool in kinds:
+        return bool
+    if int in kinds:
+        return int_in(-(2**62), 2**62)  # an integer; its range is the sampler's own check
+    if float in kinds:
+        return finite_float
+    return str
+
+
+def _sampler_options() -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Every sampler's option flags, once each (samplers may share a name, e.g. --clip)."""
+    flags: dict[str, tuple[dataclasses.Field[Any], Any]] = {}
+    for module in SAMPLERS.values():
+        for field in _cli_fields(module):
+            flags.setdefault(field.name, (field, _arg_type(module, field)))
+    return flags
+
+
+def options_help(module: SamplerModule) -> str:
+    """The ``--help`` section of one sampler's options, with their defaults."""
+    lines = [f"options of the {module.NAME} sampler ({module.TITLE}: {module.REFERENCE}):"]
+    for field in _cli_fields(module):
+        kind = _arg_type(module, field)
+        flag = f"{_flag(field.name)}, --no-{field.name.replace('_', '-')}" if kind is bool else f"{_flag(field.name)} {field.name.upper()}"
+        text = field.metadata.get("help", "")
+        if "default" not in text:
+            text += f" (default {field.default})"
+        lines.append(f"  {flag:<28} {text}" if len(flag) < 28 else f"  {flag}\n  {'':<28} {text}")
+    if module.PRESETS:
+        for preset, fixed in module.PRESETS.items():
+            lines.append(f"  --preset {preset} sets " + ", ".join(f"{_flag(k)} {v}" for k, v in fixed.items()))
+    return "\n".join(lines)
+
+
+class SamplerHelp(argparse.Action):
+    """--help: the command's options, then those of the sampler named before it (or of every sampler)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        chosen = getattr(namespace, "sampler", None)
+        modules = [SAMPLERS[chosen]] if chosen in SAMPLERS else list(SAMPLERS.values())
+        parser.print_help()
+        print()
+        print("\n\n".join(options_help(module) for module in modules))
+        parser.exit()
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sample",
         help="sample from a checkpoint and record a trace",
-        description="Sample with DDPM (Ho et al. 2020, Alg. 2) or DDIM (Song et al. 2021, Eq. 12), optionally with "
-        "classifier-free guidance (Ho and Salimans 2022), and record x_t, eps, x0_pred, the noise drawn and every "
-        "scalar of every step into an HDF5 trace.",
+        description="Sample with a registered sampler (" + ", ".join(f"{m.NAME}: {m.REFERENCE}" for m in SAMPLERS.values())
+        + "), optionally with classifier-free guidance (Ho and Salimans 2022) and its rescale (Lin et al. 2023), and record "
+        "x_t, the network output, eps, x0_pred, the noise drawn and every scalar of every step into an HDF5 trace.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
-    # Options of one sampler default to None, so that giving one to the other sampler is refused (run()).
+    p.add_argument("-h", "--help", action=SamplerHelp, help="show this help (with --sampler NAME before it: that sampler's options) and exit")
     p.add_argument("--checkpoint", required=True, type=nonempty_path,
                    help="a run directory written by 'noisescope train' (or demo), its model.safetensors, or a report .pth")
-    p.add_argument("--sampler", required=True, help="ddpm or ddim")
-    p.add_argument("--steps", type=int_in(1, MAX_TIMESTEPS), help="DDIM reverse steps, 1..T (default 50; not for DDPM, which runs all T)")
-    p.add_argument("--eta", type=float_in(0, 1), help="DDIM noise level in [0, 1]: 0 deterministic, 1 DDPM-like (default 0)")
-    p.add_argument("--spacing", help="DDIM timestep spacing: leading, trailing or linspace (default leading)")
-    p.add_argument("--variance", help="DDPM variance: beta or beta_tilde (default beta_tilde)")
-    clip = p.add_mutually_exclusive_group()
-    clip.add_argument("--clip", dest="clip", action="store_true", default=None, help="clip x0_pred to [-1, 1] (default for DDPM)")
-    clip.add_argument("--no-clip", dest="clip", action="store_false", help="never clip x0_pred (default for DDIM)")
-    p.add_argument("--final-alpha-bar", help="DDIM: alpha_bar_prev of the last step, one or alpha_bar_0 (default one)")
-    p.add_argument("--preset", default="none", help="seed-report: the conventions of the report's program, which fix "
-                   "--eta, --spacing, --final-alpha-bar and --variance (see docs)")
+    p.add_argument("--sampler", required=True, help="which sampler: " + ", ".join(SAMPLERS))
+    for name, (field, kind) in _sampler_options().items():
+        if kind is bool:
+            p.add_argument(_flag(name), dest=name, action="store_true", default=None, help=argparse.SUPPRESS)
+            p.add_argument("--no-" + name.replace("_", "-"), dest="no_" + name, action="store_true", help=argparse.SUPPRESS)
+        else:
+            p.add_argument(_flag(name), dest=name, type=kind, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--preset", default="none", help=f"{' or '.join(PRESET_NAMES)}; seed-report: the conventions of the report's program "
+                   "(each sampler's preset fixes some of its options; see --sampler NAME --help and docs/training.md)")
     p.add_argument("--guidance", type=float_in(0), help="classifier-free guidance scale s >= 0 (1 = conditional, 0 = unconditional)")
+    p.add_argument("--guidance-rescale", type=finite_float, default=0.0, metavar="PHI",
+                   help="rescale the guided output toward the conditional one's std, PHI in [0, 1] (Lin et al. 2023; default 0: off)")
+    p.add_argument("--prediction", help=f"what the checkpoint's network predicts ({', '.join(PREDICTION_TYPES)}); "
+                   "given, it must be the checkpoint's (default: the checkpoint's)")
     p.add_argument("--labels", help="class labels: 'all' (cycle through every class) or a list like 0,1,2")
     p.add_argument("--batch", type=int_in(1, MAX_BATCH), help="number of samples (default: number of labels, else 16)")
     p.add_argument("--seed", type=seed, default=0, help=f"random seed for x_T and the noise of every step, 0..{MAX_SEED} (default 0)")
@@ -89,15 +164,24 @@ def parse_labels(text: str | None, num_classes: int, batch: int | None) -> list[
 
 
 def sampler_config(args: argparse.Namespace) -> SamplerConfig:
-    """The sampler's config from the options given; an option the chosen sampler (or preset) does not use is refused."""
-    if args.sampler in ("ddpm", "ddim"):
-        other = "ddim" if args.sampler == "ddpm" else "ddpm"
-        options = [dest for dest, sampler in SamplerConfig.ONLY_FOR.items() if sampler == other]
-        refuse_inapplicable(args, options, f"to --sampler {args.sampler}; it is a {other} option (see --help)")
-    if args.preset == "seed-report":
-        refuse_inapplicable(args, SamplerConfig.PRESET_FIXED, "with --preset seed-report, which fixes it")
-    given = {dest: getattr(args, dest) for dest in ("steps", "eta", "spacing", "variance", "final_alpha_bar") if getattr(args, dest) is not None}
-    return SamplerConfig(sampler=args.sampler, clip=args.clip, guidance=args.guidance, preset=args.preset, **given)
+    """The sampler's config from the options given; the sampler's Options refuses one it does not take."""
+    given = {name: getattr(args, name) for name in _sampler_options() if getattr(args, name, None) is not None}
+    for name, (_, kind) in _sampler_options().items():
+        if kind is bool and getattr(args, "no_" + name, False):
+            if given.get(name):
+                raise ConfigError(f"argument --no-{name.replace('_', '-')}: not allowed with argument {_flag(name)}")
+            given[name] = False
+    return SamplerConfig(args.sampler, guidance=args.guidance, guidance_rescale=args.guidance_rescale, preset=args.preset, **given)
+
+
+def check_prediction_matches(asked: str | None, actual: str) -> None:
+    """``--prediction``, when given, must be what the checkpoint's network predicts."""
+    if asked is None:
+        return
+    if asked not in PREDICTION_TYPES:
+        raise ConfigError(f"unknown --prediction {asked!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+    if asked != actual:
+        raise ConfigError(f"--prediction {asked} does not match the checkpoint, whose network predicts {actual}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,13 +195,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tracer.checkpoints import load_checkpoint
-    from tracer.models import num_classes, null_label
+    from tracer.models import null_label, num_classes, prediction_type
     from tracer.recording import record_run
-    from tracer.samplers.run import initial_noise
+    from tracer.samplers.loop import initial_noise
 
     checkpoint = load_checkpoint(source, device=device)
     model, schedule = checkpoint.model, checkpoint.schedule
-    config.steps_for(schedule.T)  # range check against this model's T before anything is written
+    config.resolve(schedule.T)  # the options against this model's T, before anything is written
+    check_prediction_matches(args.prediction, prediction_type(model))
     if args.batch is not None:
         check_fits_memory(args.batch, checkpoint.sample_shape)  # before 'all' labels are listed for every sample
     classes = num_classes(model)

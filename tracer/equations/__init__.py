@@ -1,6 +1,7 @@
 """The equation registry: the equations the engine implements, their code, and their checks.
 
-- ``registry``: ``Equation`` and ``EQUATIONS`` (LaTeX, paper reference, implementing function,
+- ``equation``: ``Equation``, one entry: what the viewer shows and how check verifies it.
+- ``registry``: ``EQUATIONS``, the shared ones and every sampler's (LaTeX, paper reference, implementing function,
   trace names), ``equations_for(trace)``, ``tolerance_for(trace)``.
 - ``source``: ``implementation_source(eq)``, the implementing function's real source, read with ast.
 - ``checks``: independent float64 NumPy checks of each equation over recorded tensors.
@@ -14,7 +15,8 @@ docs/equations.md lists every equation.
 
 from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView
 from tracer.equations.evaluate import ALL_CHECKS, CHECK_IDS, Evaluation, checks_for, evaluate, failing_steps, unchecked_for
-from tracer.equations.registry import EQUATION_IDS, EQUATIONS, Equation, equations_for, tolerance_for
+from tracer.equations.equation import Equation
+from tracer.equations.registry import EQUATION_IDS, EQUATIONS, equations_for, tolerance_for
 from tracer.equations.source import SourceView, implementation_source, source_of
 from tracer.equations.structure import STRUCTURAL_CHECKS, StructuralCheck
 

@@ -71,6 +71,17 @@ def _float_or_none(value: Any) -> float | None:
     return float(value)
 
 
+# diffusers' names of the prediction types, and noisescope's
+_PREDICTIONS = {"eps": "eps", "epsilon": "eps", "x0": "x0", "sample": "x0", "v": "v", "v_prediction": "v"}
+
+
+def _prediction(sampler: dict[str, Any]) -> str:
+    """What the network predicts, as the config says (noisescope's ``prediction`` or diffusers' ``prediction_type``);
+    a name neither uses is kept as it is, and no prediction equation applies to it."""
+    name = sampler.get("prediction", sampler.get("prediction_type", "eps"))
+    return _PREDICTIONS.get(name, str(name)) if isinstance(name, str) else "unknown"
+
+
 @dataclass(frozen=True)
 class TraceFacts:
     """How a trace was made, as far as the checks need it (from its config, attributes and fields)."""
@@ -88,6 +99,8 @@ class TraceFacts:
     thresholding: bool  # dynamic thresholding of x0_pred (another library's option: x0 not checked)
     final_alpha_bar: str  # one | alpha_bar_0: what the last step moves to (t_prev -1 or 0)
     integration: str | None  # None for noisescope's own samplers, else the recorder (diffusers, ...)
+    prediction: str = "eps"  # what the network predicts: eps, x0 or v (tracer/samplers/prediction.py)
+    guidance_rescale: float = 0.0  # phi of guidance rescale (Lin et al. 2023, Sec. 3.4), 0 when off
     # Where ``sampler`` comes from: declared by the trace, identified from its rows (tracer/equations/identify.py),
     # or unknown (a sampling trace that names none and fits no registered update); "" for training traces.
     sampler_source: str = "declared"
@@ -151,6 +164,8 @@ class TraceFacts:
             thresholding=bool(sampler.get("thresholding", False)),
             final_alpha_bar=final,
             integration=str(integration["library"]) if isinstance(integration, dict) and "library" in integration else None,
+            prediction=_prediction(sampler),
+            guidance_rescale=_float_or_none(sampler.get("guidance_rescale")) or 0.0,
             sampler_source="declared" if name is not None else ("" if trace.kind == "training" else "unknown"),
         )
 

@@ -30,11 +30,18 @@ from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residu
 from tracer.trace import schema
 
 PROBE_ROWS = 8  # steps whose output is known, judged to identify the update
-STEP_EQUATIONS = {"ddim": "ddim.step", "ddpm": "ddpm.step"}
-_STEP_CHECKS: dict[str, Callable[[TraceView, int], Residual | None]] = {"ddim": checks.ddim_step, "ddpm": checks.ddpm_step}
-# What each registered step equation reads from the steps series.
-STEP_NEEDS = {"ddim": ("x_t", "x0_pred", "eps", "noise", "sigma", "alpha_bar_prev"),
-              "ddpm": ("x_t", "x0_pred", "noise", "sigma", "alpha_bar_t", "alpha_bar_prev")}
+
+
+def _step_equations() -> tuple[dict[str, str], dict[str, Callable[[TraceView, int], Residual | None]], dict[str, tuple[str, ...]]]:
+    """Each sampler's step equation id, its check, and what it reads from the steps series (from the sampler modules)."""
+    from tracer.samplers import SAMPLERS
+
+    ids = {name: module.STEP_EQUATION for name, module in SAMPLERS.items()}
+    step_checks = {name: next(eq.check for eq in module.equations() if eq.id == module.STEP_EQUATION) for name, module in SAMPLERS.items()}
+    return ids, step_checks, {name: module.STEP_NEEDS for name, module in SAMPLERS.items()}
+
+
+STEP_EQUATIONS, _STEP_CHECKS, STEP_NEEDS = _step_equations()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ A noise predictor is any callable ``model(x, t, labels) -> eps_pred`` where
 and ``labels`` is ``[B]`` int64 class labels or None (unconditional). A
 class-conditional model also exposes ``num_classes`` and ``null_label`` (the
 extra "no class" label classifier-free guidance uses; Ho and Salimans 2022).
+A network that predicts x0 or v instead of eps (tracer/samplers/prediction.py) says so
+in its ``prediction`` attribute; without one it predicts eps.
 """
 
 from __future__ import annotations
@@ -28,3 +30,8 @@ def null_label(model: object) -> int | None:
     """The label meaning "no class", or None if the model has none."""
     value = getattr(model, "null_label", None)
     return None if value is None else int(value)
+
+
+def prediction_type(model: object) -> str:
+    """What the network predicts: eps (the default), x0 or v."""
+    return str(getattr(model, "prediction", None) or "eps")

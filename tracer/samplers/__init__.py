@@ -1,20 +1,48 @@
-"""Reverse-process samplers, one module per algorithm, each a generator of StepRecords.
+"""Reverse-process samplers as plug-ins: one module per algorithm, one shared loop, one registry.
 
-- ``ddpm``: Ho et al. 2020, Alg. 2 (``ddpm.sample``).
-- ``ddim``: Song et al. 2021, Eq. 12 and 16 (``ddim.sample``).
-- ``guidance``: classifier-free guidance, Ho and Salimans 2022, Eq. 6 (``predict``).
+- ``SAMPLERS``: name -> sampler module (the interface: tracer/samplers/base.py;
+  docs/adding-a-sampler.md says how to add one).
+- ``ddpm``: Ho et al. 2020, Alg. 2.  ``ddim``: Song et al. 2021, Eq. 12 and 16.
+- ``config``: ``SamplerConfig``, a sampler with its validated options and the shared ones.
+- ``guidance``: classifier-free guidance (Ho and Salimans 2022, Eq. 6) and its rescale (Lin et al. 2023).
+- ``prediction``: eps, x0 and v predictions and their conversions (Salimans and Ho 2022).
 - ``timesteps``: which timesteps a run visits and where each step moves to.
-- ``run``: from a SamplerConfig to the right sampler (``sample``), and ``initial_noise``.
+- ``loop``: the one loop (``run``), ``initial_noise`` and ``planned_steps``.
+
+Importing this package, or a sampler module, imports no torch (the viewer reads their
+equations); ``loop`` and ``guidance`` do, and the names they export load on first use.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tracer.samplers import ddim, ddpm
-from tracer.samplers.guidance import Prediction, predict
+from tracer.samplers.base import SamplerModule
+from tracer.samplers.config import SamplerConfig
 from tracer.samplers.records import StepRecord
-from tracer.samplers.run import initial_noise, planned_steps, sample
 from tracer.samplers.timesteps import ddim_timesteps, plan, seed_report_timesteps
 
+SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (ddpm, ddim)}  # type: ignore[misc]
+
+if TYPE_CHECKING:
+    from tracer.samplers.loop import initial_noise, planned_steps, run, sample
+
+_LAZY = {"initial_noise": "tracer.samplers.loop", "planned_steps": "tracer.samplers.loop", "run": "tracer.samplers.loop",
+         "sample": "tracer.samplers.loop", "predict": "tracer.samplers.guidance", "Guided": "tracer.samplers.guidance"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tracer.samplers' has no attribute {name!r}")
+
+
 __all__ = [
-    "Prediction",
+    "SAMPLERS",
+    "SamplerConfig",
     "StepRecord",
     "ddim",
     "ddim_timesteps",
@@ -22,7 +50,7 @@ __all__ = [
     "initial_noise",
     "plan",
     "planned_steps",
-    "predict",
+    "run",
     "sample",
     "seed_report_timesteps",
 ]

@@ -7,8 +7,10 @@ Field names are the paper symbols and the trace names (docs/trace-format.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,8 @@ class StepRecord:
     eps_cond: torch.Tensor | None = None  # [B, *D] when guidance is on
     eps_uncond: torch.Tensor | None = None  # [B, *D] when guidance is on
     x0_pred_raw: torch.Tensor | None = None  # [B, *D] before clipping, when clipping is on
+    # The network's raw output in its prediction space (x0 or v), when it does not predict eps:
+    model_output: torch.Tensor | None = None  # [B, *D] after guidance and its rescale
+    model_output_cond: torch.Tensor | None = None  # [B, *D] with guidance
+    model_output_uncond: torch.Tensor | None = None  # [B, *D] with guidance
+    model_output_cfg: torch.Tensor | None = None  # [B, *D] the guided output before the rescale, when rescaled
