@@ -162,7 +162,7 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
             )
         )
     notes = []
-    if facts.kind == "sampling" and "x_prev" not in facts.step_names and (only_ids is None or "chain.x_t" in only_ids):
+    if facts.kind == "sampling" and schema.X_PREV not in facts.step_names and (only_ids is None or "chain.x_t" in only_ids):
         step_eq = next((r.id for r in results if r.id in STEP_EQUATIONS.values()), None)
         notes.append(
             f"chain.x_t (x_t of step i + 1 is the output of step i, samples that of the last) is checked by {step_eq}, "

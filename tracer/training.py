@@ -373,25 +373,15 @@ def _examples(trainer: Trainer, data: Dataset) -> list[dict[str, Any]]:
 
 
 def _series(config: TrainConfig, total: int, shape: tuple[int, ...]) -> list[Series]:
-    scalar = ((), "float64")
+    """The three series of a training trace, their fields as the schema spells them."""
     return [
-        Series(
-            schema.TRAIN,
-            {"step": ((), "int64"), "epoch": ((), "int64"), "loss": scalar, "lr": scalar, "grad_norm": scalar,
-             "loss_by_bucket": ((config.loss_buckets,), "float64")},
-            planned=total // config.log_every + 2,
-        ),
+        Series(schema.TRAIN, schema.series_specs(schema.TRAIN, vector=config.loss_buckets), planned=total // config.log_every + 2),
         Series(
             schema.SNAPSHOTS,
-            {"step": ((), "int64"), "samples": ((config.snapshot_batch, *shape), schema.TENSOR)},
+            schema.series_specs(schema.SNAPSHOTS, sample=shape, batch=config.snapshot_batch),
             planned=(total // config.snapshot_every + 2) if config.snapshot_every else 0,
         ),
-        Series(
-            schema.EXAMPLES,
-            {"x0": (shape, schema.TENSOR), "label": ((), "int64"), "t": ((), "int64"), "eps": (shape, schema.TENSOR),
-             "x_t": (shape, schema.TENSOR), "eps_pred": (shape, schema.TENSOR), "loss": scalar},
-            planned=config.examples,
-        ),
+        Series(schema.EXAMPLES, schema.series_specs(schema.EXAMPLES, sample=shape), planned=config.examples),
     ]
 
 

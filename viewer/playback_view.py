@@ -14,12 +14,13 @@ from typing import Final, Literal
 import numpy as np
 import plotly.graph_objects as go
 
+from tracer.trace import schema
 from viewer import loaders, symbols
 from viewer.figures.images import Panel, as_images, colours_for, image_grids_figure
 from viewer.figures.points import X0Mode, extent, point_cloud_figure
 from viewer.figures.scalars import scalar_strips_figure
 
-IMAGE_TENSORS: Final = ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise")
+IMAGE_TENSORS: Final = schema.SAMPLER_STEP_TENSORS  # the step tensors noisescope's samplers record, in reading order
 ColourMode = Literal["trace", "data", "step"]
 COLOUR_MODES: Final[dict[str, str]] = {
     "trace": "fixed for the whole trace",
@@ -33,7 +34,7 @@ SCALAR_PLOTS: Final = ("alpha_bar_t", "sigma", "std_x_t", "rms_eps")
 class Display:
     """The playback selections: tensors and samples to show, colour mode, and how 2-D x0_pred is drawn."""
 
-    tensors: tuple[str, ...] = ("x_t", "eps", "x0_pred", "noise")
+    tensors: tuple[str, ...] = schema.STEP_TENSORS
     samples: tuple[int, ...] = tuple(range(16))
     colour: ColourMode = "trace"
     x0_mode: X0Mode = "arrows"

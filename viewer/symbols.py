@@ -1,5 +1,8 @@
 """Trace names and the symbols they stand for: LaTeX for st.latex/markdown, HTML for plotly labels.
 
+The symbols of trace fields come from the schema (tracer/trace/schema.py, FIELDS); the
+names only the viewer computes (log_snr, std_x_t, rms_eps) have theirs here.
+
 The same name everywhere: the code says ``x0_pred``, the trace holds
 ``steps/x0_pred``, and the screen shows \\(\\hat x_0\\) with the name beside it.
 """
@@ -8,59 +11,24 @@ from __future__ import annotations
 
 from typing import Final
 
+from tracer.trace import schema
 from viewer.text import plain, plotly_text
 
-LATEX: Final[dict[str, str]] = {
-    "x_t": r"x_t",
-    "eps": r"\epsilon_\theta",
-    "eps_cond": r"\epsilon_\theta(x_t, c)",
-    "eps_uncond": r"\epsilon_\theta(x_t, \varnothing)",
-    "x0_pred": r"\hat x_0",
-    "x0_pred_raw": r"\hat x_0^{\mathrm{raw}}",
-    "noise": r"z",
-    "samples": r"x_0",
-    "x0": r"x_0",
-    "eps_pred": r"\epsilon_\theta",
-    "t": r"t",
-    "t_prev": r"t_{\mathrm{prev}}",
-    "alpha_bar_t": r"\bar\alpha_t",
-    "alpha_bar_prev": r"\bar\alpha_{t_{\mathrm{prev}}}",
-    "alpha_t": r"\alpha_t",
-    "beta_t": r"\beta_t",
-    "sigma": r"\sigma_t",
-    "beta": r"\beta_t",
-    "alpha_bar": r"\bar\alpha_t",
+# Names the viewer computes and labels that are not trace fields.
+VIEWER_LATEX: Final[dict[str, str]] = {
     "log_snr": r"\log \mathrm{SNR}(t)",
     "std_x_t": r"\mathrm{std}(x_t)",
     "rms_eps": r"\lVert \epsilon_\theta \rVert / \sqrt{d}",
-    "loss": r"\mathcal{L}",
 }
-
-HTML: Final[dict[str, str]] = {
-    "x_t": "x<sub>t</sub>",
-    "eps": "ε<sub>θ</sub>",
-    "eps_cond": "ε<sub>θ</sub>(x<sub>t</sub>, c)",
-    "eps_uncond": "ε<sub>θ</sub>(x<sub>t</sub>, ∅)",
-    "x0_pred": "x̂<sub>0</sub>",
-    "x0_pred_raw": "x̂<sub>0</sub> raw",
-    "noise": "z",
-    "samples": "x<sub>0</sub>",
-    "x0": "x<sub>0</sub>",
-    "eps_pred": "ε<sub>θ</sub>",
-    "t": "t",
-    "t_prev": "t<sub>prev</sub>",
-    "alpha_bar_t": "ᾱ<sub>t</sub>",
-    "alpha_bar_prev": "ᾱ<sub>prev</sub>",
-    "alpha_t": "α<sub>t</sub>",
-    "beta_t": "β<sub>t</sub>",
-    "sigma": "σ<sub>t</sub>",
-    "beta": "β<sub>t</sub>",
-    "alpha_bar": "ᾱ<sub>t</sub>",
+VIEWER_HTML: Final[dict[str, str]] = {
     "log_snr": "log SNR(t)",
     "std_x_t": "std(x<sub>t</sub>)",
     "rms_eps": "‖ε<sub>θ</sub>‖/√d",
-    "loss": "loss",
 }
+
+# Every trace field's symbol from the schema (a name in several series, as x_t, takes its first row's), then the viewer's own.
+LATEX: Final[dict[str, str]] = {**{name: schema.symbol(name) for name in schema.names()}, **VIEWER_LATEX}
+HTML: Final[dict[str, str]] = {**{f.name: f.html for f in map(schema.named, schema.names()) if f is not None}, **VIEWER_HTML}
 
 
 def latex(name: str) -> str:

@@ -15,7 +15,7 @@ from tracer.cli.common import nonnegative_int, nonempty_path
 from tracer.trace import schema
 from tracer.trace.reader import Trace, open_trace
 
-SUMMARISED = ("x_t", "eps", "x0_pred")
+SUMMARISED = schema.known(schema.STEPS, "x_t", "eps", "x0_pred")  # the step tensors with per-step mean and std
 
 
 def add_parser(sub: Any) -> None:
@@ -64,7 +64,7 @@ def summary(trace: Trace) -> dict[str, Any]:
     }
     if trace.schedule is not None:
         info["schedule"] = {"name": trace.schedule.name, "T": trace.schedule.T}
-    for name in (schema.STEPS, schema.TRAIN, schema.SNAPSHOTS, schema.EXAMPLES):
+    for name in schema.SERIES:
         if trace.has_series(name):
             shapes = {field: list(shape) for field, (shape, _) in trace.field_specs(name).items()}
             info["series"][name] = {"recorded": trace.rows(name), "planned": trace.planned(name), "shapes": shapes}
@@ -76,9 +76,10 @@ def summary(trace: Trace) -> dict[str, Any]:
         info["steps"] = step_statistics(trace)
     else:
         train = trace.series(schema.TRAIN) if trace.has_series(schema.TRAIN) else {}
-        if train.get("loss") is not None and len(train["loss"]):
-            info["last_loss"] = float(train["loss"][-1])
-            info["last_step"] = int(train["step"][-1]) if "step" in train else None
+        loss, step = schema.known(schema.TRAIN, "loss", "step")
+        if train.get(loss) is not None and len(train[loss]):
+            info["last_loss"] = float(train[loss][-1])
+            info["last_step"] = int(train[step][-1]) if step in train else None
     return info
 
 

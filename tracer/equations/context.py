@@ -273,8 +273,8 @@ class TraceView:
 
     def output(self, i: int) -> np.ndarray | None:
         """What step i produced: x_prev[i] when recorded, else x_t[i + 1], or samples after the last step."""
-        if self.has("x_prev"):
-            return self.tensor("x_prev", i)
+        if self.has(schema.X_PREV):
+            return self.tensor(schema.X_PREV, i)
         if i + 1 < self.rows:
             return self.tensor("x_t", i + 1)
         if i == self.rows - 1:

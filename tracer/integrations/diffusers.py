@@ -228,10 +228,8 @@ class _Recording:
             start = begin()
             fields: dict[str, tuple[tuple[int, ...], str]] = {}
             for name, value in row.items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    fields[name] = (tuple(int(d) for d in value.shape), schema.TENSOR)
-                else:
-                    fields[name] = ((), "int64" if name in ("t", "t_prev") else "float64")
+                spec = schema.field(schema.STEPS, name)  # every name is the schema's, with its dtype
+                fields[name] = (tuple(int(d) for d in value.shape) if spec.dtype == schema.TENSOR else (), spec.dtype)
             x_prev = row[X_PREV]
             finals = {schema.SAMPLES: (tuple(int(d) for d in x_prev.shape), schema.TENSOR), schema.LABELS: ((int(x_prev.shape[0]),), "int64")}
             self.writer = TraceWriter(

@@ -376,7 +376,7 @@ def _validate_layout(shared: _Shared) -> None:
             ds = shared.fields.get(series, {}).get(name)
             if ds is not None and ds.ndim != 1:
                 raise shared.fail(f"has {series}/{name} of rank {ds.ndim}; it is one number a row")
-    for name in (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS):
+    for name in schema.ROOT_DATASETS:
         ds = found.get(name)
         if isinstance(ds, h5py.Dataset):
             if not _numeric(ds) or ds.size * ds.dtype.itemsize > MAX_ROW_BYTES:
@@ -396,8 +396,8 @@ def _validate_layout(shared: _Shared) -> None:
         raise shared.fail(f"has labels of shape {labels.shape} and dtype {labels.dtype} for a batch of {x_t.shape[1]}")
 
 
-_SCALAR_COLUMNS = {schema.TRAIN: ("step", "epoch", "loss", "lr", "grad_norm"), schema.SNAPSHOTS: ("step",),
-                   schema.EXAMPLES: ("t", "label", "loss")}
+_SCALAR_COLUMNS = {series: tuple(f.name for f in schema.fields_of(series) if f.shape == "scalar")
+                   for series in (schema.TRAIN, schema.SNAPSHOTS, schema.EXAMPLES)}
 
 
 def _validate_steps(shared: _Shared) -> None:
@@ -412,8 +412,7 @@ def _validate_steps(shared: _Shared) -> None:
     if schema.ETA in steps and (steps[schema.ETA].ndim != 1 or not _float_kind(steps[schema.ETA])):
         raise shared.fail(f"has steps/{schema.ETA} that is not a float column")
     x_t = steps.get("x_t")
-    tensors = (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS, schema.X_PREV, schema.MODEL_OUTPUT)
-    for name in tensors:
+    for name in schema.ALL_STEP_TENSORS:
         ds = steps.get(name)
         if ds is None:
             continue

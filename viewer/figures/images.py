@@ -17,12 +17,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 
+from tracer.trace import schema
 from viewer.figures.layout import axis_name, base_layout, domains, figure, panel_title, trace_axis
 
 # Explicit [position, colour] lists: figures skip plotly's validation, which is what would expand a name.
 GREY: list[list[Any]] = [[0.0, "rgb(0, 0, 0)"], [1.0, "rgb(255, 255, 255)"]]  # linear, as the exported frames
 DIVERGING: list[list[Any]] = get_colorscale("RdBu_r")
-NOISE_LIKE = frozenset({"eps", "eps_cond", "eps_uncond", "noise", "eps_pred", "difference"})
+# Noise-like names (the schema's display class "noise"), and the viewer's differences of two tensors.
+NOISE_LIKE = frozenset({*(name for name in schema.names() if schema.display_class(name) == "noise"), "difference"})
 
 
 @dataclass(frozen=True)
