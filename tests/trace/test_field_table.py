@@ -110,13 +110,14 @@ def test_the_step_constants_follow_from_the_table() -> None:
     assert schema.STEP_TENSORS == tuple(f.name for f in own if f.shape == "samples" and not f.optional)
     assert schema.OPTIONAL_STEP_TENSORS == tuple(f.name for f in own if f.shape == "samples" and f.optional)
     assert schema.REQUIRED_STEP_FIELDS == tuple(f.name for f in steps if f.required)
-    assert set(schema.ALL_STEP_TENSORS) == {*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS, schema.X_PREV, schema.MODEL_OUTPUT}
+    assert set(schema.ALL_STEP_TENSORS) == {*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS, schema.X_PREV}
     assert schema.SCHEDULE_FIELDS == ("beta", "alpha", "alpha_bar")
     assert schema.ROOT_DATASETS == (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS)
-    assert {schema.X_PREV, schema.MODEL_OUTPUT, schema.ETA} == {f.name for f in steps if f.integration}
+    assert {schema.X_PREV, schema.ETA} == {f.name for f in steps if f.integration}
     # The values the rest of the code was written against.
     assert schema.STEP_TENSORS == ("x_t", "eps", "x0_pred", "noise")
-    assert schema.OPTIONAL_STEP_TENSORS == ("eps_cond", "eps_uncond", "x0_pred_raw")
+    assert schema.OPTIONAL_STEP_TENSORS == ("eps_cond", "eps_uncond", "x0_pred_raw", "model_output", "model_output_cond",
+                                            "model_output_uncond", "model_output_cfg")
     assert schema.REQUIRED_STEP_FIELDS == ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
     assert list(schema.STEP_SCALARS) == ["t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "alpha_t", "beta_t", "sigma"]
 
@@ -184,7 +185,8 @@ def test_the_viewer_takes_labels_and_colour_classes_from_the_table() -> None:
         assert colours_for(name) is (DIVERGING if schema.display_class(name) == "noise" else GREY)
     assert not set(symbols.VIEWER_LATEX) & set(schema.names())  # the viewer's own names are not trace fields
     assert NOISE_LIKE == {name for name in schema.names() if schema.display_class(name) == "noise"} | {"difference"}
-    assert IMAGE_TENSORS == ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise")
+    assert IMAGE_TENSORS == ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise", "model_output",
+                             "model_output_cond", "model_output_uncond", "model_output_cfg")
     assert Display().tensors == schema.STEP_TENSORS
 
 

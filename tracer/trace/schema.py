@@ -160,13 +160,20 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(STEPS, "x0_pred_raw", TENSOR, "samples", r"\hat x_0^{\mathrm{raw}}", "x̂<sub>0</sub> raw", "image",
        "x0_pred before clipping, only when clipping is on", core=True, optional=True),
     Field(STEPS, "noise", TENSOR, "samples", r"z", "z", "noise", "the z drawn at step i (zeros where sigma = 0)", core=True),
+    # The network's raw output in its own prediction space (x0 or v; tracer/samplers/prediction.py), when it is not eps.
+    Field(STEPS, "model_output", TENSOR, "samples", r"f_\theta(x_t, t)", "f<sub>θ</sub>(x<sub>t</sub>, t)", "noise",
+       "the network output the update used (after guidance and its rescale) when it predicts x0 or v", optional=True),
+    Field(STEPS, "model_output_cond", TENSOR, "samples", r"f_\theta(x_t, c)", "f<sub>θ</sub>(x<sub>t</sub>, c)", "noise",
+       "the conditional output, when guidance is on and the network predicts x0 or v", optional=True),
+    Field(STEPS, "model_output_uncond", TENSOR, "samples", r"f_\theta(x_t, \varnothing)", "f<sub>θ</sub>(x<sub>t</sub>, ∅)", "noise",
+       "the unconditional output, when guidance is on and the network predicts x0 or v", optional=True),
+    Field(STEPS, "model_output_cfg", TENSOR, "samples", r"f_{\mathrm{cfg}}", "f<sub>cfg</sub>", "noise",
+       "the guided output before guidance rescale, when the rescale is on (in the network's prediction space)", optional=True),
     Field(ROOT, "samples", TENSOR, "samples", r"x_0", "x<sub>0</sub>", "image", "the final output: the output of the last step", core=True),
     Field(ROOT, "labels", I64, "batch", r"c", "c", "scalar", "class labels, -1 for unconditional", core=True),
     # Recorded only by integrations with other libraries, whose steps cannot be replayed.
     Field(STEPS, "x_prev", TENSOR, "samples", r"x_{t_{\mathrm{prev}}}", "x<sub>prev</sub>", "image",
        "the step's output (x_t of the next step)", optional=True, integration=True),
-    Field(STEPS, "model_output", TENSOR, "samples", r"f_\theta(x_t, t)", "f<sub>θ</sub>(x<sub>t</sub>, t)", "noise",
-       "the raw model output when it is not eps (v or x0 prediction)", optional=True, integration=True),
     Field(STEPS, "eta", F64, "scalar", r"\eta", "η", "scalar", "DDIM's eta of each call (diffusers takes it per step() call)",
        optional=True, integration=True),
     # Training.
