@@ -307,3 +307,49 @@ def test_a_closed_stdout_pipe_ends_quietly_with_exit_0(argv: list[str], run_dir:
         os.close(write_end)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
+
+
+# -- prediction types, zero terminal SNR, guidance rescale ------------------------------------------
+
+
+PREDICTION_CASES = {
+    "prediction not the checkpoint's": (["--prediction", "v"], "--prediction v does not match the checkpoint, whose network predicts eps"),
+    "unknown prediction": (["--prediction", "score"], "unknown --prediction 'score'"),
+    "rescale above 1": (["--guidance", "3", "--guidance-rescale", "1.5"], "--guidance-rescale must lie in [0, 1]"),
+    "rescale below 0": (["--guidance", "3", "--guidance-rescale", "-0.1"], "--guidance-rescale must lie in [0, 1]"),
+    "rescale without guidance": (["--guidance-rescale", "0.7"], "give --guidance too"),
+}
+
+
+@pytest.mark.parametrize("case", list(PREDICTION_CASES), ids=list(PREDICTION_CASES))
+def test_prediction_and_rescale_options_are_checked_before_sampling(run_dir: Path, tmp_path: Path, case: str,
+                                                                   capsys: pytest.CaptureFixture[str], no_work: None) -> None:
+    extra, fragment = PREDICTION_CASES[case]
+    out = tmp_path / "t.h5"
+    refused(capsys, main(["sample", "--checkpoint", str(run_dir), "--sampler", "ddim", "--steps", "4", *extra, "--out", str(out)]), fragment)
+    assert nothing_in(tmp_path)
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    (["--zero-terminal-snr"], "--zero-terminal-snr needs --prediction v"),
+    (["--prediction", "score"], "unknown prediction type 'score'"),
+])
+def test_train_refuses_zero_snr_with_eps_and_unknown_prediction_types(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None,
+                                                                       extra: list[str], fragment: str) -> None:
+    refused(capsys, main(["train", "--dataset", "moons", *extra, "--out", str(tmp_path / "run")]), fragment)
+    assert nothing_in(tmp_path)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_tiny_x0_and_v_networks_train_sample_and_pass_check(tmp_path: Path, capsys: pytest.CaptureFixture[str], prediction: str) -> None:
+    out = tmp_path / "run"
+    zero_snr = ["--zero-terminal-snr"] if prediction == "v" else []
+    assert main(["train", "--dataset", "moons", "--steps", "20", "--timesteps", str(T), "--channels", "16,16", "--prediction", prediction,
+                 *zero_snr, "--snapshot-every", "10", "--out", str(out), "--quiet"]) == 0
+    assert main(["check", str(out / "train.h5")]) == 0
+    for sampler in (["--sampler", "ddpm"], ["--sampler", "ddim", "--steps", "5", "--spacing", "trailing", "--eta", "1"]):
+        trace = tmp_path / f"{sampler[1]}.h5"
+        assert main(["sample", "--checkpoint", str(out), *sampler, "--prediction", prediction, "--guidance", "2",
+                     "--guidance-rescale", "0.5", "--batch", "4", "--out", str(trace), "--quiet"]) == 0
+        capsys.readouterr()
+        assert main(["check", str(trace)]) == 0, capsys.readouterr().out

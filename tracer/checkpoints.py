@@ -35,7 +35,7 @@ from torch import nn
 from tracer import atomic
 from tracer.config import ConfigError, ModelConfig, ScheduleConfig, from_dict, to_dict
 from tracer.models.registry import build_model
-from tracer.schedules import Schedule, make_schedule
+from tracer.schedules import Schedule
 
 FORMAT = "noisescope-checkpoint"
 FORMAT_VERSION = "1"
@@ -187,7 +187,7 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike[str], device: str | torch
     extra = _json_field(path, metadata, "extra") if "extra" in metadata else {}
     _load_weights(path, model, tensors)
     model.to(device).eval()
-    schedule = make_schedule(schedule_config.name, schedule_config.T)
+    schedule = schedule_config.build()
     return Checkpoint(model, schedule, model_config, schedule_config, extra, path)
 
 
@@ -228,6 +228,6 @@ def load_report_checkpoint(path: str | os.PathLike[str], device: str | torch.dev
     _load_weights(path, model, state)
     model.to(device).eval()
     schedule_config = ScheduleConfig("seed-report", timesteps)
-    schedule = make_schedule(schedule_config.name, schedule_config.T)
+    schedule = schedule_config.build()
     extra = {"source": "report state_dict", "file": path.name}
     return Checkpoint(model, schedule, model_config, schedule_config, extra, path)

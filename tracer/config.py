@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
-from tracer.schedules import DEFAULT_TIMESTEPS, SCHEDULE_NAMES
+from tracer.schedules import DEFAULT_TIMESTEPS, SCHEDULE_NAMES, Schedule, make_schedule
 
 TensorDtype = Literal["float32", "float16"]
 
@@ -46,23 +46,33 @@ def from_dict(cls: type[C], data: dict[str, Any]) -> C:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """A beta schedule by name and length, optionally rescaled to zero terminal SNR (Lin et al. 2023, Alg. 1)."""
+
     name: str = "linear"
     timesteps: int | None = None  # None: the schedule's default (1000, 300 for seed-report)
+    zero_terminal_snr: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULE_NAMES:
             raise ConfigError(f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
         if self.timesteps is not None and not 2 <= self.timesteps <= MAX_TIMESTEPS:
             raise ConfigError(f"--timesteps must lie in [2, {MAX_TIMESTEPS:,}], got {self.timesteps:,}")
+        if not isinstance(self.zero_terminal_snr, bool):
+            raise ConfigError(f"zero_terminal_snr must be true or false, got {self.zero_terminal_snr!r}")
 
     @property
     def T(self) -> int:  # noqa: N802
         return DEFAULT_TIMESTEPS[self.name] if self.timesteps is None else self.timesteps
 
+    def build(self) -> Schedule:
+        """The schedule this config names."""
+        return make_schedule(self.name, self.T, zero_terminal_snr=self.zero_terminal_snr)
+
 
 # -- models, data, training (tracer/models/registry.py, tracer/data.py, tracer/training.py) ---------
 
 ModelName = Literal["unet", "mlp", "seed-unet"]
+PredictionType = Literal["eps", "x0", "v"]  # what the network predicts (tracer/samplers/prediction.py)
 DEFAULT_TRAIN_STEPS = 1200  # about 2.3 minutes for digits on 2 CPU cores (default U-Net, batch 128)
 
 
@@ -79,16 +89,20 @@ class ModelConfig:
 
     ``sample_shape`` and ``num_classes`` None mean "from the data" (``resolve``).
     ``channels`` () is the model's default: the U-Net's channels per level, the MLP's
-    hidden widths, or seed-unet's base channel count (one number).
+    hidden widths, or seed-unet's base channel count (one number). ``prediction`` is what
+    the network is trained to predict: the noise eps (Ho et al. 2020), the clean sample x0,
+    or v (Salimans and Ho 2022); the checkpoint records it and every sampler honours it.
     """
 
     name: str = "unet"
     sample_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
     channels: tuple[int, ...] = ()
+    prediction: str = "eps"  # eps, x0 or v: what the network is trained to predict
 
     def __post_init__(self) -> None:
         check_choice("model", self.name, ModelName)
+        check_choice("prediction type", self.prediction, PredictionType)
         # JSON hands lists back; keep tuples so configs compare equal after a round trip.
         object.__setattr__(self, "channels", _positive_ints("--channels", self.channels))
         if self.sample_shape is not None:
@@ -107,6 +121,14 @@ class ModelConfig:
             sample_shape=tuple(sample_shape) if self.sample_shape is None else self.sample_shape,
             num_classes=num_classes if self.num_classes is None else self.num_classes,
         )
+
+
+def check_prediction_schedule(model: ModelConfig, schedule: ScheduleConfig) -> None:
+    """Zero terminal SNR needs a network that predicts v or x0: from eps, x0 = (x_t - sqrt(1 - alpha_bar) eps) /
+    sqrt(alpha_bar) divides by 0 at the last timestep (Lin et al. 2023, Sec. 3.2)."""
+    if schedule.zero_terminal_snr and model.prediction == "eps":
+        raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps network's x0 divides by "
+                          "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023)")
 
 
 @dataclass(frozen=True)

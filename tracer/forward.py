@@ -27,6 +27,17 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
     return _per_sample(alpha_bar.sqrt(), x0) * x0 + _per_sample((1 - alpha_bar).sqrt(), x0) * eps
 
 
+def training_target(prediction: str, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """What a network of this prediction type regresses on: eps (Ho et al. 2020, Eq. 14), x0, or
+    v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans and Ho 2022, Sec. 4)."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float64, device=x0.device)[t]
+    return _per_sample(alpha_bar.sqrt(), x0) * eps - _per_sample((1 - alpha_bar).sqrt(), x0) * x0  # v
+
+
 def q_step(schedule: Schedule, x_prev: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps  (Ho et al. 2020, Eq. 2)."""
     return float(schedule.alpha[t]) ** 0.5 * x_prev + float(schedule.beta[t]) ** 0.5 * eps

@@ -6,6 +6,10 @@
 - ``seed-report``: the linear range of the report noisescope grew from
   (arXiv 2512.07201): beta from 0.0003*1000/T to 0.03*1000/T, default T = 300.
 
+Any of them can be rescaled to zero terminal SNR (Lin et al. 2023, "Common Diffusion Noise
+Schedules and Sample Steps are Flawed", Alg. 1): sqrt(alpha_bar) is shifted and scaled so
+that it is 0 at the last timestep and unchanged at the first; beta at the last step is then 1.
+
 Timesteps are 0-based schedule indices: index t holds beta_{t+1} of the paper.
 """
 
@@ -30,6 +34,7 @@ class Schedule:
     beta: np.ndarray
     alpha: np.ndarray
     alpha_bar: np.ndarray
+    zero_terminal_snr: bool = False  # rescaled by Lin et al. 2023, Alg. 1: alpha_bar[T-1] = 0
 
     @property
     def T(self) -> int:  # noqa: N802 - the paper's symbol
@@ -44,18 +49,41 @@ class Schedule:
         return np.log(self.alpha_bar) - np.log1p(-self.alpha_bar)
 
 
-def from_betas(name: str, beta: np.ndarray) -> Schedule:
-    """Build a Schedule from betas: alpha = 1 - beta, alpha_bar = cumprod(alpha) (Ho et al. 2020, Eq. 4)."""
+def betas_valid(beta: np.ndarray) -> bool:
+    """Every beta lies in (0, 1), but the last may be 1 (zero terminal SNR: alpha_bar[T-1] = 0)."""
+    beta = np.asarray(beta, dtype=np.float64)
+    return bool(beta.ndim == 1 and beta.size > 0 and np.all((beta[:-1] > 0) & (beta[:-1] < 1)) and 0 < beta[-1] <= 1)
+
+
+def from_betas(name: str, beta: np.ndarray, *, zero_terminal_snr: bool = False) -> Schedule:
+    """Build a Schedule from betas: alpha = 1 - beta, alpha_bar = cumprod(alpha) (Ho et al. 2020, Eq. 4).
+
+    Every beta lies in (0, 1); the last may be 1 (alpha_bar 0: zero terminal SNR).
+    """
     beta = np.asarray(beta, dtype=np.float64)
     if beta.ndim != 1 or beta.size == 0:
         raise ValueError("beta must be a non-empty 1-D array")
-    if not np.all((beta > 0) & (beta < 1)):
-        raise ValueError("every beta must lie in (0, 1)")
+    if not betas_valid(beta):
+        raise ValueError("every beta must lie in (0, 1), the last in (0, 1]")
     alpha = 1.0 - beta
     alpha_bar = np.cumprod(alpha)
     for array in (beta, alpha, alpha_bar):
         array.setflags(write=False)
-    return Schedule(name=name, beta=beta, alpha=alpha, alpha_bar=alpha_bar)
+    return Schedule(name=name, beta=beta, alpha=alpha, alpha_bar=alpha_bar, zero_terminal_snr=bool(zero_terminal_snr or alpha_bar[-1] == 0.0))
+
+
+def rescale_zero_terminal_snr(beta: np.ndarray) -> np.ndarray:
+    """Betas whose alpha_bar has zero SNR at the last timestep (Lin et al. 2023, Alg. 1).
+
+    sqrt(alpha_bar) is shifted by its last value and scaled to keep its first:
+    s'_t = (s_t - s_{T-1}) s_0 / (s_0 - s_{T-1}), alpha_bar' = s'^2, alpha'_t = alpha_bar'_t / alpha_bar'_{t-1}.
+    """
+    root = np.sqrt(np.cumprod(1.0 - np.asarray(beta, dtype=np.float64)))
+    first, last = root[0], root[-1]
+    root = (root - last) * (first / (first - last))  # Alg. 1: shift so the last is 0, scale so the first stays
+    alpha_bar = root**2
+    alpha = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alpha
 
 
 def linear_betas(T: int) -> np.ndarray:  # noqa: N803
@@ -79,8 +107,9 @@ def seed_report_betas(T: int) -> np.ndarray:  # noqa: N803
 _BETAS = {"linear": linear_betas, "cosine": cosine_betas, "seed-report": seed_report_betas}
 
 
-def make_schedule(name: str, T: int | None = None) -> Schedule:  # noqa: N803
-    """The named schedule over T steps (T defaults per schedule: 1000, or 300 for seed-report)."""
+def make_schedule(name: str, T: int | None = None, *, zero_terminal_snr: bool = False) -> Schedule:  # noqa: N803
+    """The named schedule over T steps (T defaults per schedule: 1000, or 300 for seed-report), rescaled to
+    zero terminal SNR when asked (Lin et al. 2023, Alg. 1)."""
     if name not in _BETAS:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
     T = DEFAULT_TIMESTEPS[name] if T is None else int(T)
@@ -91,4 +120,6 @@ def make_schedule(name: str, T: int | None = None) -> Schedule:  # noqa: N803
         raise ValueError(f"seed-report needs T > 30 (beta would reach {beta[-1]:.3g} at T={T})")
     if name == "linear" and beta[-1] >= 1:
         raise ValueError(f"linear needs T > 20 (beta would reach {beta[-1]:.3g} at T={T})")
+    if zero_terminal_snr:
+        return from_betas(name, rescale_zero_terminal_snr(beta), zero_terminal_snr=True)
     return from_betas(name, beta)

@@ -51,13 +51,15 @@ from tqdm import tqdm
 
 from tracer import atomic
 from tracer.checkpoints import MODEL_FILE, check_replaceable, encode_checkpoint
-from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, to_dict
+from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, check_prediction_schedule, to_dict
 from tracer.data import Dataset, load_dataset, split
-from tracer.forward import q_sample
+from tracer.forward import q_sample, training_target
 from tracer.models import null_label as model_null_label
 from tracer.models import num_classes as model_num_classes
+from tracer.models import prediction_type
 from tracer.models.registry import build_model, check_fits, parameter_count
-from tracer.schedules import Schedule, make_schedule
+from tracer.samplers.prediction import eps_and_x0
+from tracer.schedules import Schedule
 from tracer.trace import schema
 from tracer.trace.writer import Series, TraceWriter
 
@@ -119,6 +121,10 @@ class Trainer:
             raise ConfigError("a class-conditional model needs labelled data; this data set has no classes")
         self.labels = data.labels.to(self.device)
         self.null = model_null_label(model)
+        self.prediction = prediction_type(model)
+        if self.prediction == "eps" and float(schedule.alpha_bar[-1]) == 0.0:
+            raise ConfigError("zero terminal SNR needs a network that predicts v or x0: x0 from eps divides by "
+                              "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023); add --prediction v")
         self.p_uncond = resolve_p_uncond(config, model)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if config.ema else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -155,13 +161,15 @@ class Trainer:
         return self._order[1][position * self.config.batch : (position + 1) * self.config.batch]
 
     def loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_simple of each sample (Ho et al. 2020, Eq. 14) and the t drawn for it; labels already dropped."""
+        """L_simple of each sample (Ho et al. 2020, Eq. 14: the eps MSE; for an x0 or v network the MSE to
+        its own target) and the t drawn for it; labels already dropped."""
         b = x0.shape[0]
         t = torch.randint(0, self.schedule.T, (b,), generator=self.generator, device=self.device)  # t ~ U{0..T-1}
         eps = torch.randn(x0.shape, generator=self.generator, device=self.device)  # eps ~ N(0, I)
         x_t = q_sample(self.schedule, x0, t, eps)  # Eq. 4
-        eps_pred = self.model(x_t, t, labels)
-        return (eps_pred - eps).pow(2).flatten(1).mean(1), t
+        output = self.model(x_t, t, labels)
+        target = training_target(self.prediction, self.schedule, x0, t, eps).to(output.dtype)
+        return (output - target).pow(2).flatten(1).mean(1), t
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (per-sample loss, t, gradient norm before clipping), still on the device."""
@@ -363,17 +371,27 @@ def _examples(trainer: Trainer, data: Dataset) -> list[dict[str, Any]]:
     eps = torch.randn(x0.shape, generator=generator).to(trainer.device)
     x_t = q_sample(trainer.schedule, x0, t, eps)  # Eq. 4
     labels = data.labels[index].to(trainer.device) if trainer.conditional else None
-    eps_pred = trainer.sampling_model(x_t, t, labels)
-    loss = (eps_pred - eps).pow(2).flatten(1).mean(1)  # Eq. 14 per example
+    output = trainer.sampling_model(x_t, t, labels)
+    target = training_target(trainer.prediction, trainer.schedule, x0, t, eps).to(output.dtype)
+    loss = (output - target).pow(2).flatten(1).mean(1)  # Eq. 14 per example (the MSE to the network's own target)
+    alpha_bar = torch.tensor(trainer.schedule.alpha_bar, dtype=torch.float64)[t.cpu()].tolist()
     label_values = labels if labels is not None else torch.full_like(t, schema.NO_LABEL)
-    return [
-        {"x0": x0[i], "label": label_values[i], "t": t[i], "eps": eps[i], "x_t": x_t[i], "eps_pred": eps_pred[i], "loss": loss[i]}
-        for i in range(n)
-    ]
+    rows = []
+    for i in range(n):
+        row = {"x0": x0[i], "label": label_values[i], "t": t[i], "eps": eps[i], "x_t": x_t[i], "loss": loss[i]}
+        if trainer.prediction == "eps":
+            row["eps_pred"] = output[i]
+        else:  # eps_pred: the eps the output implies (tracer/samplers/prediction.py); the output and its target as they are
+            row["eps_pred"] = eps_and_x0(output[i].double(), x_t[i].double(), alpha_bar[i], trainer.prediction)[0].to(output.dtype)
+            row["model_output"], row["target"] = output[i], target[i]
+        rows.append(row)
+    return rows
 
 
-def _series(config: TrainConfig, total: int, shape: tuple[int, ...]) -> list[Series]:
-    """The three series of a training trace, their fields as the schema spells them."""
+def _series(config: TrainConfig, total: int, shape: tuple[int, ...], prediction: str = "eps") -> list[Series]:
+    """The three series of a training trace, their fields as the schema spells them (an x0 or v network's
+    worked examples also hold its output and target)."""
+    optional_examples = () if prediction == "eps" else ("model_output", "target")
     return [
         Series(schema.TRAIN, schema.series_specs(schema.TRAIN, vector=config.loss_buckets), planned=total // config.log_every + 2),
         Series(
@@ -381,7 +399,7 @@ def _series(config: TrainConfig, total: int, shape: tuple[int, ...]) -> list[Ser
             schema.series_specs(schema.SNAPSHOTS, sample=shape, batch=config.snapshot_batch),
             planned=(total // config.snapshot_every + 2) if config.snapshot_every else 0,
         ),
-        Series(schema.EXAMPLES, schema.series_specs(schema.EXAMPLES, sample=shape), planned=config.examples),
+        Series(schema.EXAMPLES, schema.series_specs(schema.EXAMPLES, sample=shape, optional=optional_examples), planned=config.examples),
     ]
 
 
@@ -429,11 +447,12 @@ def train(
     train_set, _ = load_training_data(data)
     model_config = resolve_model_config(model_config, train_set)
     check_fits(model_config)  # before anything is written
+    check_prediction_schedule(model_config, schedule_config)
     config.total_steps(len(train_set))  # refuses absurd lengths before the run directory is made
     keep_previous = _prepare_run_dir(run_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # reproducible initial weights
     network = build_model(model_config)
-    sched = make_schedule(schedule_config.name, schedule_config.T)
+    sched = schedule_config.build()
     trainer = Trainer(network, sched, train_set, config, device=device)
     configs = {
         "model": json.dumps(to_dict(model_config)),
@@ -522,7 +541,7 @@ class _TraceSink:
             path,
             kind="training",
             config=config,
-            series=_series(trainer.config, trainer.total_steps, data.shape),
+            series=_series(trainer.config, trainer.total_steps, data.shape, trainer.prediction),
             schedule=trainer.schedule,
             tensor_dtype=tensor_dtype,
             overwrite=True,

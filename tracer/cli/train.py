@@ -20,6 +20,7 @@ from tracer.cli.common import (
 )
 from tracer.config import (
     DEFAULT_TRAIN_STEPS,
+    check_prediction_schedule,
     MAX_TIMESTEPS,
     MAX_TRAIN_STEPS,
     ConfigError,
@@ -60,6 +61,10 @@ def add_parser(sub: Any) -> None:
     length.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), help=f"optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     p.add_argument("--schedule", default="linear", help=f"beta schedule: {', '.join(SCHEDULE_NAMES)} (default linear)")
     p.add_argument("--timesteps", type=int_in(2, MAX_TIMESTEPS), help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
+    p.add_argument("--prediction", default="eps", help="what the network predicts: eps (the noise, default), x0 (the clean "
+                   "sample) or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans and Ho 2022)")
+    p.add_argument("--zero-terminal-snr", action="store_true", help="rescale the schedule so alpha_bar is 0 at the last "
+                   "timestep (Lin et al. 2023, Alg. 1); needs --prediction v or x0")
     p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")
     p.add_argument("--channels", type=int_list(1, MAX_WIDTH, MAX_LEVELS),
                    help="model widths, comma-separated (U-Net channels per level, MLP hidden widths; seed-unet: one number)")
@@ -93,8 +98,9 @@ def default_model(dataset: str) -> str:
 
 def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, ScheduleConfig, TrainConfig]:
     data = DataConfig(dataset=args.dataset, seed=args.seed)
-    model = ModelConfig(name=args.model or default_model(args.dataset), channels=args.channels or ())
-    schedule = ScheduleConfig(name=args.schedule, timesteps=args.timesteps)
+    model = ModelConfig(name=args.model or default_model(args.dataset), channels=args.channels or (), prediction=args.prediction)
+    schedule = ScheduleConfig(name=args.schedule, timesteps=args.timesteps, zero_terminal_snr=args.zero_terminal_snr)
+    check_prediction_schedule(model, schedule)
     train = TrainConfig(
         steps=args.steps, epochs=args.epochs, batch=args.batch, lr=args.lr, p_uncond=args.p_uncond, ema=not args.no_ema,
         ema_decay=args.ema_decay, grad_clip=args.grad_clip or None, seed=args.seed, log_every=args.log_every,

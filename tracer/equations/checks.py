@@ -13,7 +13,9 @@ step i + 1, or ``samples`` after the last step; the noise z is the step's record
 - schedule_alpha, schedule_alpha_bar: Ho et al. 2020, Sec. 2 (alpha_t = 1 - beta_t, alpha_bar_t = prod alpha_s)
 - forward_closed_form: Ho et al. 2020, Eq. 4;  eps_loss: Eq. 14 (L_simple)
 - x0_from_eps: Ho et al. 2020, Eq. 15 (Song et al. 2021, Eq. 12);  x0_clip: clipping to the data range
-- guidance_combine: Ho and Salimans 2022, Eq. 6
+- guidance_combine: Ho and Salimans 2022, Eq. 6;  guidance_rescale: Lin et al. 2023, Sec. 3.4
+- prediction_conversion: eps and x0 from an x0 or v output, Salimans and Ho 2022, App. D;  target_loss: Sec. 4
+- zero_terminal_snr: Lin et al. 2023, Alg. 1
 - ddpm_posterior_mean, ddpm_posterior_sigma, ddpm_step: Ho et al. 2020, Eq. 7 and Alg. 2
 - ddim_sigma, ddim_step: Song et al. 2021, Eq. 16 and Eq. 12
 """
@@ -157,15 +159,6 @@ def x0_clip(view: TraceView, i: int) -> Residual | None:
     return _residual(x0_pred, clipped, clipped)
 
 
-def guidance_combine(view: TraceView, i: int) -> Residual | None:
-    """eps = eps_uncond + s (eps_cond - eps_uncond)  (Ho and Salimans 2022, Eq. 6)."""
-    s = view.facts.guidance
-    if s is None or not view.has("eps", "eps_cond", "eps_uncond"):
-        return None
-    eps, eps_cond, eps_uncond = view.tensor("eps", i), view.tensor("eps_cond", i), view.tensor("eps_uncond", i)
-    return _residual(eps, eps_uncond + s * (eps_cond - eps_uncond), eps_uncond, s * eps_cond, s * eps_uncond)
-
-
 def _posterior(view: TraceView, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(output, mu term of x0_pred, mu term of x_t, sigma z) of a DDPM step, or None when not recorded."""
     if not view.has("x_t", "x0_pred", "noise", "sigma"):
@@ -240,3 +233,144 @@ def ddim_step(view: TraceView, i: int) -> Residual | None:
     b = _sqrt(1.0 - alpha_bar_prev - sigma**2) * view.tensor("eps", i)
     c = sigma * view.tensor("noise", i)
     return _residual(out, a + b + c, a, b, c)
+
+
+# -- what the network predicts: eps, x0 or v (Salimans and Ho 2022, App. D) -----------------------------
+
+
+def _output_pairs(view: TraceView, i: int) -> list[tuple[str, str]]:
+    """(output name, eps name) pairs a step records: the output the update used, and with guidance the two branches."""
+    pairs = [("model_output", "eps")]
+    if view.has("model_output_cond", "eps_cond"):
+        pairs.append(("model_output_cond", "eps_cond"))
+    if view.has("model_output_uncond", "eps_uncond"):
+        pairs.append(("model_output_uncond", "eps_uncond"))
+    return pairs
+
+
+def _x0_raw(view: TraceView, i: int) -> np.ndarray | None:
+    """The unclipped x0 prediction: x0_pred_raw when recorded, else x0_pred where no clipping happened (None otherwise)."""
+    if view.has("x0_pred_raw"):
+        return view.tensor("x0_pred_raw", i)
+    if view.facts.clip or view.facts.thresholding:
+        return None
+    return view.tensor("x0_pred", i)
+
+
+def _worst(residuals: list[Residual]) -> Residual:
+    """The residual furthest from passing: the largest relative to its scale (a non-finite one first)."""
+    return max(residuals, key=lambda r: r.value / max(r.floor, r.scale, 1e-300) if math.isfinite(r.value) else math.inf)
+
+
+def prediction_conversion(view: TraceView, i: int) -> Residual | None:
+    """eps and x0 from the network's output: for v, x0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(1 - a) x_t + sqrt(a) v;
+    for x0, eps = (x_t - sqrt(a) x0) / sqrt(1 - a)  (Salimans and Ho 2022, App. D; a = alpha_bar_t)."""
+    prediction = view.facts.prediction
+    if prediction not in ("x0", "v") or not view.has("model_output", "x_t", "eps", "x0_pred"):
+        return None
+    a = view.scalar("alpha_bar_t", i)
+    x_t = view.tensor("x_t", i)
+    root, root_1m = math.sqrt(a), _sqrt(1.0 - a)
+    residuals = []
+    for output_name, eps_name in _output_pairs(view, i):
+        out, eps = view.tensor(output_name, i), view.tensor(eps_name, i)
+        if prediction == "v":
+            eps_expected = root_1m * x_t + root * out
+            residuals.append(_residual(eps, eps_expected, root_1m * x_t, root * out))
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):  # alpha_bar_t = 1: undefined, the residual fails
+                a_term, b_term = x_t / root_1m, root * out / root_1m
+            residuals.append(_residual(eps, a_term - b_term, a_term, b_term))
+    x0 = _x0_raw(view, i)
+    if x0 is not None:
+        out = view.tensor("model_output", i)
+        if prediction == "v":
+            a_term, b_term = root * x_t, root_1m * out
+            residuals.append(_residual(x0, a_term - b_term, a_term, b_term))
+        else:
+            residuals.append(_residual(x0, out, out))
+    return _worst(residuals)
+
+
+# -- guidance in the network's output space, and its rescale (Lin et al. 2023, Sec. 3.4) -----------------------
+
+
+def guidance_names(prediction: str, rescaled: bool) -> tuple[str, str, str]:
+    """(conditional, unconditional, guided before any rescale) as a trace records them for this prediction type."""
+    if prediction == "eps":
+        return "eps_cond", "eps_uncond", "model_output_cfg" if rescaled else "eps"
+    return "model_output_cond", "model_output_uncond", "model_output_cfg" if rescaled else "model_output"
+
+
+def guidance_combine(view: TraceView, i: int) -> Residual | None:
+    """out = out_uncond + s (out_cond - out_uncond)  (Ho and Salimans 2022, Eq. 6), in the network's output space
+    (eps for an eps network), before any rescale."""
+    s = view.facts.guidance
+    cond_name, uncond_name, guided_name = guidance_names(view.facts.prediction, view.facts.guidance_rescale > 0)
+    if s is None or not view.has(cond_name, uncond_name, guided_name):
+        return None
+    guided, cond, uncond = view.tensor(guided_name, i), view.tensor(cond_name, i), view.tensor(uncond_name, i)
+    return _residual(guided, uncond + s * (cond - uncond), uncond, s * cond, s * uncond)
+
+
+def guidance_rescale(view: TraceView, i: int) -> Residual | None:
+    """out = phi cfg std(cond) / std(cfg) + (1 - phi) cfg, std over each sample  (Lin et al. 2023, Sec. 3.4)."""
+    phi = view.facts.guidance_rescale
+    cond_name, _, cfg_name = guidance_names(view.facts.prediction, True)
+    out_name = "eps" if view.facts.prediction == "eps" else "model_output"
+    if not phi or not view.has(cond_name, cfg_name, out_name):
+        return None
+    cond, cfg, out = view.tensor(cond_name, i), view.tensor(cfg_name, i), view.tensor(out_name, i)
+    axes = tuple(range(1, cfg.ndim))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant guided sample: std 0, undefined, fails
+        factor = np.std(cond, axis=axes, ddof=1, keepdims=True) / np.std(cfg, axis=axes, ddof=1, keepdims=True)
+    rescaled = phi * cfg * factor
+    kept = (1.0 - phi) * cfg
+    return _residual(out, rescaled + kept, rescaled, kept)
+
+
+# -- zero terminal SNR (Lin et al. 2023, Alg. 1) -------------------------------------------------------------
+
+
+def zero_terminal_snr(view: TraceView, i: int) -> Residual | None:
+    """sqrt(alpha_bar'_t) = (sqrt(alpha_bar_t) - sqrt(alpha_bar_{T-1})) sqrt(alpha_bar_0) / (sqrt(alpha_bar_0) - sqrt(alpha_bar_{T-1}))
+    against the schedule the config names, recomputed; and alpha_bar'_{T-1} = 0 exactly."""
+    from tracer.schedules import SCHEDULE_NAMES, make_schedule
+
+    stored = view.schedule.get("alpha_bar")
+    name = view.facts.schedule_name
+    if stored is None or name not in SCHEDULE_NAMES:
+        return None
+    try:
+        original = np.sqrt(make_schedule(str(name), len(stored)).alpha_bar)
+    except ValueError:
+        return None
+    first, last = original[0], original[-1]
+    residuals = [_scalar_residual(float(stored[-1]), 0.0, f"alpha_bar[{len(stored) - 1}]")]
+    for t in _step_indices(view, i):
+        expected = ((original[t] - last) * first / (first - last)) ** 2
+        residuals.append(_scalar_residual(float(stored[t]), float(expected), f"alpha_bar[{t}]"))
+    return _worst(residuals)
+
+
+# -- training an x0 or v network: the loss to its own target -----------------------------------------------
+
+
+def target_loss(view: TraceView, i: int) -> Residual | None:
+    """L = mean (f_theta - y)^2 with y = x0, or y = v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans and Ho 2022,
+    Sec. 4); the recorded target is compared with y too."""
+    prediction = view.facts.prediction
+    if not view.has("model_output", "target", "x0", "eps", "loss"):
+        return None
+    x0, eps = view.tensor("x0", i), view.tensor("eps", i)
+    if prediction == "x0":
+        y = x0
+    else:
+        a = view.alpha_bar_at(int(view.scalars["t"][i]))
+        y = math.sqrt(a) * eps - _sqrt(1.0 - a) * x0
+    out, target = view.tensor("model_output", i), view.tensor("target", i)
+    loss = float(view.scalars["loss"][i])
+    expected = float(np.mean((out - y) ** 2))
+    scale = float(np.mean((np.abs(out) + np.abs(y)) ** 2))
+    return _worst([_residual(target, y, np.abs(x0) + np.abs(eps)),
+                   Residual(abs(loss - expected), max(scale, abs(loss)), detail=f"loss {loss:.9g}, equation {expected:.9g}")])

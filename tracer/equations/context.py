@@ -75,10 +75,12 @@ def _float_or_none(value: Any) -> float | None:
 _PREDICTIONS = {"eps": "eps", "epsilon": "eps", "x0": "x0", "sample": "x0", "v": "v", "v_prediction": "v"}
 
 
-def _prediction(sampler: dict[str, Any]) -> str:
-    """What the network predicts, as the config says (noisescope's ``prediction`` or diffusers' ``prediction_type``);
-    a name neither uses is kept as it is, and no prediction equation applies to it."""
-    name = sampler.get("prediction", sampler.get("prediction_type", "eps"))
+def _prediction(config: dict[str, Any]) -> str:
+    """What the network predicts, as the config says (the sampler's ``prediction``, diffusers' ``prediction_type``, or
+    a training trace's model config); a name none of them uses is kept as it is, and no prediction equation applies."""
+    sampler = _sampler_config(config)
+    model: dict[str, Any] = config["model"] if isinstance(config.get("model"), dict) else {}
+    name = sampler.get("prediction", sampler.get("prediction_type", model.get("prediction", "eps")))
     return _PREDICTIONS.get(name, str(name)) if isinstance(name, str) else "unknown"
 
 
@@ -101,6 +103,8 @@ class TraceFacts:
     integration: str | None  # None for noisescope's own samplers, else the recorder (diffusers, ...)
     prediction: str = "eps"  # what the network predicts: eps, x0 or v (tracer/samplers/prediction.py)
     guidance_rescale: float = 0.0  # phi of guidance rescale (Lin et al. 2023, Sec. 3.4), 0 when off
+    schedule_name: str | None = None  # the schedule the config names (linear, cosine, seed-report), None if it names none
+    zero_terminal_snr: bool = False  # the config says the schedule was rescaled to zero terminal SNR (Lin et al. 2023, Alg. 1)
     # Where ``sampler`` comes from: declared by the trace, identified from its rows (tracer/equations/identify.py),
     # or unknown (a sampling trace that names none and fits no registered update); "" for training traces.
     sampler_source: str = "declared"
@@ -150,6 +154,7 @@ class TraceFacts:
         ends_at_0 = preset == "seed-report" or sampler.get("final_alpha_bar") == "alpha_bar_0"
         final = "alpha_bar_0" if ends_at_0 and name == "ddim" else "one"
         integration = config.get("integration")
+        schedule: dict[str, Any] = config["schedule"] if isinstance(config.get("schedule"), dict) else {}
         return cls(
             kind=str(trace.kind),
             sampler=None if name is None else str(name),
@@ -164,8 +169,10 @@ class TraceFacts:
             thresholding=bool(sampler.get("thresholding", False)),
             final_alpha_bar=final,
             integration=str(integration["library"]) if isinstance(integration, dict) and "library" in integration else None,
-            prediction=_prediction(sampler),
+            prediction=_prediction(config),
             guidance_rescale=_float_or_none(sampler.get("guidance_rescale")) or 0.0,
+            schedule_name=str(schedule["name"]) if isinstance(schedule.get("name"), str) else None,
+            zero_terminal_snr=schedule.get("zero_terminal_snr") is True,
             sampler_source="declared" if name is not None else ("" if trace.kind == "training" else "unknown"),
         )
 

@@ -189,9 +189,16 @@ def unchecked(facts: TraceFacts, applied: Sequence[str], rows: int, only: Sequen
     if facts.has("eps_cond", "eps_uncond") and "guidance.combine" not in ran:
         why = "the trace declares no guidance scale (config sampler.guidance)" if facts.guidance is None else "eps is not recorded"
         out.append(("guidance.combine", why))
-    if facts.has("x0_pred") and "x0_from_eps" not in ran:
-        why = "x0_pred is thresholded dynamically and x0_pred_raw is not recorded" if facts.thresholding else "eps or x_t is not recorded"
-        out.append(("x0_from_eps", why))
+    if facts.has("x0_pred") and not ran & {"x0_from_eps", "prediction.conversion"}:
+        if facts.prediction not in ("eps", "x0", "v"):
+            out.append(("x0_pred", f"the network's prediction type {facts.prediction!r} is not one noisescope knows (eps, x0, v)"))
+        elif facts.prediction != "eps":
+            out.append(("prediction.conversion", "model_output (the network's own output) is not recorded"))
+        else:
+            why = "x0_pred is thresholded dynamically and x0_pred_raw is not recorded" if facts.thresholding else "eps or x_t is not recorded"
+            out.append(("x0_from_eps", why))
+    if facts.guidance_rescale > 0 and "guidance.rescale" not in ran:
+        out.append(("guidance.rescale", "the guided output before the rescale (model_output_cfg) or a branch is not recorded"))
     if "ddim.step" in ran and "ddim.sigma" not in ran:
         out.append(("ddim.sigma", "the trace declares no eta and records none per step"))
     if "ddpm.step" in ran and "ddpm.posterior_variance" not in ran:

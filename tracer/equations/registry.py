@@ -40,11 +40,29 @@ def _training(*names: str) -> Callable[[TraceFacts], bool]:
 
 
 def _x0_applies(facts: TraceFacts) -> bool:
-    return sampling("x_t", "eps", "x0_pred")(facts) and not (facts.thresholding and not facts.has("x0_pred_raw"))
+    return (facts.prediction == "eps" and sampling("x_t", "eps", "x0_pred")(facts)
+            and not (facts.thresholding and not facts.has("x0_pred_raw")))
 
 
 def _guidance_applies(facts: TraceFacts) -> bool:
-    return facts.guidance is not None and sampling("eps", "eps_cond", "eps_uncond")(facts)
+    return facts.guidance is not None and sampling(*checks.guidance_names(facts.prediction, facts.guidance_rescale > 0))(facts)
+
+
+def _rescale_applies(facts: TraceFacts) -> bool:
+    cond, _, cfg = checks.guidance_names(facts.prediction, True)
+    return facts.guidance_rescale > 0 and sampling(cond, cfg, "eps" if facts.prediction == "eps" else "model_output")(facts)
+
+
+def _prediction_applies(facts: TraceFacts) -> bool:
+    return facts.prediction in ("x0", "v") and sampling("model_output", "x_t", "eps", "x0_pred")(facts)
+
+
+def _zero_snr_applies(facts: TraceFacts) -> bool:
+    return facts.zero_terminal_snr and _schedule(facts)
+
+
+def _eps_loss_applies(facts: TraceFacts) -> bool:
+    return _training("eps", "eps_pred", "loss")(facts) and "target" not in facts.example_names
 
 
 # -- values --------------------------------------------------------------------------------------------
@@ -75,6 +93,28 @@ def _v_guidance(v: Values) -> str:
     return rf"\epsilon = \epsilon_\theta(x_{{{v.t()}}}, \varnothing) + {s}\,\big(\epsilon_\theta(x_{{{v.t()}}}, y) - \epsilon_\theta(x_{{{v.t()}}}, \varnothing)\big)"
 
 
+def _v_rescale(v: Values) -> str:
+    phi = v.n("guidance_rescale", r"\phi")
+    return rf"f = {phi}\,f_{{\mathrm{{cfg}}}}\,\frac{{\sigma(f_\theta(x_{{{v.t()}}}, y))}}{{\sigma(f_{{\mathrm{{cfg}}}})}} + (1 - {phi})\,f_{{\mathrm{{cfg}}}}"
+
+
+def _v_prediction(v: Values) -> str:
+    t = v.t()
+    root = v.n("alpha_bar_t", r"\sqrt{\bar\alpha_t}", math.sqrt)
+    root_1m = v.n("alpha_bar_t", r"\sqrt{1-\bar\alpha_t}", lambda a: sqrt0(1.0 - a))
+    return rf"\hat x_0 = {root}\,x_{{{t}}} - {root_1m}\,v_\theta,\quad \epsilon = {root_1m}\,x_{{{t}}} + {root}\,v_\theta"
+
+
+def _v_zero_snr(v: Values) -> str:
+    root = v.n("alpha_bar_t", r"\sqrt{\bar\alpha_t}", math.sqrt)
+    return rf"\sqrt{{\bar\alpha'_{{{v.t()}}}}} = {root}"
+
+
+def _v_target_loss(v: Values) -> str:
+    loss = v.n("loss", "L")
+    return rf"\big\lVert f_\theta(x_{{{v.t()}}}, {v.t()}) - y \big\rVert^2 = {loss}"
+
+
 def _v_x0(v: Values) -> str:
     t = v.t()
     root_1m = v.n("alpha_bar_t", r"\sqrt{1-\bar\alpha_t}", lambda a: sqrt0(1.0 - a))
@@ -103,6 +143,13 @@ SHARED_EQUATIONS: tuple[Equation, ...] = (
         precision="scalar", series="auto", check=checks.schedule_alpha_bar, applies_to=_schedule, values=_v_alpha_bar,
     ),
     Equation(
+        "schedule.zero_terminal_snr", "Zero terminal SNR", "Lin et al. 2023, Alg. 1",
+        r"\sqrt{\bar\alpha'_t} = \big(\sqrt{\bar\alpha_t} - \sqrt{\bar\alpha_{T-1}}\big)\,"
+        r"\frac{\sqrt{\bar\alpha_0}}{\sqrt{\bar\alpha_0} - \sqrt{\bar\alpha_{T-1}}},\quad \bar\alpha'_{T-1} = 0",
+        "tracer.schedules.rescale_zero_terminal_snr", ("schedule/alpha_bar",),
+        precision="scalar", series="auto", check=checks.zero_terminal_snr, applies_to=_zero_snr_applies, values=_v_zero_snr,
+    ),
+    Equation(
         "forward.q_sample", "The forward process in closed form", f"{HO}, Eq. 4",
         r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\quad \epsilon \sim \mathcal N(0, I)",
         "tracer.forward.q_sample", ("x0", "eps", "x_t"),
@@ -112,13 +159,35 @@ SHARED_EQUATIONS: tuple[Equation, ...] = (
         "loss.eps", "The epsilon loss", f"{HO}, Eq. 14 (L_simple)",
         r"L_{\mathrm{simple}} = \big\lVert \epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t) \big\rVert^2",
         "tracer.training.Trainer.loss_per_sample", ("eps", "eps_pred", "loss"),
-        series=schema.EXAMPLES, check=checks.eps_loss, applies_to=_training("eps", "eps_pred", "loss"), values=_v_loss,
+        series=schema.EXAMPLES, check=checks.eps_loss, applies_to=_eps_loss_applies, values=_v_loss,
+    ),
+    Equation(
+        "loss.target", "The loss of an x0 or v network", "Salimans and Ho 2022, Sec. 4",
+        r"L = \big\lVert f_\theta(x_t, t) - y \big\rVert^2,\quad y = x_0 \text{ or } y = v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0",
+        "tracer.training.Trainer.loss_per_sample", ("model_output", "target", "x0", "eps", "loss"),
+        series=schema.EXAMPLES, check=checks.target_loss, applies_to=_training("model_output", "target", "loss"), values=_v_target_loss,
     ),
     Equation(
         "guidance.combine", "Classifier-free guidance", "Ho and Salimans 2022, Eq. 6 (s = 1 + w)",
-        r"\epsilon = \epsilon_\theta(x_t, \varnothing) + s\,\big(\epsilon_\theta(x_t, y) - \epsilon_\theta(x_t, \varnothing)\big)",
-        "tracer.samplers.guidance.combine", ("eps", "eps_cond", "eps_uncond"),
+        r"\epsilon = \epsilon_\theta(x_t, \varnothing) + s\,\big(\epsilon_\theta(x_t, y) - \epsilon_\theta(x_t, \varnothing)\big)"
+        r"\quad(\text{on the network's output } f_\theta \text{ when it predicts } x_0 \text{ or } v)",
+        "tracer.samplers.guidance.combine", ("eps", "eps_cond", "eps_uncond", "model_output_cond", "model_output_uncond", "model_output_cfg"),
         check=checks.guidance_combine, applies_to=_guidance_applies, values=_v_guidance,
+    ),
+    Equation(
+        "guidance.rescale", "Guidance rescale", "Lin et al. 2023, Sec. 3.4",
+        r"f = \phi\,f_{\mathrm{cfg}}\,\frac{\sigma(f_\theta(x_t, y))}{\sigma(f_{\mathrm{cfg}})} + (1 - \phi)\,f_{\mathrm{cfg}}"
+        r"\quad(\sigma: \text{std over each sample})",
+        "tracer.samplers.guidance.rescale", ("model_output_cfg", "eps_cond", "model_output_cond", "eps", "model_output"),
+        check=checks.guidance_rescale, applies_to=_rescale_applies, values=_v_rescale,
+    ),
+    Equation(
+        "prediction.conversion", "eps and x0 from an x0 or v prediction", "Salimans and Ho 2022, Sec. 4 and App. D",
+        r"v:\ \hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,v_\theta,\ "
+        r"\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v_\theta;\quad "
+        r"x_0:\ \epsilon = \frac{x_t - \sqrt{\bar\alpha_t}\,\hat x_0}{\sqrt{1-\bar\alpha_t}}",
+        "tracer.samplers.prediction.eps_and_x0", ("model_output", "x_t", "eps", "x0_pred", "x0_pred_raw"),
+        check=checks.prediction_conversion, applies_to=_prediction_applies, values=_v_prediction,
     ),
     Equation(
         "x0_from_eps", "Predicted clean sample", f"{HO}, Eq. 15; {SONG}, Eq. 12",

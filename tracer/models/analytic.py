@@ -11,6 +11,10 @@ With K per-class means the model is class-conditional (``num_classes`` = K, ``nu
 the null label, or ``labels=None``, gives the exact unconditional prediction of the
 equal-weight mixture, sum_k p(k | x_t) E[eps | x_t, k], with the posterior
 p(k | x_t) = softmax_k(-||x_t - sqrt(alpha_bar_t) mu_k||^2 / (2 v_t)).
+
+With ``prediction="x0"`` or ``"v"`` it returns the exact E[x0 | x_t, y] = mu_y + sqrt(alpha_bar_t) std^2
+(x_t - sqrt(alpha_bar_t) mu_y) / v_t, or v = sqrt(alpha_bar_t) E[eps] - sqrt(1 - alpha_bar_t) E[x0]
+(Salimans and Ho 2022), mixed with the same weights: defined at alpha_bar_t = 0 too (zero terminal SNR).
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ class GaussianOracle(nn.Module):
     alpha_bar: torch.Tensor
     means: torch.Tensor
 
-    def __init__(self, schedule: Schedule, mean: torch.Tensor, std: float = 1.0, *, per_class: bool = False) -> None:
+    def __init__(self, schedule: Schedule, mean: torch.Tensor, std: float = 1.0, *, per_class: bool = False,
+                 prediction: str = "eps") -> None:
         super().__init__()
+        if prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction must be eps, x0 or v, got {prediction!r}")
+        self.prediction = prediction
         if not std > 0:
             raise ValueError(f"std must be positive, got {std}")
         means = torch.as_tensor(mean, dtype=torch.float64)
@@ -56,6 +64,9 @@ class GaussianOracle(nn.Module):
         # E[eps | x_t, k] for every class k: [B, K, *D]
         centred = x_t.unsqueeze(1) - alpha_bar_t.sqrt().unsqueeze(1) * self.means.unsqueeze(0)
         eps_k = (1.0 - alpha_bar_t).sqrt().unsqueeze(1) * centred / v_t.unsqueeze(1)
+        if self.prediction != "eps":  # E[x0 | x_t, k], and v from both
+            x0_k = self.means.unsqueeze(0) + alpha_bar_t.sqrt().unsqueeze(1) * self.std**2 * centred / v_t.unsqueeze(1)
+            eps_k = x0_k if self.prediction == "x0" else alpha_bar_t.sqrt().unsqueeze(1) * eps_k - (1.0 - alpha_bar_t).sqrt().unsqueeze(1) * x0_k
         if self.means.shape[0] == 1:  # one Gaussian: nothing to mix
             return eps_k[:, 0].to(x.dtype)
         # p(k | x_t) of the equal-weight mixture: softmax over k of the Gaussian log-likelihoods

@@ -57,6 +57,13 @@ def check_fits(config: ModelConfig) -> None:
 
 
 def build_model(config: ModelConfig) -> nn.Module:
+    """The network ``config`` names, with ``prediction`` set to what it predicts (tracer/models/__init__.py)."""
+    network = _network(config)
+    object.__setattr__(network, "prediction", config.prediction)  # a plain attribute, not a parameter or buffer
+    return network
+
+
+def _network(config: ModelConfig) -> nn.Module:
     """The network ``config`` names, freshly initialised (seed torch first for reproducible weights)."""
     check_fits(config)
     assert config.sample_shape is not None and config.num_classes is not None

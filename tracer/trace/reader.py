@@ -40,7 +40,7 @@ import h5py
 import h5py._objects
 import numpy as np
 
-from tracer.schedules import Schedule, from_betas
+from tracer.schedules import Schedule, betas_valid, from_betas
 from tracer.trace import bounded, schema
 
 
@@ -335,8 +335,8 @@ def _validate_layout(shared: _Shared) -> None:
         if len(lengths) > 1:
             raise shared.fail(f"has schedule arrays of different lengths {sorted(lengths)}")
         values = {name: np.asarray(ds[()], dtype=np.float64) for name, ds in shared.schedule.items()}
-        if "beta" in values and not np.all((values["beta"] > 0) & (values["beta"] < 1)):
-            raise shared.fail("has a schedule whose beta is not in (0, 1)")
+        if "beta" in values and not betas_valid(values["beta"]):
+            raise shared.fail("has a schedule whose beta is not in (0, 1) (the last in (0, 1])")
         for name in ("alpha", "alpha_bar"):
             if name in values and not np.all((values[name] >= 0) & (values[name] <= 1)):
                 raise shared.fail(f"has a schedule whose {name} is not in [0, 1]")
@@ -641,8 +641,8 @@ class Trace:
         if "beta" not in arrays:
             return None
         beta = arrays["beta"]
-        if not (np.all(np.isfinite(beta)) and np.all(beta > 0) and np.all(beta < 1)):
-            raise TraceError(f"{self.path} has a schedule whose beta is not in (0, 1)")
+        if not betas_valid(beta):
+            raise TraceError(f"{self.path} has a schedule whose beta is not in (0, 1) (the last in (0, 1])")
         return from_betas(self._shared.schedule_name, beta)
 
     def planned(self, series: str = schema.STEPS) -> int:

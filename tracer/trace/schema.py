@@ -192,8 +192,14 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(EXAMPLES, "t", I64, "scalar", r"t", "t", "scalar", "the timestep drawn"),
     Field(EXAMPLES, "eps", TENSOR, "sample", r"\epsilon", "ε", "noise", "the noise drawn"),
     Field(EXAMPLES, "x_t", TENSOR, "sample", r"x_t", "x<sub>t</sub>", "image", "sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps"),
-    Field(EXAMPLES, "eps_pred", TENSOR, "sample", r"\epsilon_\theta", "ε<sub>θ</sub>", "noise", "the model's prediction"),
-    Field(EXAMPLES, "loss", F64, "scalar", r"\mathcal{L}", "loss", "scalar", "mean (eps - eps_pred)^2 of that example"),
+    Field(EXAMPLES, "eps_pred", TENSOR, "sample", r"\epsilon_\theta", "ε<sub>θ</sub>", "noise",
+       "the model's prediction (of an x0 or v network: the eps its output implies)"),
+    Field(EXAMPLES, "loss", F64, "scalar", r"\mathcal{L}", "loss", "scalar",
+       "mean (eps - eps_pred)^2 of that example (an x0 or v network: mean (model_output - target)^2)"),
+    Field(EXAMPLES, "model_output", TENSOR, "sample", r"f_\theta", "f<sub>θ</sub>", "noise",
+       "the network's output, when it predicts x0 or v (eps_pred then holds the eps it implies)", optional=True),
+    Field(EXAMPLES, "target", TENSOR, "sample", r"y", "y", "noise",
+       "what the network regresses on: x0, or v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0", optional=True),
     Field(ROOT, "snapshot_x_T", TENSOR, "samples", r"x_T", "x<sub>T</sub>", "image", "the fixed x_T every snapshot starts from"),
     Field(ROOT, "snapshot_labels", I64, "batch", r"c", "c", "scalar", "their labels (-1: unconditional)"),
 )
@@ -256,9 +262,12 @@ def row_shape(f: Field, *, sample: tuple[int, ...] = (), batch: int = 0, vector:
     return {"scalar": (), "vector": (vector,), "batch": (batch,), "sample": tuple(sample), "samples": (batch, *sample)}[f.shape]
 
 
-def series_specs(series: str, *, sample: tuple[int, ...] = (), batch: int = 0, vector: int = 0) -> dict[str, tuple[tuple[int, ...], str]]:
-    """``{name: (row shape, dtype)}`` of every field of ``series``, as a writer's Series takes them."""
-    return {f.name: (row_shape(f, sample=sample, batch=batch, vector=vector), f.dtype) for f in fields_of(series)}
+def series_specs(series: str, *, sample: tuple[int, ...] = (), batch: int = 0, vector: int = 0,
+                 optional: tuple[str, ...] = ()) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (row shape, dtype)}`` of every field of ``series`` but the optional ones not named in ``optional``,
+    as a writer's Series takes them."""
+    return {f.name: (row_shape(f, sample=sample, batch=batch, vector=vector), f.dtype) for f in fields_of(series)
+            if not f.optional or f.name in optional}
 
 
 _STEPS: Final = fields_of(STEPS)
