@@ -179,3 +179,27 @@ def test_a_tampered_zero_snr_schedule_fails(tmp_path: Path) -> None:
             f[f"schedule/{key}"][:-1] = getattr(plain, key)[:-1]
     with open_trace(path) as trace:
         assert "schedule.zero_terminal_snr" in {c.id for c in check_trace(trace).failed}
+
+
+# -- against diffusers' implementations of the same two rescales ----------------------------------------
+
+
+def test_zero_terminal_snr_matches_diffusers() -> None:
+    from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr as reference
+
+    for name in ("linear", "cosine", "seed-report"):
+        plain = make_schedule(name)
+        expected = reference(torch.tensor(plain.beta, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(make_schedule(name, zero_terminal_snr=True).beta, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_guidance_rescale_matches_diffusers() -> None:
+    try:
+        from diffusers.guiders.guider_utils import rescale_noise_cfg
+    except ImportError:  # older diffusers keep it beside the Stable Diffusion pipeline
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64), torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
+    cfg = combine(cond, uncond, 7.5)
+    for phi in (0.0, 0.3, 0.7, 1.0):
+        torch.testing.assert_close(rescale(cfg, cond, phi), rescale_noise_cfg(cfg, cond, guidance_rescale=phi), rtol=1e-12, atol=1e-12)

@@ -45,6 +45,10 @@ def trace_label(config: Mapping[str, Any], steps: int | None = None) -> str:
         parts.append(f"η={s['eta']:g}" if isinstance(s["eta"], (int, float)) else f"η={s['eta']}")
     if s.get("guidance") is not None:
         parts.append(f"s={s['guidance']:g}" if isinstance(s["guidance"], (int, float)) else f"s={s['guidance']}")
+    if isinstance(s.get("guidance_rescale"), (int, float)) and s["guidance_rescale"]:
+        parts.append(f"φ={s['guidance_rescale']:g}")
+    if s.get("prediction") in ("x0", "v"):
+        parts.append(f"{s['prediction']}-prediction")
     if s.get("preset") not in (None, "none"):
         parts.append(str(s["preset"]))
     seed = config.get("seed")

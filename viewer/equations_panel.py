@@ -199,11 +199,11 @@ def source_html(view: Any) -> str:
 
 
 def run_constants(config: Mapping[str, Any]) -> dict[str, float]:
-    """Numbers of the run that equations use besides the step scalars: the guidance scale and eta, when set."""
+    """Numbers of the run that equations use besides the step scalars: the guidance scale, its rescale and eta, when set."""
     sampler = config.get("sampler")
     out: dict[str, float] = {}
     if isinstance(sampler, Mapping):
-        for name in ("guidance", "eta"):
+        for name in ("guidance", "guidance_rescale", "eta"):
             value = sampler.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[name] = float(value)
