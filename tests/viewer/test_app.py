@@ -403,3 +403,30 @@ def test_a_failed_trace_says_so_and_shows_its_committed_steps(tmp_path: Path, mo
     assert ":red-badge[failed: the writer stopped early] 5 of 8 steps" in " ".join(texts(at))
     assert any("marked failed" in w.value for w in at.warning)
     assert step_label(at).startswith("**Step 1 of 5**")
+
+
+def test_a_v_prediction_trace_with_guidance_rescale_shows_its_equations_as_holding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from tests.viewer.conftest import BATCH, image_means, sample_trace
+    from tracer.models.analytic import GaussianOracle
+    from tracer.samplers import SamplerConfig
+    from tracer.schedules import make_schedule
+
+    registry = load_registry()
+    assert registry is not None
+    model = GaussianOracle(make_schedule("linear", 50), image_means(2), 0.3, per_class=True, prediction="v")
+    labels = torch.tensor([k % 2 for k in range(BATCH)])
+    path = sample_trace(tmp_path / "v_rescaled.h5", model, SamplerConfig("ddim", steps=8, guidance=4.0, guidance_rescale=0.7), (1, 8, 8), labels)
+    monkeypatch.setenv(ROOTS_ENV, str(tmp_path))
+    at = run_app(view="playback", trace=path.name, step="2")
+    no_failures(at)
+    with open_trace(path) as trace:
+        ids = {eq.id for eq in registry.equations_for(trace)}
+    assert {"prediction.conversion", "guidance.combine", "guidance.rescale", "ddim.step"} <= ids and "x0_from_eps" not in ids
+    markdown = [m.value for m in at.markdown]
+    assert any("s=4 · φ=0.7 · v-prediction" in text for text in markdown), markdown  # the header names the run's settings
+    for title in ("Classifier-free guidance", "Guidance rescale", "eps and x0 from an x0 or v prediction", "DDIM step"):
+        k = next(k for k, text in enumerate(markdown) if text.startswith(f"**{title}**"))
+        assert markdown[k + 1].startswith(":green-badge[holds]"), markdown[k + 1]  # each equation's verdict follows its title
+    assert not [text for text in markdown if "not checked" in text]
