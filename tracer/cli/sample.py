@@ -186,6 +186,8 @@ def check_prediction_matches(asked: str | None, actual: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = sampler_config(args)
+    if getattr(config.module, "DIRECTION", "descending") != "descending":
+        raise ConfigError(f"the {config.sampler} sampler runs from data towards noise, not from x_T: use noisescope invert")
     device = resolve_device(args.device)
     source = checkpoint_file(args.checkpoint)
     check_output(args.out, {"the checkpoint": source, "the checkpoint's run directory": source.parent if args.checkpoint.is_dir() else None})

@@ -7,8 +7,10 @@ update with the recorded sigma (Song et al. 2021, Eq. 12) or DDPM's posterior st
 (Ho et al. 2020, Eq. 7 and Alg. 2), judged on the first ``PROBE_ROWS`` steps whose
 output is known, and infers the run's constants the same way: DDIM's eta from Eq. 16,
 DDPM's variance (beta_tilde or beta), whether x0_pred was clipped to [-1, 1], and
-whether the last step ends at alpha_bar_0 instead of the clean end. What it infers is
-then verified at every step like a declared value, and the report says it was inferred.
+whether the last step ends at alpha_bar_0 instead of the clean end. Only the samplers whose
+timesteps run the trace's way are tried (DDIM inversion's ascend, the others' descend), so an
+inversion trace is identified as ``ddim-inversion``, never as DDIM. What it infers is then
+verified at every step like a declared value, and the report says it was inferred.
 
 ``unchecked`` lists what the checks that apply leave unverified (no step equation for
 the sampler, a guidance scale that is not declared, tensors that are not recorded, no
@@ -27,6 +29,7 @@ import numpy as np
 
 from tracer.equations import checks
 from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView, judge_row
+from tracer.equations.structure import ascending
 from tracer.trace import schema
 
 PROBE_ROWS = 8  # steps whose output is known, judged to identify the update
@@ -41,7 +44,15 @@ def _step_equations() -> tuple[dict[str, str], dict[str, Callable[[TraceView, in
     return ids, step_checks, {name: module.STEP_NEEDS for name, module in SAMPLERS.items()}
 
 
+def _directions() -> dict[str, str]:
+    """Which way each sampler's timesteps run: ``descending`` (from noise to data) unless its module declares ``DIRECTION``."""
+    from tracer.samplers import SAMPLERS
+
+    return {name: str(getattr(module, "DIRECTION", "descending")) for name, module in SAMPLERS.items()}
+
+
 STEP_EQUATIONS, _STEP_CHECKS, STEP_NEEDS = _step_equations()
+DIRECTIONS = _directions()
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,10 @@ def _identify(trace: Any, facts: TraceFacts) -> Identification:
     tol = _tolerance(facts)
     found = _infer_clip(base, facts, tol)
     results: dict[str, tuple[int, int, float] | None] = {}
+    direction = "ascending" if ascending(base) else "descending"  # the same update runs both ways: the timesteps tell which
     for name, check in _STEP_CHECKS.items():
+        if DIRECTIONS[name] != direction:
+            continue
         if not facts.has(*STEP_NEEDS[name]):
             results[name] = None
             continue

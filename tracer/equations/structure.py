@@ -5,7 +5,10 @@ Not equations of a paper but the bookkeeping every reverse process must get righ
 
 - ``chain.t_prev``: the timestep step i moves to is the timestep of step i + 1; the last step
   moves to -1 (the clean end, alpha_bar = 1), or to 0 where the trace says its last step uses
-  alpha_bar_0 (``final_alpha_bar = "alpha_bar_0"``, the seed-report preset). Exact.
+  alpha_bar_0 (``final_alpha_bar = "alpha_bar_0"``, the seed-report preset). Exact. A trace whose
+  timesteps ascend (DDIM inversion, from data towards noise: ``ascending``) ends instead at the
+  last timestep its config lists (``sampler.timesteps``), or, where it lists none, at a timestep
+  above the last step's t inside the schedule.
 - ``schedule.alpha_bar_t`` / ``schedule.alpha_bar_prev``: the alpha_bar values the update used are
   the schedule's at t and at t_prev (1 at -1). Relative, to 1e-6 by default.
 - ``step.alpha_t``: the step's recorded alpha_t and beta_t are alpha_bar_t / alpha_bar_prev and 1 - alpha_t.
@@ -47,6 +50,39 @@ class StructuralCheck:
         return judge_row(self.check, view, i)
 
 
+def ascending(view: TraceView) -> bool:
+    """Whether the trace's timesteps grow from step to step (a run from data towards noise, as DDIM inversion's):
+    t of the second step above the first's, or, with one step, t_prev above t."""
+    t, t_prev = view.scalars.get("t"), view.scalars.get("t_prev")
+    if t is None or view.rows < 1 or len(t) < 1:
+        return False
+    if view.rows >= 2 and len(t) >= 2:
+        return bool(int(t[1]) > int(t[0]))
+    return t_prev is not None and len(t_prev) >= 1 and bool(int(t_prev[0]) > int(t[0]))
+
+
+def _declared_last(view: TraceView) -> int | None:
+    """The last of the timesteps the trace's config lists (``sampler.timesteps``), where it lists integers."""
+    config = view.trace.config if isinstance(getattr(view.trace, "config", None), dict) else {}
+    sampler = config.get("sampler")
+    listed = sampler.get("timesteps") if isinstance(sampler, dict) else None
+    if isinstance(listed, list) and listed and all(isinstance(t, int) and not isinstance(t, bool) for t in listed):
+        return int(listed[-1])
+    return None
+
+
+def _ascending_end(view: TraceView, i: int, t_prev: int, used: str) -> Residual:
+    """The last step of an ascending trace: it lands at the last listed timestep, else above its t inside the schedule."""
+    t = int(view.scalars["t"][i])
+    declared = _declared_last(view)
+    if declared is not None:
+        return Residual(float(abs(t_prev - declared)), 0.0, 0.0, f"t_prev {t_prev}{used}, the last timestep the config lists {declared}")
+    last = len(view.schedule.get("alpha_bar", ())) - 1
+    inside = t < t_prev and (last < 0 or t_prev <= last)
+    bound = f"{t + 1}..{last}" if last >= 0 else f"above {t}"
+    return Residual(0.0 if inside else float(abs(t_prev - t) + 1), 0.0, 0.0, f"t_prev {t_prev}{used}, a later timestep {bound}")
+
+
 def t_prev_chain(view: TraceView, i: int) -> Residual | None:
     t_prev = int(view.scalars["t_prev"][i])
     used = f" (alpha_bar_prev {view.scalar('alpha_bar_prev', i):.6g})" if "alpha_bar_prev" in view.scalars else ""
@@ -56,6 +92,8 @@ def t_prev_chain(view: TraceView, i: int) -> Residual | None:
             what_value = f" (alpha_bar_t {view.scalar('alpha_bar_t', i + 1):.6g})"
         else:
             what_value = ""
+    elif view.complete() and ascending(view):
+        return _ascending_end(view, i, t_prev, used)
     elif view.complete():
         expected = 0 if view.facts.final_alpha_bar == "alpha_bar_0" else -1
         what, what_value = "the clean end", " (alpha_bar_0)" if expected == 0 else " (alpha_bar 1)"

@@ -3,6 +3,8 @@
 - ``SAMPLERS``: name -> sampler module (the interface: tracer/samplers/base.py;
   docs/adding-a-sampler.md says how to add one).
 - ``ddpm``: Ho et al. 2020, Alg. 2.  ``ddim``: Song et al. 2021, Eq. 12 and 16.
+- ``ddim_inversion``: DDIM with eta 0 run from data towards noise (Song et al. 2021, Sec. 4.3);
+  its plan ascends (``DIRECTION = "ascending"``), ``noisescope invert`` runs it.
 - ``config``: ``SamplerConfig``, a sampler with its validated options and the shared ones.
 - ``guidance``: classifier-free guidance (Ho and Salimans 2022, Eq. 6) and its rescale (Lin et al. 2023).
 - ``prediction``: eps, x0 and v predictions and their conversions (Salimans and Ho 2022).
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracer.samplers import ddim, ddpm
+from tracer.samplers import ddim, ddim_inversion, ddpm
 from tracer.samplers.base import SamplerModule
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.records import StepRecord
 from tracer.samplers.timesteps import ddim_timesteps, plan, seed_report_timesteps
 
-SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (ddpm, ddim)}  # type: ignore[misc]
+SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (ddpm, ddim, ddim_inversion)}  # type: ignore[misc]
 
 if TYPE_CHECKING:
     from tracer.samplers.loop import initial_noise, planned_steps, run, sample
@@ -45,6 +47,7 @@ __all__ = [
     "SamplerConfig",
     "StepRecord",
     "ddim",
+    "ddim_inversion",
     "ddim_timesteps",
     "ddpm",
     "initial_noise",

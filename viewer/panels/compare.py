@@ -5,13 +5,19 @@ step whose t is nearest (DDPM at t = 980 beside DDIM at the nearest t it visits)
 Side by side: the tensors of each trace and their difference from the reference.
 Sweep grid: one column per trace, the same samples in the same rows. Distances:
 ||A - B|| / sqrt(d) per step, plotted over t.
+
+Round trip (a DDIM inversion among the traces, ``noisescope invert``): the input, the x_T the
+inversion found and the data sampled back from it, and the error between the inversion's x and
+the re-sampled x at every timestep both visit. The re-sampling trace is the one the inversion's
+config links (``linked``); picked alone, either trace of a linked pair brings the other in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 import streamlit as st
@@ -19,6 +25,7 @@ import streamlit as st
 from viewer import describe, loaders, symbols
 from viewer.figures.compare import distance_figure
 from viewer.figures.images import DIVERGING, Panel, as_images, colours_for, image_grids_figure, sweep_grid_figure
+from viewer.figures.inversion import SAMPLES, line_up, round_trip_error_figure, round_trip_images_figure, round_trip_points_figure, state_error, states
 from viewer.figures.points import extent, point_cloud_figure
 from viewer.panels.errors import guard, one_line
 from viewer.panels.scrubber import scrubber_ui
@@ -82,6 +89,11 @@ def samples_ui(batch: int) -> list[int]:
 
 def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state: Callable[[list[str], int], None]) -> None:
     chosen, tensor = compare_ui(entries, default)
+    if len(chosen) == 1:
+        partner = linked_entry(chosen[0], entries)
+        if partner is not None:
+            st.caption(f"{plain(chosen[0].name)} is linked to {plain(partner.name)} (a DDIM inversion and its re-sampling): compared together.")
+            chosen = [chosen[0], partner]
     if len(chosen) < 2:
         st.info("Pick two or more sampling traces in the sidebar to compare them on one timeline.")
         on_state([e.name for e in chosen], 0)
@@ -108,7 +120,13 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
     with st.container(key="compare-alignment"):
         st.markdown("  \n".join(lines))
-    tabs = st.tabs(["Side by side", "Sweep grid", "Distances over t"])
+    pair = round_trip_pair(opened, entries)
+    titles = ["Side by side", "Sweep grid", "Distances over t"]
+    tabs = st.tabs(["Round trip", *titles] if pair is not None else titles)
+    if pair is not None:
+        with tabs[0], guard("round trip"):
+            round_trip_ui(pair[0], pair[1], int(reference.t[i]), samples)
+        tabs = tabs[1:]
     with tabs[0], guard("side by side"):
         side_by_side(reference, others, i, matched, tensor, samples)
     with tabs[1], guard("sweep grid"):
@@ -175,3 +193,127 @@ def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str) 
     title = f"‖{symbols.HTML.get(tensor, tensor)}(B) − {symbols.HTML.get(tensor, tensor)}(A)‖ / √d"
     st.plotly_chart(distance_figure(curves, int(reference.t[i]), y_title=title), config=CHART_CONFIG, key="cmp.dist")
     st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")
+
+
+# -- a DDIM inversion's round trip -------------------------------------------------------------------------------
+
+
+def link_of(config: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(role, the other trace's path relative to this one's folder) from a trace config's ``linked``, or None."""
+    linked = config.get("linked") if isinstance(config, Mapping) else None
+    if isinstance(linked, Mapping) and isinstance(linked.get("role"), str) and isinstance(linked.get("trace"), str):
+        return str(linked["role"]), str(linked["trace"])
+    return None
+
+
+def is_inversion(config: Mapping[str, Any]) -> bool:
+    link = link_of(config)
+    return describe.sampler_settings(config).get("sampler") == "ddim-inversion" or (link is not None and link[0] == "inversion")
+
+
+def _linked_path(path: Path | str, config: Mapping[str, Any]) -> Path | None:
+    link = link_of(config)
+    return None if link is None else (Path(path).parent / link[1]).resolve()
+
+
+def _entry_at(path: Path | None, entries: Sequence[TraceEntry]) -> TraceEntry | None:
+    """The listed trace at ``path``: only traces under the viewer's roots are opened, whatever a config names."""
+    if path is None:
+        return None
+    return next((e for e in entries if Path(e.path).resolve() == path), None)
+
+
+def linked_entry(entry: TraceEntry, entries: Sequence[TraceEntry]) -> TraceEntry | None:
+    """The listed trace ``entry``'s config links it to (an inversion's re-sampling, or the other way), if any."""
+    try:
+        config = loaders.static_info(loaders.open_handle(entry.path))["config"]
+    except Exception:  # noqa: BLE001 - an unreadable trace is reported where it is opened
+        return None
+    return _entry_at(_linked_path(entry.path, config), entries)
+
+
+def round_trip_pair(opened: Sequence[Opened], entries: Sequence[TraceEntry]) -> tuple[Opened, Opened | None] | None:
+    """(inversion, its re-sampling or None) when an inversion trace, or a re-sampling linked to one, is compared."""
+    inversion = next((o for o in opened if is_inversion(o.info.config)), None)
+    if inversion is None:
+        resample = next((o for o in opened if (link_of(o.info.config) or ("", ""))[0] == "resample"), None)
+        if resample is None:
+            return None
+        found = _open_linked(resample, opened, entries)
+        return (found, resample) if found is not None else None
+    return inversion, _open_linked(inversion, opened, entries)
+
+
+def _open_linked(o: Opened, opened: Sequence[Opened], entries: Sequence[TraceEntry]) -> Opened | None:
+    target = _linked_path(o.info.path, o.info.config)
+    if target is None:
+        return None
+    among = next((p for p in opened if Path(p.info.path).resolve() == target), None)
+    if among is not None:
+        return among
+    entry = _entry_at(target, entries)
+    found = open_all([entry]) if entry is not None else []
+    return found[0] if found else None
+
+
+def _state(o: Opened, where: int, picked: Sequence[int] | None = None) -> np.ndarray:
+    if where == SAMPLES:
+        value = loaders.final_array(o.info.path, o.info.inode, "samples", loaders.has_final(o.handle))
+        if value is None:
+            raise ValueError(f"{o.entry.name} has no samples yet")
+        array = np.asarray(value, dtype=np.float32)
+    else:
+        array = loaders.read_row(o.handle, "x_t", where, o.info.rows)
+    return array if picked is None else array[[s for s in picked if 0 <= s < len(array)] or [0]]
+
+
+def _states(o: Opened) -> dict[int, int]:
+    t_prev = loaders.scalars(o.info.path, o.info.inode, o.info.rows).get("t_prev", np.zeros(0, dtype=np.int64))
+    return states(o.t, t_prev, loaders.has_final(o.handle))
+
+
+def round_trip_errors(inversion: Opened, resample: Opened) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, RMS error, max error) at every timestep both traces hold x at, t ascending; once per row counts."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [(t, *state_error(_state(resample, b), _state(inversion, a))) for t, a, b in line_up(_states(inversion), _states(resample))]
+        t, rms, top = (np.asarray(column) for column in zip(*rows)) if rows else (np.zeros(0),) * 3
+        return t, rms, top
+
+    key = ("round-trip", resample.info.path, resample.info.inode, inversion.info.rows, resample.info.rows,
+           loaders.has_final(inversion.handle), loaders.has_final(resample.handle))
+    return loaders.memo(inversion.handle, key, compute)  # type: ignore[no-any-return]
+
+
+def round_trip_ui(inversion: Opened, resample: Opened | None, cursor_t: int, samples: Sequence[int]) -> None:
+    """The input, the x_T found, the re-sampled data and their difference; the error per timestep."""
+    if inversion.info.rows == 0 or not loaders.has_final(inversion.handle):
+        st.info(f"{plain(inversion.entry.name)} has not found its x_T yet (the inversion is still running).")
+        return
+    t_end = int(max(_states(inversion)))
+    if resample is None:
+        link = link_of(inversion.info.config)
+        named = f" ({plain(link[1])})" if link else ""
+        st.info(f"The re-sampling trace{named} linked to {plain(inversion.entry.name)} is not among the viewer's traces: "
+                "start the viewer on its folder to see the round trip.")
+        return
+    st.markdown(f"**{plain(inversion.entry.name)}** inverts its input from $t = 0$ up to $t = {t_end}$; "
+                f"**{plain(resample.entry.name)}** samples back down from the $x_T$ it found.")
+    input_ = _state(inversion, 0, samples)
+    x_T = _state(inversion, SAMPLES, samples)  # noqa: N806
+    if not loaders.has_final(resample.handle):
+        st.info(f"{plain(resample.entry.name)} has not finished sampling back yet.")
+        return
+    resampled = _state(resample, SAMPLES, samples)
+    if inversion.info.is_2d:
+        st.plotly_chart(round_trip_points_figure(input_, x_T, resampled), config=CHART_CONFIG, key="cmp.roundtrip.points")
+    else:
+        st.plotly_chart(round_trip_images_figure(as_images(input_), as_images(x_T), as_images(resampled), t_end),
+                        config=CHART_CONFIG, key="cmp.roundtrip.images")
+    rms, top = state_error(resampled, input_)
+    st.caption(f"Round trip over the samples shown, re-sampled − input: RMS {rms:.4g}, max |·| {top:.4g}")
+    t, rms_t, top_t = round_trip_errors(inversion, resample)
+    st.plotly_chart(round_trip_error_figure(t, rms_t, top_t, cursor_t), config=CHART_CONFIG, key="cmp.roundtrip.error")
+    st.caption("At each timestep both traces visit: the re-sampled x against the inversion's x there (mean over the batch "
+               "of the RMS distance, and the largest difference). It is 0 at the largest t, where the re-sampling starts "
+               "from the x_T found, and grows as the two ways, which evaluate the network at different ends of each step, part.")
