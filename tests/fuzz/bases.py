@@ -5,6 +5,8 @@
 - ``ddpm``: DDPM, all 10 steps of a T = 10 schedule, batch 2 of 2-D points, an exact Gaussian model;
 - ``ddim``: DDIM, 10 of T = 50 steps, eta 0.5, float16 tensors;
 - ``guided``: DDIM with classifier-free guidance (scale 3) of a two-class Gaussian model;
+- ``vpred``: DDIM (trailing, eta 0.5) of a two-class v-predicting Gaussian model on a zero-terminal-SNR
+  schedule, guided at scale 3 with rescale 0.7 (model_output, its two branches and model_output_cfg);
 - ``synthetic``: ``tests/trace/synthetic.py`` records (batch 2 of 1x4x4) through ``record_sampling``;
 - ``training``: a 12-step ``tracer.training`` run on moons with a small MLP (its train.h5);
 - ``killed``: a DDIM writer in its own process (tests/fuzz/writer.py) SIGKILLed after step 4 of 10;
@@ -30,7 +32,7 @@ import h5py
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BASE_NAMES = ("ddpm", "ddim", "guided", "synthetic", "training", "killed", "live")
+BASE_NAMES = ("ddpm", "ddim", "guided", "vpred", "synthetic", "training", "killed", "live")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Base:
     noise_rows: tuple[int, ...] = ()
 
 
-def _sampling(path: Path, sampler: str, *, guided: bool = False, dtype: str = "float32") -> None:
+def _sampling(path: Path, sampler: str, *, guided: bool = False, dtype: str = "float32", prediction: str = "eps") -> None:
     import torch
 
     from tracer.samplers.config import SamplerConfig
@@ -61,22 +63,27 @@ def _sampling(path: Path, sampler: str, *, guided: bool = False, dtype: str = "f
     from tracer.recording import record_run
     from tracer.schedules import make_schedule
 
+    zero_snr = prediction == "v"
     if sampler == "ddpm":
         schedule = make_schedule("cosine", 10)
         config = SamplerConfig(sampler="ddpm")
+    elif zero_snr:
+        schedule = make_schedule("linear", 50, zero_terminal_snr=True)
+        config = SamplerConfig(sampler="ddim", steps=10, eta=0.5, spacing="trailing", guidance=3.0, guidance_rescale=0.7)
     else:
         schedule = make_schedule("linear", 50)
         config = SamplerConfig(sampler="ddim", steps=10, eta=0.5, guidance=3.0 if guided else None)
     if guided:
-        model = GaussianOracle(schedule, torch.tensor([[0.6, 0.4], [-0.5, -0.2]]), 0.2, per_class=True)
+        model = GaussianOracle(schedule, torch.tensor([[0.6, 0.4], [-0.5, -0.2]]), 0.2, per_class=True, prediction=prediction)
         labels: torch.Tensor | None = torch.tensor([0, 1])
     else:
         model = GaussianOracle(schedule, torch.tensor([0.5, -0.3]), 0.4)
         labels = None
     generator = torch.Generator().manual_seed(0)
     x_T = torch.randn(2, 2, generator=generator, dtype=torch.float32)  # noqa: N806
+    schedule_config = {"name": schedule.name, "timesteps": schedule.T, "zero_terminal_snr": zero_snr}
     record_run(model, schedule, config, x_T=x_T, labels=labels, generator=generator, out=path,
-               tensor_dtype=dtype, progress=False, extra_config={"seed": 0, "batch": 2})
+               tensor_dtype=dtype, progress=False, extra_config={"seed": 0, "batch": 2, "schedule": schedule_config})
 
 
 def _synthetic(path: Path) -> None:
@@ -174,6 +181,7 @@ def build_bases(directory: Path) -> dict[str, Base]:
         "ddpm": lambda p: _sampling(p, "ddpm"),
         "ddim": lambda p: _sampling(p, "ddim", dtype="float16"),
         "guided": lambda p: _sampling(p, "ddim", guided=True),
+        "vpred": lambda p: _sampling(p, "ddim", guided=True, prediction="v"),
         "synthetic": _synthetic,
         "training": _training,
         "killed": lambda p: _killed(p, 4, keep_running=False),

@@ -18,7 +18,7 @@ Kinds (KINDS, with their weights):
   garbage), which works on killed and live bases too (their SWMR flag keeps h5py from opening
   them for writing);
 - ``data_value``: one committed value that an equation or a structural check covers (x_t, eps,
-  x0_pred, x0_pred_raw, eps_cond, noise where sigma is not 0 (but the last step's), samples, the worked examples' x_t and
+  x0_pred, x0_pred_raw, eps_cond, model_output and its branches, noise where sigma is not 0 (but the last step's), samples, the worked examples' x_t and
   eps, t, t_prev, alpha_bar_t, alpha_bar_prev)
   made wrong in place: its top exponent bit flipped, or NaN, or inf. ``check`` must not pass it
   (tests/fuzz/runner.py, the "verdict" rule);
@@ -191,6 +191,7 @@ def _plan_progress_bytes(rng: random.Random, base: Base, _: dict[str, Base]) -> 
 # Values every check run covers, per base kind: changing one must make check fail (or refuse).
 CHECKED_FIELDS = ("steps/x_t", "steps/eps", "steps/x0_pred", "steps/eps_cond", "steps/t", "steps/t_prev",
                   "steps/alpha_bar_t", "steps/alpha_bar_prev", "steps/noise", "steps/x0_pred_raw", "samples",
+                  "steps/model_output", "steps/model_output_cond", "steps/model_output_uncond", "steps/model_output_cfg",
                   "examples/x_t", "examples/eps")
 _SCALARS = ("steps/t", "steps/t_prev", "steps/alpha_bar_t", "steps/alpha_bar_prev")
 
