@@ -63,7 +63,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         "series": {},
     }
     if trace.schedule is not None:
-        info["schedule"] = {"name": trace.schedule.name, "T": trace.schedule.T}
+        info["schedule"] = {"name": trace.schedule.name, "T": trace.schedule.T, "zero_terminal_snr": trace.schedule.zero_terminal_snr}
     for name in schema.SERIES:
         if trace.has_series(name):
             shapes = {field: list(shape) for field, (shape, _) in trace.field_specs(name).items()}
@@ -91,7 +91,8 @@ def _text(info: dict[str, Any], rows: int) -> str:
     if info["recovered_from"]:
         lines.append(f"  recovered from {info['recovered_from']}")
     if info["schedule"]:
-        lines.append(f"  schedule  {info['schedule']['name']}, T = {info['schedule']['T']}")
+        zero_snr = ", zero terminal SNR (alpha_bar[T-1] = 0)" if info["schedule"]["zero_terminal_snr"] else ""
+        lines.append(f"  schedule  {info['schedule']['name']}, T = {info['schedule']['T']}{zero_snr}")
     sampler = info["config"].get("sampler")
     if isinstance(sampler, dict):
         settings = ", ".join(f"{k}={v}" for k, v in sampler.items() if v is not None)
