@@ -203,3 +203,14 @@ def test_guidance_rescale_matches_diffusers() -> None:
     cfg = combine(cond, uncond, 7.5)
     for phi in (0.0, 0.3, 0.7, 1.0):
         torch.testing.assert_close(rescale(cfg, cond, phi), rescale_noise_cfg(cfg, cond, guidance_rescale=phi), rtol=1e-12, atol=1e-12)
+
+
+def test_inspect_says_the_schedule_has_zero_terminal_snr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tracer.cli import main
+
+    schedule = make_schedule("linear", 40, zero_terminal_snr=True)
+    path = _record(tmp_path / "t.h5", GaussianOracle(schedule, torch.zeros(2), 0.5, prediction="v"), schedule, SamplerConfig("ddim", steps=5))
+    assert main(["inspect", str(path)]) == 0
+    assert "linear, T = 40, zero terminal SNR" in capsys.readouterr().out
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert '"zero_terminal_snr": true' in capsys.readouterr().out
