@@ -41,6 +41,11 @@ EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; rep
 MAX_BATCH = 10**9  # beyond any machine; check_fits_memory refuses far less against this machine's memory
 
 
+def _from_noise() -> dict[str, SamplerModule]:
+    """The samplers that run from x_T towards data (an ascending one, DDIM inversion, runs in noisescope invert)."""
+    return {name: m for name, m in SAMPLERS.items() if getattr(m, "DIRECTION", "descending") == "descending"}
+
+
 def _cli_fields(module: SamplerModule) -> list[dataclasses.Field[Any]]:
     return [f for f in option_fields(module) if f.metadata.get("cli", True)]
 
@@ -95,7 +100,7 @@ class SamplerHelp(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
         chosen = getattr(namespace, "sampler", None)
-        modules = [SAMPLERS[chosen]] if chosen in SAMPLERS else list(SAMPLERS.values())
+        modules = [SAMPLERS[chosen]] if chosen in SAMPLERS else list(_from_noise().values())
         parser.print_help()
         print()
         print("\n\n".join(options_help(module) for module in modules))
@@ -106,7 +111,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sample",
         help="sample from a checkpoint and record a trace",
-        description="Sample with a registered sampler (" + ", ".join(f"{m.NAME}: {m.REFERENCE}" for m in SAMPLERS.values())
+        description="Sample with a registered sampler (" + ", ".join(f"{m.NAME}: {m.REFERENCE}" for m in _from_noise().values())
         + "), optionally with classifier-free guidance (Ho and Salimans 2022) and its rescale (Lin et al. 2023), and record "
         "x_t, the network output, eps, x0_pred, the noise drawn and every scalar of every step into an HDF5 trace.",
         epilog=EPILOG,
@@ -116,7 +121,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-h", "--help", action=SamplerHelp, help="show this help (with --sampler NAME before it: that sampler's options) and exit")
     p.add_argument("--checkpoint", required=True, type=nonempty_path,
                    help="a run directory written by 'noisescope train' (or demo), its model.safetensors, or a report .pth")
-    p.add_argument("--sampler", required=True, help="which sampler: " + ", ".join(SAMPLERS))
+    p.add_argument("--sampler", required=True, help="which sampler: " + ", ".join(_from_noise()) + " (DDIM inversion: noisescope invert)")
     for name, (field, kind) in _sampler_options().items():
         if kind is bool:
             p.add_argument(_flag(name), dest=name, action="store_true", default=None, help=argparse.SUPPRESS)
@@ -186,7 +191,7 @@ def check_prediction_matches(asked: str | None, actual: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = sampler_config(args)
-    if getattr(config.module, "DIRECTION", "descending") != "descending":
+    if config.sampler not in _from_noise():
         raise ConfigError(f"the {config.sampler} sampler runs from data towards noise, not from x_T: use noisescope invert")
     device = resolve_device(args.device)
     source = checkpoint_file(args.checkpoint)
