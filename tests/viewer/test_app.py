@@ -7,6 +7,7 @@ this process). Expected values are read from the traces themselves.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -430,3 +431,20 @@ def test_a_v_prediction_trace_with_guidance_rescale_shows_its_equations_as_holdi
         k = next(k for k, text in enumerate(markdown) if text.startswith(f"**{title}**"))
         assert markdown[k + 1].startswith(":green-badge[holds]"), markdown[k + 1]  # each equation's verdict follows its title
     assert not [text for text in markdown if "not checked" in text]
+
+
+def test_compare_labels_samples_by_class_and_warns_when_only_one_run_clips(app, traces: Traces) -> None:
+    guided, ddim = traces.name(traces.images_guided), traces.name(traces.images_ddim)
+    at = app(view="compare", compare=f"{guided},{ddim}")
+    no_failures(at)
+    (picker,) = [m for m in at.sidebar.multiselect if m.label == "Samples"]
+    assert picker.options[:2] == ["0 · class 0", "1 · class 1"]  # the guided trace's labels (k % 2)
+    assert any(c.value.startswith("Rows, top to bottom: 0 · class 0, 1 · class 1") for c in at.caption)
+    assert not any("clipped" in w.value for w in at.warning)  # both DDIM, neither clips
+    ddpm = traces.name(traces.images_ddpm)
+    clipping = app(view="compare", compare=f"{ddpm},{ddim}")
+    no_failures(clipping)
+    (warning,) = [w.value for w in clipping.warning if "clipped" in w.value]
+    assert "ddpm" in warning and "ddim" in warning
+    legends = [d.get("name", "") for c in clipping.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
+    assert any("η=0" in name and " − " in name for name in legends)  # the distances' legend names settings, not files
