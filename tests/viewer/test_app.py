@@ -19,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.viewer.conftest import Traces
+from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer.equations_panel import load_registry
 from viewer.paths import ROOTS_ENV
@@ -253,7 +254,9 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
     name = traces.name(traces.training)
     at = app(view="training", trace=name)
     no_failures(at)
-    assert any(text.startswith("**Snapshot 1 of 4**") for text in texts(at))
+    assert any(text.startswith("**Snapshot 4 of 4**") for text in texts(at))  # opens at the last snapshot
+    assert any(c.value.startswith("The header's 30 logged training rows") for c in at.caption)
+    at.button(key=f"snapshot:{name}.first").click().run()
     at.button(key=f"snapshot:{name}.next").click().run()
     assert any(text.startswith("**Snapshot 2 of 4** · after training step 100") for text in texts(at))
     assert str(at.query_params["snapshot"]).strip("[]'") == "1"
@@ -262,7 +265,7 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
         t0 = int(trace.column("t", "examples")[0])
         alpha_bar = float(trace.schedule.alpha_bar[t0])
         alpha_bar_49 = float(trace.schedule.alpha_bar[49])
-    assert any(f"{np.sqrt(alpha_bar):.4f}" in text for text in latex)
+    assert any(num(float(np.sqrt(alpha_bar))) in text for text in latex)
     # at the example's own t the page checks Eq. 4 against the recorded x_t: float32 storage, so ~1e-7
     (check,) = [c.value for c in at.caption if "max |recorded" in c.value]
     assert float(check.rsplit("=", 1)[1].strip(" .")) < 1e-5
@@ -275,7 +278,7 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
         assert len(verdicts) >= 2 and all(v.startswith(":green-badge[holds]") for v in verdicts)
         assert any("tracer/forward.py:" in h.proto.body and "q_sample" in h.proto.body for h in at.get("html"))
     at.slider(key=f"{name}.forward.t").set_value(49).run()
-    assert any(f"{np.sqrt(alpha_bar_49):.4f}" in e.value for e in at.get("latex"))
+    assert any(num(float(np.sqrt(alpha_bar_49))) in e.value for e in at.get("latex"))
     no_failures(at)
 
 
