@@ -31,6 +31,9 @@ from viewer.text import plain
 # Relative tolerance of a recorded equation, by the dtype the tensors were stored in.
 TOLERANCE: Final[dict[str, float]] = {"float32": 1e-5, "float16": 1e-2, "float64": 1e-10}
 HIGHLIGHT: Final = "#fff3b0"  # background of the computing lines
+# Long lines wrap (pre-wrap, broken anywhere as a last resort) so a highlighted formula is never cut off at the edge.
+PRE_STYLE: Final = ("font-size:12.5px; line-height:1.45; margin:0; padding:8px; white-space:pre-wrap; "
+                    "overflow-wrap:anywhere; word-break:break-word; overflow-x:auto")
 
 
 class SourceViewLike(Protocol):
@@ -191,7 +194,7 @@ def source_html(view: Any) -> str:
     hl_lines = sorted(int(k) + 1 for k in view.highlight)  # pygments counts lines from 1
     formatter = HtmlFormatter(
         style=SourceStyle, noclasses=True, hl_lines=hl_lines, linenos="inline", linenostart=int(view.first_line),
-        prestyles="font-size:12.5px; line-height:1.45; margin:0; padding:8px; overflow-x:auto",
+        prestyles=PRE_STYLE,
     )
     body = highlight(code, PythonLexer(), formatter)
     location = html.escape(f"{display_path(view.path)}:{view.first_line}")
@@ -264,14 +267,29 @@ def equations_at(
     return out
 
 
+def title_symbol(eq: Any) -> str:
+    """The LaTeX of what an equation defines (its ``title_latex``, else the left-hand side of its LaTeX)."""
+    symbol = getattr(eq, "title_latex", None)
+    if isinstance(symbol, str) and symbol:
+        return symbol
+    return str(getattr(eq, "latex", "")).split("=", 1)[0].strip().rstrip("\\").strip()
+
+
+def title_markdown(eq: Any) -> str:
+    """The title line of an equation's box: its name, then its symbol as inline math (``$...$``), then the reference."""
+    symbol = title_symbol(eq)
+    math = f" · ${symbol}$" if symbol and "$" not in symbol else ""
+    return (f"**{eq.title}**{math}  \n"
+            f"<span style='color:#888;font-size:0.85em'>{html.escape(eq.reference)}</span>")
+
+
 def equation_ui(step: EquationStep) -> None:
     """One equation in a box: title and reference, LaTeX symbolic and with values, the verdict; the source beside it."""
     eq = step.eq
     with st.container(border=True, key=f"eq-{eq.id}"):
         math_col, code_col = st.columns([1, 1.15])
         with math_col:
-            st.markdown(f"**{eq.title}**  \n<span style='color:#888;font-size:0.85em'>{html.escape(eq.reference)}</span>",
-                        unsafe_allow_html=True)
+            st.markdown(title_markdown(eq), unsafe_allow_html=True)
             st.latex(eq.latex)
             if step.values is not None:
                 st.latex(step.values)

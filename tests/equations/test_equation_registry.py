@@ -10,11 +10,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.equations.traces import record
 from tracer.samplers.config import SamplerConfig
 from tracer.equations import EQUATIONS, Equation, equations_for, implementation_source, source_of, tolerance_for
+from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,3 +141,32 @@ def test_docs_list_every_equation_with_its_latex_reference_and_code() -> None:
     from tracer.equations import STRUCTURAL_CHECKS
 
     assert all(f"`{check.id}`" in text for check in STRUCTURAL_CHECKS)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0.99997, "0.99997"), (1.0, "1"), (0.36, "0.36"), (0.12345, "0.1235"), (-0.99996, "-0.99996"),
+    (0.5000301, "0.50003"), (12345.6, r"1.235\times 10^{4}"), (1.00001e-7, r"1.00001\times 10^{-7}"),
+    (float(np.float32(0.1)), "0.1"),  # float32 noise below 1e-7 relative is not shown
+])
+def test_num_keeps_the_digits_that_tell_a_value_from_its_rounding(value: float, text: str) -> None:
+    assert num(value) == text
+
+
+def test_num_of_a_value_that_rounds_to_1_at_4_digits_shows_that_it_is_not_1() -> None:
+    for value in (0.99995, 0.999991, 1.00004, 0.9999999):
+        assert num(value) != "1" and abs(float(num(value)) - value) < abs(1.0 - value)
+
+
+def test_values_latex_of_a_last_step_reads_x_0_and_explains_t_prev_minus_1_once() -> None:
+    for eq_id, scalars in (("ddim.step", {"t": 0, "t_prev": -1, "alpha_bar_prev": 1.0, "sigma": 0.0}),
+                           ("ddpm.step", {"t": 0, "t_prev": -1, "sigma": 0.0})):
+        text = by_id(eq_id).values_latex(scalars)
+        assert text.startswith("x_0 = ") and "x_{-1}" not in text
+        assert text.count("-1") == 1 and "clean sample" in text
+    middle = by_id("ddim.step").values_latex({"t": 9, "t_prev": 4, "alpha_bar_prev": 0.64, "sigma": 0.36})
+    assert middle.startswith("x_{4} = ") and "clean" not in middle
+
+
+def test_every_equation_has_a_title_in_symbols() -> None:
+    for eq in EQUATIONS:
+        assert eq.title_latex and "=" not in eq.title_latex

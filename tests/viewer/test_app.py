@@ -7,6 +7,7 @@ this process). Expected values are read from the traces themselves.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.viewer.conftest import Traces
+from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer.equations_panel import load_registry
 from viewer.paths import ROOTS_ENV
@@ -252,7 +254,9 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
     name = traces.name(traces.training)
     at = app(view="training", trace=name)
     no_failures(at)
-    assert any(text.startswith("**Snapshot 1 of 4**") for text in texts(at))
+    assert any(text.startswith("**Snapshot 4 of 4**") for text in texts(at))  # opens at the last snapshot
+    assert any(c.value.startswith("The header's 30 logged training rows") for c in at.caption)
+    at.button(key=f"snapshot:{name}.first").click().run()
     at.button(key=f"snapshot:{name}.next").click().run()
     assert any(text.startswith("**Snapshot 2 of 4** · after training step 100") for text in texts(at))
     assert str(at.query_params["snapshot"]).strip("[]'") == "1"
@@ -261,7 +265,7 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
         t0 = int(trace.column("t", "examples")[0])
         alpha_bar = float(trace.schedule.alpha_bar[t0])
         alpha_bar_49 = float(trace.schedule.alpha_bar[49])
-    assert any(f"{np.sqrt(alpha_bar):.4f}" in text for text in latex)
+    assert any(num(float(np.sqrt(alpha_bar))) in text for text in latex)
     # at the example's own t the page checks Eq. 4 against the recorded x_t: float32 storage, so ~1e-7
     (check,) = [c.value for c in at.caption if "max |recorded" in c.value]
     assert float(check.rsplit("=", 1)[1].strip(" .")) < 1e-5
@@ -274,7 +278,7 @@ def test_training_page_shows_loss_snapshots_and_the_forward_process(app, traces:
         assert len(verdicts) >= 2 and all(v.startswith(":green-badge[holds]") for v in verdicts)
         assert any("tracer/forward.py:" in h.proto.body and "q_sample" in h.proto.body for h in at.get("html"))
     at.slider(key=f"{name}.forward.t").set_value(49).run()
-    assert any(f"{np.sqrt(alpha_bar_49):.4f}" in e.value for e in at.get("latex"))
+    assert any(num(float(np.sqrt(alpha_bar_49))) in e.value for e in at.get("latex"))
     no_failures(at)
 
 
@@ -430,3 +434,20 @@ def test_a_v_prediction_trace_with_guidance_rescale_shows_its_equations_as_holdi
         k = next(k for k, text in enumerate(markdown) if text.startswith(f"**{title}**"))
         assert markdown[k + 1].startswith(":green-badge[holds]"), markdown[k + 1]  # each equation's verdict follows its title
     assert not [text for text in markdown if "not checked" in text]
+
+
+def test_compare_labels_samples_by_class_and_warns_when_only_one_run_clips(app, traces: Traces) -> None:
+    guided, ddim = traces.name(traces.images_guided), traces.name(traces.images_ddim)
+    at = app(view="compare", compare=f"{guided},{ddim}")
+    no_failures(at)
+    (picker,) = [m for m in at.sidebar.multiselect if m.label == "Samples"]
+    assert picker.options[:2] == ["0 · class 0", "1 · class 1"]  # the guided trace's labels (k % 2)
+    assert any(c.value.startswith("Rows, top to bottom: 0 · class 0, 1 · class 1") for c in at.caption)
+    assert not any("clipped" in w.value for w in at.warning)  # both DDIM, neither clips
+    ddpm = traces.name(traces.images_ddpm)
+    clipping = app(view="compare", compare=f"{ddpm},{ddim}")
+    no_failures(clipping)
+    (warning,) = [w.value for w in clipping.warning if "clipped" in w.value]
+    assert "ddpm" in warning and "ddim" in warning
+    legends = [d.get("name", "") for c in clipping.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
+    assert any("η=0" in name and " − " in name for name in legends)  # the distances' legend names settings, not files

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from viewer.describe import distinguishing_labels, short_label, trace_label
 
 
@@ -39,3 +41,28 @@ def test_the_code_panel_says_when_a_trace_was_not_made_by_noisescope() -> None:
     assert code_panel_note({"train": {"steps": 300}, "model": {"name": "unet"}}, kind="training") is None
     assert code_panel_note({"loss": "mse"}, kind="training") == TRAINING_CODE_PANEL_NOTE
     assert code_panel_note({"train": {"steps": 3}, "integration": {}}, kind="training") == TRAINING_CODE_PANEL_NOTE
+
+
+def test_compare_names_samples_traces_and_clipping() -> None:
+    from viewer.panels.compare import clipped, sample_label, sweep_rows_text
+
+    labels = np.array([3, -1])
+    assert sample_label(0, labels) == "0 · class 3" and sample_label(1, labels) == "1 · unconditional"
+    assert sample_label(2, labels) == "2" and sample_label(0, None) == "0"
+    assert sweep_rows_text([1, 0], labels) == "Rows, top to bottom: 1 · unconditional, 0 · class 3."
+    assert clipped({"sampler": {"sampler": "ddpm", "clip": True}}, ()) is True
+    assert clipped({"sampler": {"sampler": "ddim", "clip": False}}, ("x0_pred",)) is False
+    assert clipped({}, ("x0_pred", "x0_pred_raw")) is True and clipped({}, ("x0_pred",)) is None
+
+
+def test_training_rows_and_the_forward_explorer_at_t_0_are_labelled_plainly() -> None:
+    from viewer.forward_view import forward_panel_title, forward_values_latex
+    from viewer.panels.training import rows_explained
+
+    assert rows_explained(np.arange(10, 310, 10)) == ("The header's 30 logged training rows: one row (loss, and loss by timestep "
+                                                     "bucket) per logged training step, every 10 training steps, training steps 10 to 300.")
+    assert rows_explained(np.array([5])).endswith("training step 5.") and rows_explained(np.array([])) == "No training rows logged yet."
+    at_0 = forward_values_latex(0, 0.99999)
+    assert at_0.startswith(r"x_t\big|_{t=0} = ") and "x_{0}" not in at_0
+    assert "{0.99999}" in at_0 and "0.003162" in at_0  # sqrt(0.99999) keeps the digits that tell it from 1
+    assert forward_panel_title(0) == "x<sub>t</sub> at t = 0"

@@ -86,3 +86,20 @@ def test_failing_steps_are_marked_on_the_scrubber(fake_app, traces: Traces) -> N
     no_failures(at)
     marks = [c.value for c in at.caption if "equation checks fail" in c.value]
     assert marks and "10 step(s)" in marks[0]
+
+
+def test_source_html_wraps_long_lines_so_the_highlighted_formula_is_not_cut_off() -> None:
+    html = source_html(fake_registry.implementation_source(fake_registry.X0))
+    assert "white-space:pre-wrap" in html and "overflow-wrap:anywhere" in html
+
+
+def test_title_markdown_shows_the_equations_symbol_beside_its_title() -> None:
+    from tracer.equations import EQUATIONS
+    from viewer.equations_panel import title_markdown, title_symbol
+
+    by_id = {eq.id: eq for eq in EQUATIONS}
+    assert title_symbol(by_id["ddim.step"]) == "x_{t-1}"
+    assert title_symbol(by_id["prediction.conversion"]) == r"\hat x_0,\ \epsilon"
+    step = title_markdown(by_id["ddim.step"])
+    assert step.startswith("**DDIM step** · $x_{t-1}$")
+    assert title_symbol(fake_registry.X0) == fake_registry.X0.latex.split("=")[0].strip()  # no title_latex: its left-hand side

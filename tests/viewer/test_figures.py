@@ -14,7 +14,7 @@ from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for
 from viewer.figures.points import extent, point_cloud_figure, polylines
 from viewer.figures.scalars import scalar_strips_figure, thin, timeline_figure
 from viewer.figures.schedule import log_snr, schedule_figure
-from viewer.figures.training import bucket_bars_figure, bucket_labels, loss_by_bucket_figure, loss_figure, smooth
+from viewer.figures.training import bucket_bars_figure, bucket_labels, log_ticks, loss_by_bucket_figure, loss_figure, smooth
 
 RNG = np.random.default_rng(0)
 
@@ -145,9 +145,12 @@ def test_scalar_strips_plot_each_series_with_a_cursor_at_the_step() -> None:
     markers = [trace for trace in fig.data if trace.mode == "markers"]
     for line, marker, values in zip(lines, markers, series.values(), strict=True):
         np.testing.assert_array_equal(line.y, values)
-        np.testing.assert_array_equal(line.customdata, t)  # hover shows t
-        assert list(marker.x) == [7] and list(marker.y) == [values[7]]
-    assert [s.x0 for s in fig.layout.shapes] == [7, 7]
+        np.testing.assert_array_equal(line.x, t)  # x is t, as the scrubber labels the steps
+        np.testing.assert_array_equal(np.asarray(line.customdata)[:, 1], t)  # hover shows step and t
+        assert list(marker.x) == [t[7]] and list(marker.y) == [values[7]]
+    assert [s.x0 for s in fig.layout.shapes] == [t[7], t[7]]
+    assert fig.layout.xaxis.title.text == "t" and fig.layout.xaxis.autorange == "reversed"  # T -> 0, left to right
+    assert fig.layout.yaxis.title.text and fig.layout.yaxis2.title.text
     assert f"= {series['alpha_bar_t'][7]:.4g}" in fig.layout.annotations[0].text  # the value at the step, in the panel title
 
 
@@ -155,11 +158,18 @@ def test_long_strips_are_thinned_to_every_kth_step_with_the_last_and_an_exact_cu
     values = np.linspace(0, 1, 1000) ** 2
     fig = scalar_strips_figure({"sigma": values}, np.arange(999, -1, -1), cursor=777)
     line, marker = fig.data
-    x = np.asarray(line.x)
+    x = 999 - np.asarray(line.x)  # the step index of each point (t = 999 - step)
     assert len(x) <= 401 and x[0] == 0 and x[-1] == 999 and len(set(np.diff(x[:-1]))) == 1
     np.testing.assert_array_equal(line.y, values[x])
     assert list(marker.y) == [values[777]]
     assert list(thin(10, 4)) == [0, 3, 6, 9] and list(thin(11, 4)) == [0, 3, 6, 9, 10] and list(thin(3)) == [0, 1, 2]
+
+
+def test_strips_fall_back_to_the_step_index_where_t_is_not_monotone_and_run_up_for_an_inversion() -> None:
+    fig = scalar_strips_figure({"sigma": np.arange(4.0)}, np.array([3, 3, 1, 0]), cursor=1)
+    assert list(fig.data[0].x) == [0, 1, 2, 3] and fig.layout.xaxis.title.text == "step"
+    rising = scalar_strips_figure({"sigma": np.arange(4.0)}, np.array([0, 2, 4, 6]), cursor=1)
+    assert rising.layout.xaxis.title.text == "t" and rising.layout.xaxis.autorange is None
 
 
 def test_timeline_marks_failing_steps() -> None:
@@ -167,6 +177,7 @@ def test_timeline_marks_failing_steps() -> None:
     failing = [t for t in fig.data if t.name == "ddim_update"]
     assert len(failing) == 1 and list(failing[0].x) == [4, 9]
     assert list([t for t in fig.data if t.name == "now"][0].x) == [3]
+    assert fig.layout.xaxis.title.text == "step"
 
 
 # -- schedule -----------------------------------------------------------------------------------------
@@ -184,6 +195,7 @@ def test_schedule_figure_plots_beta_alpha_bar_and_log_snr_with_visited_marks() -
     assert sorted(marks[0].x) == [0, 60, 80, 99]
     np.testing.assert_array_equal(marks[0].y, schedule.beta[np.sort(visited)])
     assert [s.x0 for s in fig.layout.shapes] == [60, 60, 60]
+    assert all(fig.layout[f"yaxis{k}"].title.text for k in ("", 2, 3)) and fig.layout.xaxis.title.text == "t"
 
 
 def test_log_snr_is_decreasing_and_zero_where_alpha_bar_is_one_half() -> None:
@@ -217,7 +229,17 @@ def test_loss_figure_has_raw_and_smoothed_curves_on_log_axis() -> None:
     np.testing.assert_array_equal(raw.y, loss)
     np.testing.assert_allclose(smoothed.y, smooth(loss, 0.5))
     assert fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "training step" and fig.layout.yaxis.title.text == "loss"
+    assert list(fig.layout.yaxis.ticktext) == ["0.05", "0.1", "0.2", "0.5", "1"]  # readable labels, not plotly's bare 2 and 5
     assert loss_figure(step, loss - 0.5).layout.yaxis.type == "linear"  # negative values: no log axis
+
+
+def test_log_ticks_are_decades_over_a_wide_range_and_1_2_5_over_a_narrow_one() -> None:
+    assert log_ticks(np.array([1e-5, 3.0])) == {"tickvals": [1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0],
+                                                 "ticktext": ["1e-05", "0.0001", "0.001", "0.01", "0.1", "1"]}
+    assert log_ticks(np.array([0.03, 0.9]))["ticktext"] == ["0.05", "0.1", "0.2", "0.5"]
+    assert log_ticks(np.array([0.31, 0.35]))["ticktext"] == ["0.31", "0.33", "0.35"]  # too narrow for 1-2-5: values across it
+    assert log_ticks(np.array([-1.0, np.nan])) == {}
 
 
 def test_loss_by_bucket_lines_and_bars_follow_the_bucket_edges() -> None:
@@ -228,7 +250,9 @@ def test_loss_by_bucket_lines_and_bars_follow_the_bucket_edges() -> None:
     assert [t.name for t in fig.data] == bucket_labels(edges)
     for k, trace in enumerate(fig.data):
         np.testing.assert_array_equal(trace.y, values[:, k])
+    assert fig.layout.xaxis.title.text == "training step" and fig.layout.yaxis.title.text == "loss"
     bars = bucket_bars_figure(values[-1], edges)
+    assert bars.layout.xaxis.title.text == "timestep bucket" and bars.layout.yaxis.title.text == "loss"
     np.testing.assert_array_equal(bars.data[0].y, values[-1])
     assert list(bars.data[0].x) == bucket_labels(edges)
 

@@ -20,6 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.viewer.hostile import FILE_NAME, RECOVERED_FROM, URL, Hostile, make_hostile
 from tests.viewer.markdown_text import code_spans
+from tracer.trace.reader import open_trace
+from viewer.describe import distinguishing_labels
 from viewer.paths import ROOTS_ENV
 from viewer.text import plain, plotly_text
 
@@ -122,7 +124,12 @@ def test_compare_shows_hostile_names_and_labels_as_text(app, hostile: Hostile) -
     shown = assert_text_only(at)
     assert not at.error, [e.value for e in at.error]
     assert_shown(shown, "markdown", f"**A** {plain(a)}: step 1")
-    assert_shown(shown, "plotly", plotly_text(f"{b} − {a}"))  # the distance curve's legend, as text
+    configs = []
+    for path in (hostile.sampling, hostile.hand_made):
+        with open_trace(path) as trace:
+            configs.append(trace.config)
+    label_a, label_b = distinguishing_labels([a, b], configs)  # the legend names traces by their settings
+    assert_shown(shown, "plotly", plotly_text(f"{label_b} − {label_a}"))  # the distance curve's legend, as text
     for tab in ("Side by side", "Sweep grid", "Distances over t"):
         assert any(t.label == tab for t in at.tabs)
     at.button(key=f"step:compare:{a}.next").click().run()

@@ -19,15 +19,38 @@ from tracer.trace import schema
 
 
 def num(x: float) -> str:
-    """A number for LaTeX: 4 significant digits, powers of ten written out."""
+    """A number for LaTeX: 4 significant digits, powers of ten written out.
+
+    Where 4 digits would round the value onto a shorter number it is not (0.99997 onto 1,
+    0.5000301 onto 0.5), digits are added, up to 12, until it reads differently from that
+    rounding; a difference below float32 resolution (1e-7 relative) is not worth showing.
+    """
     if x == 0:
         return "0"
     if not math.isfinite(x):
         return r"\infty" if x > 0 else (r"-\infty" if x < 0 else r"\mathrm{nan}")
-    if 1e-3 <= abs(x) < 1e5:
-        return f"{x:.4g}"
-    mantissa, exponent = f"{x:.3e}".split("e")
+    for digits in range(4, 13):
+        text = _digits(x, digits)
+        shown = float(text.replace(r"\times 10^{", "e").rstrip("}")) if r"\times" in text else float(text)
+        if _significant(text) >= digits or abs(shown - x) <= 1e-7 * abs(x):
+            return text
+    return text
+
+
+def _digits(x: float, digits: int) -> str:
+    if 1e-3 <= abs(x) < 1e5 and "e" not in (text := f"{x:.{digits}g}"):
+        return text
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     return rf"{mantissa.rstrip('0').rstrip('.')}\times 10^{{{int(exponent)}}}"
+
+
+def _significant(text: str) -> int:
+    """How many significant digits a number written by _digits shows."""
+    mantissa = text.split(r"\times")[0].lstrip("-").replace(".", "").lstrip("0")
+    return len(mantissa)
+
+
+CLEAN_END = -1.0  # t_prev of a last step that lands on the clean sample
 
 
 class Values:
@@ -61,6 +84,25 @@ class Values:
         value = self.get(name)
         return symbol if value is None else str(int(value))
 
+    def clean_end(self) -> bool:
+        """Whether this step moves to t_prev = -1: past the schedule's first index, where alpha_bar = 1."""
+        return self.get("t_prev") == CLEAN_END
+
+    def x_prev(self, symbol: str = "t-1") -> str:
+        """x of the timestep the step moves to: x_{t_prev}, or x_0 (the clean sample) at the clean end."""
+        return "x_0" if self.clean_end() else f"x_{{{self.t('t_prev', symbol)}}}"
+
+    def clean_note(self) -> str:
+        """Said once, after the equation of a step that reaches the clean end: why its x reads x_0."""
+        if not self.clean_end():
+            return ""
+        return r"\quad\small(x_0\text{: the clean sample, one step past schedule index 0; recorded as } t_{\mathrm{prev}} = -1,\ \bar\alpha = 1)"
+
+
+def lhs(latex: str) -> str:
+    """The left-hand side of an equation's LaTeX: what comes before its first '=' (all of it when it has none)."""
+    return latex.split("=", 1)[0].strip().rstrip("\\").strip()
+
 
 def sqrt0(x: float) -> float:
     return math.sqrt(max(x, 0.0))
@@ -91,6 +133,12 @@ class Equation:
     check: Callable[[TraceView, int], Residual | None] = field(default=lambda view, i: None, repr=False, compare=False)
     applies_to: Callable[[TraceFacts], bool] = field(default=lambda facts: False, repr=False, compare=False)
     values: Callable[[Values], str] = field(default=lambda v: "", repr=False, compare=False)
+    symbol: str = field(default="", compare=False)  # LaTeX of what it defines; default: the left-hand side of latex
+
+    @property
+    def title_latex(self) -> str:
+        """The equation's title in symbols: ``symbol``, or the left-hand side of its LaTeX."""
+        return self.symbol or lhs(self.latex)
 
     def values_latex(self, step_scalars: Mapping[str, float]) -> str:
         """The same equation with this step's scalar values substituted."""

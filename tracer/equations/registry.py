@@ -187,7 +187,7 @@ SHARED_EQUATIONS: tuple[Equation, ...] = (
         r"\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v_\theta;\quad "
         r"x_0:\ \epsilon = \frac{x_t - \sqrt{\bar\alpha_t}\,\hat x_0}{\sqrt{1-\bar\alpha_t}}",
         "tracer.samplers.prediction.eps_and_x0", ("model_output", "x_t", "eps", "x0_pred", "x0_pred_raw"),
-        check=checks.prediction_conversion, applies_to=_prediction_applies, values=_v_prediction,
+        check=checks.prediction_conversion, applies_to=_prediction_applies, values=_v_prediction, symbol=r"\hat x_0,\ \epsilon",
     ),
     Equation(
         "x0_from_eps", "Predicted clean sample", f"{HO}, Eq. 15; {SONG}, Eq. 12",

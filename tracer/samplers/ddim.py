@@ -140,7 +140,7 @@ def _v_step(v: Any) -> str:
     b_value = v.get("alpha_bar_prev")
     b = v.num(_sqrt0(1.0 - b_value - (s or 0.0) ** 2)) if b_value is not None and s is not None else r"\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}"
     c = v.n("sigma", r"\sigma_t")
-    return rf"x_{{{v.t('t_prev', 't-1')}}} = {a}\,\hat x_0 + {b}\,\epsilon_\theta(x_{{{v.t()}}}, {v.t()}) + {c}\,z"
+    return rf"{v.x_prev()} = {a}\,\hat x_0 + {b}\,\epsilon_\theta(x_{{{v.t()}}}, {v.t()}) + {c}\,z" + v.clean_note()
 
 
 STEP_EQUATION = "ddim.step"

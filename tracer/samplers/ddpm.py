@@ -130,7 +130,7 @@ def _v_variance(v: Any) -> str:
 
 def _v_step(v: Any) -> str:
     s = v.n("sigma", r"\sigma_t")
-    return rf"x_{{{v.t('t_prev', 't-1')}}} = \tilde\mu_{{{v.t()}}} + {s}\,z"
+    return rf"{v.x_prev()} = \tilde\mu_{{{v.t()}}} + {s}\,z" + v.clean_note()
 
 
 STEP_EQUATION = "ddpm.step"

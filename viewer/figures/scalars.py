@@ -1,7 +1,8 @@
 """Small multiples of per-step scalars (alpha_bar_t, sigma, std of x_t, norm of eps), each with a cursor at the current step.
 
-The x axis is the step index i (the scrubber's axis); hovering shows t as well.
-A thin timeline marks steps where an equation fails its check (issue 5, point 3).
+The x axis is t, as the scrubber labels its steps (running T -> 0 left to right for sampling,
+0 -> T for an inversion), or the step index where t is not monotone; hovering shows both.
+A thin timeline marks steps where an equation fails its check.
 """
 
 from __future__ import annotations
@@ -26,34 +27,45 @@ def thin(count: int, max_points: int = MAX_POINTS) -> np.ndarray:
     return index if count == 0 or index[-1] == count - 1 else np.append(index, count - 1)
 
 
+def step_axis(t: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The x of each step and its axis: t where t is strictly monotone (reversed when it falls), else the step index."""
+    t = np.asarray(t)
+    diffs = np.diff(t.astype(np.float64))
+    if t.size and (np.all(diffs < 0) or np.all(diffs > 0)):
+        return t, {"title": {"text": "t", "standoff": 2}, **({"autorange": "reversed"} if t.size > 1 and diffs[0] < 0 else {})}
+    return np.arange(t.size), {"title": {"text": "step", "standoff": 2}}
+
+
 def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor: int, height: int = 170) -> go.Figure:
     """One small plot per named series (values indexed by step), side by side, each marked at step ``cursor``.
 
-    Lines longer than MAX_POINTS steps are drawn through every k-th step; the cursor's value is exact.
+    x is t (see ``step_axis``), each y axis titled with its series' symbol. Lines longer than MAX_POINTS steps are drawn through every k-th step; the cursor's value is exact.
     """
     data: list[dict[str, Any]] = []
     names = [name for name, values in series.items() if len(values)]
-    slots = domains(len(names), gap=0.05)
-    layout = base_layout(height, hovermode="x")
+    slots = domains(len(names), gap=0.08)
+    layout = base_layout(height, hovermode="x", margin={"l": 8, "r": 8, "t": 28, "b": 34})
     annotations, shapes = [], []
     steps = np.arange(len(t))
+    x, x_axis = step_axis(t)
     for k, (name, slot) in enumerate(zip(names, slots, strict=True)):
         values = np.asarray(series[name], dtype=np.float64)
         x_ref, y_ref = trace_axis("x", k), trace_axis("y", k)
         keep = thin(len(values))
         data.append({
-            "type": "scatter", "x": steps[keep], "y": values[keep], "mode": "lines", "line": {"color": LINE, "width": 1.5},
-            "xaxis": x_ref, "yaxis": y_ref, "customdata": np.asarray(t)[keep], "name": name,
-            "hovertemplate": "step %{x}, t=%{customdata}: %{y:.5g}<extra></extra>",
+            "type": "scatter", "x": x[keep], "y": values[keep], "mode": "lines", "line": {"color": LINE, "width": 1.5},
+            "xaxis": x_ref, "yaxis": y_ref, "customdata": np.stack([steps[keep], np.asarray(t)[keep]], axis=-1), "name": name,
+            "hovertemplate": "step %{customdata[0]}, t=%{customdata[1]}: %{y:.5g}<extra></extra>",
         })
         if 0 <= cursor < len(values):
-            data.append({"type": "scatter", "x": [cursor], "y": [values[cursor]], "mode": "markers", "marker": {"color": ACCENT, "size": 7},
+            data.append({"type": "scatter", "x": [x[cursor]], "y": [values[cursor]], "mode": "markers", "marker": {"color": ACCENT, "size": 7},
                          "xaxis": x_ref, "yaxis": y_ref, "hoverinfo": "skip", "name": f"{name} now"})
-            shapes.append(cursor_shape(cursor, k))
+            shapes.append(cursor_shape(x[cursor], k))
         now = f" = {values[cursor]:.4g}" if 0 <= cursor < len(values) else ""
         annotations.append(panel_title(f"{symbols.html(name, with_name=False)}{now}", slot))
-        layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "showgrid": False, "tickfont": {"size": 9}}
-        layout[axis_name("yaxis", k)] = {"anchor": x_ref, "tickfont": {"size": 9}, "nticks": 4}
+        layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "showgrid": False, "tickfont": {"size": 9}, "automargin": True, **x_axis}
+        layout[axis_name("yaxis", k)] = {"anchor": x_ref, "tickfont": {"size": 9}, "nticks": 4, "automargin": True,
+                                         "title": {"text": symbols.html(name, with_name=False), "standoff": 2, "font": {"size": 10}}}
     layout["annotations"], layout["shapes"] = annotations, shapes
     return figure(data, layout)
 
@@ -72,8 +84,9 @@ def timeline_figure(rows: int, cursor: int, failing: Mapping[str, Sequence[int]]
         data.append({"type": "scatter", "x": [cursor], "y": [0], "mode": "markers", "marker": {"color": LINE, "size": 10}, "hoverinfo": "skip",
                      "name": "now"})
     layout = {
-        **base_layout(height, margin={"l": 8, "r": 8, "t": 4, "b": 20}),
-        "xaxis": {"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9}},
+        **base_layout(height, margin={"l": 8, "r": 8, "t": 4, "b": 30}),
+        "xaxis": {"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9},
+                  "title": {"text": "step", "standoff": 2, "font": {"size": 10}}},
         "yaxis": {"visible": False, "range": [-1, 1]},
     }
     return figure(data, layout)

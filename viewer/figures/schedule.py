@@ -42,6 +42,6 @@ def schedule_figure(beta: np.ndarray, alpha_bar: np.ndarray, visited: np.ndarray
             shapes.append(cursor_shape(current_t, k))
         annotations.append(panel_title(symbols.html(name, with_name=False), slot))
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "title": {"text": "t"}}
-        layout[axis_name("yaxis", k)] = {"anchor": x_ref}
+        layout[axis_name("yaxis", k)] = {"anchor": x_ref, "title": {"text": symbols.html(name, with_name=False), "standoff": 2}}
     layout["annotations"], layout["shapes"] = annotations, shapes
     return figure(data, layout)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -27,6 +29,24 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+def log_ticks(values: np.ndarray) -> dict[str, Any]:
+    """Tick values and plain labels for a log axis over ``values`` (positive finite ones): decades when they span
+    three or more, else 1-2-5 of each decade inside the range (three
+    rounded values across a range too narrow for two); labels like 0.02 or 3e-05, never plotly's bare 2 and 5."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return {}
+    lo, hi = float(v.min()), float(v.max())
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    mantissas = (1.0,) if last - first >= 3 else (1.0, 2.0, 5.0)
+    ticks = [m * 10.0**e for e in range(first, last + 1) for m in mantissas]
+    inside = [x for x in ticks if lo <= x <= hi]
+    if len(inside) < 2:  # a narrow range: three values across it, rounded to two significant digits
+        inside = sorted({float(f"{x:.2g}") for x in np.geomspace(lo, hi, 3)})
+    return {"tickvals": inside, "ticktext": [f"{x:.3g}" for x in inside]}
+
+
 def loss_figure(step: np.ndarray, loss: np.ndarray, weight: float = 0.9, cursor: float | None = None, height: int = 300) -> go.Figure:
     """Raw loss (faint) and its smoothed curve over training steps; log y when every loss is positive."""
     data = [
@@ -39,7 +59,7 @@ def loss_figure(step: np.ndarray, loss: np.ndarray, weight: float = 0.9, cursor:
     layout = {
         **base_layout(height, showlegend=True),
         "xaxis": {"title": {"text": "training step"}},
-        "yaxis": {"title": {"text": "loss"}, "type": "log" if log_y else "linear"},
+        "yaxis": {"title": {"text": "loss"}, **({"type": "log", **log_ticks(finite)} if log_y else {"type": "linear"})},
         "legend": {"orientation": "h", "y": 1.12},
         "shapes": [cursor_shape(cursor)] if cursor is not None else [],
     }
@@ -62,7 +82,8 @@ def loss_by_bucket_figure(step: np.ndarray, loss_by_bucket: np.ndarray, edges: S
          "line": {"color": colours[k], "width": 1.5}}
         for k in range(buckets)
     ]
-    layout = {**base_layout(height, showlegend=True), "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "loss"}, "type": "log"}}
+    layout = {**base_layout(height, showlegend=True), "xaxis": {"title": {"text": "training step"}},
+              "yaxis": {"title": {"text": "loss"}, "type": "log", **log_ticks(values)}}
     return figure(data, layout)
 
 
@@ -71,4 +92,4 @@ def bucket_bars_figure(values: np.ndarray, edges: Sequence[int] | None = None, h
     values = np.asarray(values, dtype=np.float64)
     labels = bucket_labels(edges) if edges is not None and len(edges) == values.size + 1 else [f"bucket {k}" for k in range(values.size)]
     data = [{"type": "bar", "x": labels, "y": values, "marker": {"color": LINE}, "hovertemplate": "%{x}: %{y:.5g}<extra></extra>"}]
-    return figure(data, {**base_layout(height), "yaxis": {"title": {"text": "loss"}}})
+    return figure(data, {**base_layout(height), "xaxis": {"title": {"text": "timestep bucket"}}, "yaxis": {"title": {"text": "loss"}}})

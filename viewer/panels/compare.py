@@ -4,7 +4,9 @@ The scrubber runs over the steps of a reference trace; every other trace shows i
 step whose t is nearest (DDPM at t = 980 beside DDIM at the nearest t it visits).
 Side by side: the tensors of each trace and their difference from the reference.
 Sweep grid: one column per trace, the same samples in the same rows. Distances:
-||A - B|| / sqrt(d) per step, plotted over t.
+||A - B|| / sqrt(d) per step, plotted over t. Traces are named in legends and columns by
+the settings that tell them apart (s=3, η=0), samples by their class label; comparing
+x0_pred of a clipped and an unclipped run is warned about.
 
 Round trip (a DDIM inversion among the traces, ``noisescope invert``): the input, the x_T the
 inversion found and the data sampled back from it, and the error between the inversion's x and
@@ -83,8 +85,51 @@ def compare_ui(entries: Sequence[TraceEntry], default: Sequence[str]) -> tuple[l
     return [by_name[n] for n in chosen if n in by_name], tensor
 
 
-def samples_ui(batch: int) -> list[int]:
-    return st.sidebar.multiselect("Samples", list(range(batch)), default=list(range(min(batch, 8))), key=f"compare.samples.{batch}")
+def sample_label(k: int, labels: np.ndarray | None) -> str:
+    """'3 · class 1' or '3 · unconditional' (label -1); just '3' where the trace has no labels for sample k."""
+    if labels is None or not 0 <= k < len(labels):
+        return str(k)
+    label = int(labels[k])
+    return f"{k} · {'unconditional' if label < 0 else f'class {label}'}"
+
+
+def class_labels(o: Opened) -> np.ndarray | None:
+    """The trace's ``labels`` (one class per sample, -1 unconditional), once written; None before or without."""
+    written = loaders.has_final(o.handle)
+    labels = loaders.final_array(o.info.path, o.info.inode, "labels", written) if written else None
+    return None if labels is None else np.asarray(labels).reshape(-1)
+
+
+def legend_labels(traces: Sequence[Opened]) -> list[str]:
+    """Per trace, the settings that tell it from the others (describe.distinguishing_labels), made unique by file name."""
+    labels = describe.distinguishing_labels([o.entry.name for o in traces], [o.info.config for o in traces])
+    return [f"{label} ({o.entry.name})" if labels.count(label) > 1 and label != o.entry.name else label
+            for label, o in zip(labels, traces, strict=True)]
+
+
+def clipped(config: Mapping[str, Any], tensors: Sequence[str]) -> bool | None:
+    """Whether a trace's x0_pred is clipped to [-1, 1]: its sampler's ``clip`` setting, else whether it records
+    x0_pred_raw (only a clipping run does); None where neither says."""
+    clip = describe.sampler_settings(config).get("clip")
+    if isinstance(clip, bool):
+        return clip
+    return True if "x0_pred_raw" in tensors else None
+
+
+def clipping_warning(traces: Sequence[Opened], labels: Sequence[str]) -> str | None:
+    """A warning when some compared traces clip x0_pred and others do not (their difference is partly the clipping)."""
+    state = [clipped(o.info.config, o.info.tensors) for o in traces]
+    on = [label for label, c in zip(labels, state, strict=True) if c is True]
+    off = [label for label, c in zip(labels, state, strict=True) if c is False]
+    if not on or not off:
+        return None
+    return (f"x0_pred is clipped to [-1, 1] in {', '.join(on)} but not in {', '.join(off)}: "
+            "part of their difference is the clipping, not the model or the sampler.")
+
+
+def samples_ui(batch: int, labels: np.ndarray | None = None) -> list[int]:
+    return st.sidebar.multiselect("Samples", list(range(batch)), default=list(range(min(batch, 8))), key=f"compare.samples.{batch}",
+                                  format_func=lambda k: sample_label(k, labels))
 
 
 def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state: Callable[[list[str], int], None]) -> None:
@@ -105,7 +150,8 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         return
     reference = opened[0]
     others = opened[1:]
-    samples = samples_ui(min(o.info.batch for o in opened))
+    labels = class_labels(reference)
+    samples = samples_ui(min(o.info.batch for o in opened), labels)
     if reference.info.rows == 0:
         st.info(f"{plain(reference.entry.name)} has no steps yet.")
         return
@@ -120,6 +166,9 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
     with st.container(key="compare-alignment"):
         st.markdown("  \n".join(lines))
+    warning = clipping_warning(opened, legend_labels(opened)) if tensor == "x0_pred" else None
+    if warning:
+        st.warning(plain(warning), icon=":material/warning:")
     pair = round_trip_pair(opened, entries)
     titles = ["Side by side", "Sweep grid", "Distances over t"]
     tabs = st.tabs(["Round trip", *titles] if pair is not None else titles)
@@ -130,13 +179,13 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     with tabs[0], guard("side by side"):
         side_by_side(reference, others, i, matched, tensor, samples)
     with tabs[1], guard("sweep grid"):
-        sweep(reference, others, i, matched, tensor, samples)
+        sweep(reference, others, i, matched, tensor, samples, labels)
     with tabs[2], guard("distances"):
         distances(reference, others, i, tensor)
 
 
 def _images(o: Opened, step: int, tensor: str, samples: Sequence[int]) -> np.ndarray:
-    picked = [s for s in samples if 0 <= s < o.info.batch] or [0]
+    picked = _shown(samples, o.info.batch)
     return loaders.step_tensors(o.handle, step, [tensor], picked, o.info.rows)[tensor]
 
 
@@ -170,7 +219,8 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
         st.caption(f"{letter} − A over the samples shown: RMS {rms:.4g}, max |·| {bound:.4g}")
 
 
-def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int]) -> None:
+def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int],
+          labels: np.ndarray | None = None) -> None:
     if reference.info.is_2d:
         st.info("The sweep grid shows images; for 2-D traces see Side by side.")
         return
@@ -178,18 +228,29 @@ def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence
     low, high = fixed[tensor]
     columns = []
     traces = [reference, *others]
-    labels = describe.distinguishing_labels([o.entry.name for o in traces], [o.info.config for o in traces])
-    for o, step, label in zip(traces, [i, *matched], labels, strict=True):
+    for o, step, label in zip(traces, [i, *matched], legend_labels(traces), strict=True):
         columns.append(Panel(f"{plotly_text(label)}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
     st.plotly_chart(sweep_grid_figure(columns), config=CHART_CONFIG, key="cmp.sweep")
     st.caption("One column per trace; sample k of every trace in row k (the same x_T when the runs share a seed).")
+    st.caption(sweep_rows_text(_shown(samples, reference.info.batch), labels))
+
+
+def _shown(samples: Sequence[int], batch: int) -> list[int]:
+    """The samples _images draws: those in range, or sample 0 when none is."""
+    return [s for s in samples if 0 <= s < batch] or [0]
+
+
+def sweep_rows_text(samples: Sequence[int], labels: np.ndarray | None) -> str:
+    """What each row of the sweep grid holds, top to bottom: 'Rows: 0 · class 0, 1 · class 1, ...'."""
+    return "Rows, top to bottom: " + ", ".join(sample_label(k, labels) for k in samples) + "."
 
 
 def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str) -> None:
     curves = {}
+    names = dict(zip((o.entry.name for o in (reference, *others)), legend_labels([reference, *others]), strict=True))
     for o in others:
         t_ref, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows, tensor)
-        curves[plotly_text(f"{o.entry.name} − {reference.entry.name}")] = (t_ref, d)
+        curves[plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")] = (t_ref, d)
     title = f"‖{symbols.HTML.get(tensor, tensor)}(B) − {symbols.HTML.get(tensor, tensor)}(A)‖ / √d"
     st.plotly_chart(distance_figure(curves, int(reference.t[i]), y_title=title), config=CHART_CONFIG, key="cmp.dist")
     st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")

@@ -15,7 +15,7 @@ from viewer import equations_panel, loaders
 from viewer.figures.images import Panel, as_images, colours_for, image_grids_figure
 from viewer.figures.points import point_cloud_figure
 from viewer.figures.training import bucket_bars_figure, loss_by_bucket_figure, loss_figure
-from viewer.forward_view import FORWARD_LATEX, forward_sample, forward_values_latex
+from viewer.forward_view import FORWARD_LATEX, forward_panel_title, forward_sample, forward_values_latex
 from viewer.panels.errors import guard
 from viewer.panels.scrubber import scrubber_ui
 from viewer.panels.status import header_ui
@@ -61,6 +61,7 @@ def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
         st.info("No training steps logged yet.")
         return
     step = log.get("step", np.arange(len(log["loss"])))
+    st.caption(rows_explained(step))
     st.markdown("#### Loss")
     weight = st.slider("Smoothing", 0.0, 0.99, 0.9, 0.01, key="train.smoothing", help="Weight of the exponential moving average (0 = raw)")
     st.plotly_chart(loss_figure(step, log["loss"], weight), config=CHART_CONFIG, key="train.loss")
@@ -78,6 +79,19 @@ def loss_section(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> None:
             right.caption(f"Loss of each timestep bucket at training step {int(step[last])}, the last logged.")
 
 
+def rows_explained(step: np.ndarray) -> str:
+    """What the header's count of logged training rows is: one row per logged training step, which steps they are."""
+    step = np.asarray(step)
+    rows = len(step)
+    if rows == 0:
+        return "No training rows logged yet."
+    gaps = np.unique(np.diff(step.astype(np.int64)))
+    every = f", every {int(gaps[0])} training steps" if gaps.size == 1 and gaps[0] > 1 else ""
+    span = f"training steps {int(step[0])} to {int(step[-1])}" if rows > 1 else f"training step {int(step[0])}"
+    return (f"The header's {rows} logged training rows: one row (loss, and loss by timestep bucket) per logged "
+            f"training step{every}, {span}.")
+
+
 def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: str, live: bool = False) -> int | None:
     rows = loaders.series_rows(handle, schema.SNAPSHOTS)
     st.markdown("#### Samples over training")
@@ -89,7 +103,7 @@ def snapshots_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name
     follow = live and st.toggle("Follow new snapshots", value=True, key=f"{key}.follow")
     if live:
         st.session_state[f"{key}.was_following"] = follow
-    jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False))
+    jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False)) or f"{key}.index" not in st.session_state  # opens at the last
     k = scrubber_ui(key, steps, follow=follow or jump_to_last, label="Snapshot", tick="step {}")
     samples = loaders.tensor_row(handle, "samples", k, schema.SNAPSHOTS)
     with st.container(key="snapshot-label"):
@@ -127,7 +141,7 @@ def forward_section(handle: loaders.TraceHandle, info: loaders.TraceInfo, name: 
         panels = [
             Panel("x<sub>0</sub>", as_images(x0[None]), -1.0, 1.0),
             Panel("ε", as_images(eps[None]), -3.0, 3.0, colours_for("eps")),
-            Panel(f"x<sub>{t}</sub>", as_images(x_t[None].astype(np.float32)), -bound, bound),
+            Panel(forward_panel_title(t), as_images(x_t[None].astype(np.float32)), -bound, bound),
         ]
         st.plotly_chart(image_grids_figure(panels, width_hint=800), config=CHART_CONFIG, key="train.fwd")
     if t == own_t:
