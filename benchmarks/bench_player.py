@@ -7,8 +7,9 @@ the stats the player exposes (``window.__noisescopePlayer``: every frame drawn w
 performance.now() time) this measures:
 
 - first paint: from the request (page.goto) to the first frame drawn (target <= 2 s);
-- play at a requested 30 steps a second from a fresh page: distinct steps shown a
-  second (target >= 25), the median and worst interval between frames, stalls (ticks
+- play at a requested 30 steps a second once the page has drawn (the equations shown: the
+  Streamlit page shares the iframe's main thread), frames possibly still arriving:
+  distinct steps shown a second (target >= 25), the median and worst interval between frames, stalls (ticks
   that waited for a chunk not yet arrived: the frame shown stays, never a blank one),
   and blank frames drawn (target 0);
 - one scrub once every frame has arrived: the slider's input event to the frame painted
@@ -149,7 +150,7 @@ def player_frame(page: Any, timeout_s: float = 60) -> Any:
 
 PLAY_JS = """async ([speed, seconds]) => {
   const s = window.__noisescopePlayer; s.shown.length = 0;
-  s.control.setSpeed(speed); s.control.go(0); s.stalls = 0; s.shown.length = 0;
+  s.control.setSpeed(speed); s.control.go(0, false); s.stalls = 0; s.shown.length = 0;
   const t0 = performance.now(); s.control.play();
   while (performance.now() - t0 < seconds * 1000 && s.control.state().playing) await new Promise(r => setTimeout(r, 50));
   const t1 = performance.now(); s.control.pause();
@@ -173,6 +174,8 @@ def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     page.goto(f"{base}/?view=playback&trace={name}.h5", timeout=90_000)
     frame = player_frame(page)
     first_paint = frame.evaluate("() => performance.timeOrigin + window.__noisescopePlayer.firstPaint") - start_ms
+    page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)  # the rest of the page drawn (same main thread)
+    page.wait_for_timeout(1000)
     seconds = min(10.0, rows / REQUESTED + 0.5)
     played = frame.evaluate(PLAY_JS, [REQUESTED, seconds])
     frame.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=120_000)
@@ -206,6 +209,13 @@ def run(quick: bool) -> list[Ratio]:
         with server(folder) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                page.goto(f"{base}/?view=schedule&trace=ddpm1000.h5", timeout=90_000)
+                page.get_by_text("distinct timesteps").first.wait_for(timeout=90_000)
+                page.wait_for_timeout(3000)
+                baseline, _ = renderer_rss()
+                page.close()
+                _REPORT.append(f"- baseline: the Schedule page (Streamlit and plotly, no player) has a renderer RSS of {baseline:.0f} MB")
                 for name, rows in (("ddim50", 50), ("ddpm1000", 1000)):
                     page = browser.new_page(viewport={"width": 1400, "height": 1400})
                     r = measure(page, base, name, rows)

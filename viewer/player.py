@@ -6,7 +6,7 @@ range [-1, 1], saturating beyond it; noise-like ones on their own symmetric rang
 grey-scale PNG writer, the chunking of the steps, the share of saturated values, and
 how the value the component sends back is read.
 
-``write_frames`` writes one JSON file per chunk (the PNG sheet as a data URL, the
+``write_frames`` writes two files per chunk (the PNG sheet, and a JSON file of the
 steps' saturation shares) into a cache folder the browser fetches from; the first chunk
 is written before the page is drawn, the others by a background thread, so a long
 trace starts playing before every frame has arrived.
@@ -14,7 +14,6 @@ trace starts playing before every frame has arrived.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
@@ -144,11 +143,10 @@ def frame_row(tensors: dict[str, np.ndarray], panels: Sequence[PanelSpec], layou
     return row, shares
 
 
-def chunk_document(rows: Sequence[tuple[np.ndarray, list[float]]]) -> dict[str, Any]:
-    """A chunk file: the steps' rows stacked into one PNG sheet (as a data URL) and their saturated shares."""
+def chunk_document(rows: Sequence[tuple[np.ndarray, list[float]]]) -> tuple[bytes, dict[str, Any]]:
+    """A chunk: the steps' rows stacked into one PNG sheet, and its JSON (the steps' saturated shares)."""
     sheet = np.concatenate([r for r, _ in rows], axis=0)
-    return {"png": "data:image/png;base64," + base64.b64encode(png_grey(sheet)).decode("ascii"), "steps": len(rows),
-            "saturated": [[round(s, 5) for s in shares] for _, shares in rows]}
+    return png_grey(sheet), {"steps": len(rows), "saturated": [[round(s, 5) for s in shares] for _, shares in rows]}
 
 
 def frames_key(*parts: Any) -> str:
@@ -191,10 +189,17 @@ _RUNNING: dict[str, threading.Thread] = {}
 _LOCK = threading.RLock()
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
+def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(f".tmp{threading.get_ident()}")
-    tmp.write_text(json.dumps(document, separators=(",", ":")))
+    tmp.write_bytes(data)
     os.replace(tmp, path)  # the browser never reads half a file
+
+
+def _write_chunk(folder: Path, name: str, rows: Sequence[tuple[np.ndarray, list[float]]]) -> None:
+    """``name.png`` then ``name.json``: a JSON file present means its PNG is there too."""
+    png, document = chunk_document(rows)
+    _write(folder / f"{name}.png", png)
+    _write(folder / f"{name}.json", json.dumps(document, separators=(",", ":")).encode())
 
 
 def _prune(root: Path, keep: str) -> None:
@@ -205,7 +210,7 @@ def _prune(root: Path, keep: str) -> None:
 
 def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], list[tuple[np.ndarray, list[float]]]],
                  final: Callable[[], tuple[np.ndarray, list[float]]] | None, root: Path = CACHE_DIR, background: bool = True) -> Path:
-    """Write ``chunk_<k>.json`` for each chunk of ``rows`` steps (and ``final.json``) under ``root/key``; returns the folder.
+    """Write ``chunk_<k>.png`` and ``.json`` for each chunk of ``rows`` steps (and ``final.*``) under ``root/key``; returns the folder.
 
     The first chunk is written now; the rest by one background thread per key (``background``
     False writes all now). A folder already complete (``done`` present) is reused.
@@ -217,16 +222,15 @@ def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], list[tupl
     bounds = chunks(rows)
 
     def write(k: int) -> None:
-        target = folder / f"chunk_{k}.json"
-        if not target.exists():
-            _write_json(target, chunk_document(read_chunk(*bounds[k])))
+        if not (folder / f"chunk_{k}.json").exists():
+            _write_chunk(folder, f"chunk_{k}", read_chunk(*bounds[k]))
 
     def rest() -> None:
         try:
             for k in range(1, len(bounds)):
                 write(k)
             if final is not None and not (folder / f"{FINAL}.json").exists():
-                _write_json(folder / f"{FINAL}.json", chunk_document([final()]))
+                _write_chunk(folder, FINAL, [final()])
             (folder / "done").write_text("")
         finally:
             with _LOCK:

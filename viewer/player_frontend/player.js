@@ -21,32 +21,49 @@
   function loadedAt(i) { return sheets[Math.floor(i / spec.chunk)] !== undefined || (spec.final && i === spec.rows && sheets.final !== undefined); }
   function sheetOf(i) { return i === spec.rows ? [sheets.final, 0] : [sheets[Math.floor(i / spec.chunk)], i % spec.chunk]; }
 
-  function colourSheet(img) {
-    // index image -> one coloured canvas per sheet (each panel through its own lookup table) and the raw indices for hover
-    const c = document.createElement("canvas"); c.width = img.width; c.height = img.height;
-    const g = c.getContext("2d"); g.drawImage(img, 0, 0);
-    const data = g.getImageData(0, 0, c.width, c.height); const px = data.data;
-    const indices = new Uint8Array(c.width * c.height);
-    const L = spec.layout, luts = spec.panels.map((p) => spec.luts[p.scale]);
-    for (let y = 0; y < c.height; y++) {
-      for (let x = 0; x < c.width; x++) {
-        const k = (y * c.width + x), v = px[4 * k]; indices[k] = v;
-        const p = Math.min(Math.floor(x / (L.width + 1)), luts.length - 1); const rgb = luts[p][v];
+  let decodeCanvas = null;
+  function decodeSheet(bitmap) {
+    // the PNG's 8-bit indices, kept as one byte a pixel (coloured per frame when drawn: a few KB of work)
+    if (!decodeCanvas) decodeCanvas = document.createElement("canvas");
+    const c = decodeCanvas; c.width = bitmap.width; c.height = bitmap.height;
+    const g = c.getContext("2d", { willReadFrequently: true }); g.drawImage(bitmap, 0, 0);
+    const px = g.getImageData(0, 0, c.width, c.height).data, indices = new Uint8Array(c.width * c.height);
+    for (let k = 0; k < indices.length; k++) indices[k] = px[4 * k];
+    bitmap.close();
+    return { indices: indices, width: c.width };
+  }
+
+  let rowCanvas = null, rowImage = null, panelOf = null;
+  function colourRow(sheet, j) {
+    // step j of a sheet, coloured through each panel's lookup table, onto one small canvas
+    const L = spec.layout, w = sheet.width, h = L.height;
+    if (!rowCanvas || rowCanvas.width !== w) {
+      rowCanvas = document.createElement("canvas"); rowCanvas.width = w; rowCanvas.height = h;
+      rowImage = new ImageData(w, h); panelOf = new Uint8Array(w);
+      for (let x = 0; x < w; x++) panelOf[x] = Math.min(Math.floor(x / (L.width + 1)), spec.panels.length - 1);
+    }
+    const luts = spec.panels.map((p) => spec.luts[p.scale]), px = rowImage.data, src = sheet.indices, base = j * h * w;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const k = y * w + x, rgb = luts[panelOf[x]][src[base + k]];
         px[4 * k] = rgb[0]; px[4 * k + 1] = rgb[1]; px[4 * k + 2] = rgb[2]; px[4 * k + 3] = 255;
       }
     }
-    g.putImageData(data, 0, 0);
-    return { canvas: c, indices: indices, width: c.width };
+    rowCanvas.getContext("2d").putImageData(rowImage, 0, 0);
+    return rowCanvas;
   }
 
   async function fetchChunk(name, attempt) {
-    const url = new URL(spec.frames + name + ".json" + (attempt ? "?try=" + attempt : ""), window.location.href);
+    const at = (ext) => new URL(spec.frames + name + ext + (attempt ? "?try=" + attempt : ""), window.location.href);
+    const opts = { cache: attempt ? "no-store" : "default" }; // a 404 (not written yet) must not be cached
     try {
-      const r = await fetch(url, { cache: attempt ? "no-store" : "default" }); // a 404 (not written yet) must not be cached
+      const r = await fetch(at(".json"), opts);
       if (!r.ok) throw new Error(String(r.status));
-      const doc = await r.json();
-      const img = new Image(); img.src = doc.png; await img.decode();
-      return { sheet: colourSheet(img), saturated: doc.saturated };
+      const doc = await r.json(); // written after its PNG: the PNG is there
+      const png = await fetch(at(".png"), opts);
+      if (!png.ok) throw new Error(String(png.status));
+      const bitmap = await createImageBitmap(await png.blob(), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+      return { sheet: decodeSheet(bitmap), saturated: doc.saturated };
     } catch (e) {
       if (attempt > 200) throw e;
       await new Promise((ok) => setTimeout(ok, Math.min(100 * (attempt + 1), 1000)));
@@ -120,9 +137,10 @@
     if (!loadedAt(index)) return false; // keep the last frame drawn: never a blank grid
     const L = spec.layout, [sheet, j] = sheetOf(index);
     const sat = index >= spec.rows ? saturated.final[0] : saturated[Math.floor(index / spec.chunk)][j];
+    const row = colourRow(sheet, j);
     spec.panels.forEach((p, k) => {
       const g = canvases[k].getContext("2d"); g.imageSmoothingEnabled = false;
-      g.drawImage(sheet.canvas, p.x, j * L.height, L.width, L.height, 0, 0, L.width * scale, L.height * scale);
+      g.drawImage(row, p.x, 0, L.width, L.height, 0, 0, L.width * scale, L.height * scale);
       satLabels[k].textContent = p.scale === "grey" ? ` saturated ${(100 * sat[k]).toFixed(1)}%` : "";
     });
     const now = performance.now();
@@ -191,7 +209,7 @@
     });
     document.addEventListener("keydown", key);
     try { window.parent.document.addEventListener("keydown", (e) => { if (!e.defaultPrevented && document.visibilityState === "visible") key(e); }); } catch (e) { /* another origin */ }
-    window.__noisescopePlayer.control = { play: () => setPlaying(true), pause: () => setPlaying(false), go: (i) => go(i, true),
+    window.__noisescopePlayer.control = { play: () => setPlaying(true), pause: () => setPlaying(false), go: (i, tell) => go(i, tell !== false),
       setSpeed: (s) => { speed = s; stats.requested = s; }, setEvery: (k) => { every = k; }, state: () => ({ index, playing, speed, every, count }) };
     requestAnimationFrame(tick);
   }
@@ -202,7 +220,7 @@
     const next = d.args.spec;
     if (spec && spec.frames === next.frames) { spec.step = next.step; return; } // same frames: keep playing where we are
     const first = !started; started = true;
-    spec = next; sheets = []; saturated = []; count = spec.rows + (spec.final ? 1 : 0);
+    spec = next; sheets = []; saturated = []; rowCanvas = null; count = spec.rows + (spec.final ? 1 : 0);
     stats.chunksLoaded = 0; stats.chunksTotal = spec.chunks + (spec.final ? 1 : 0);
     if (first || index >= count) index = Math.min(spec.step, count - 1);
     $("slider").max = String(count - 1);
