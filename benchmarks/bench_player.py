@@ -10,8 +10,8 @@ performance.now() time) this measures:
 - play at a requested 30 steps a second once the page has drawn (the equations shown: the
   Streamlit page shares the iframe's main thread), frames possibly still arriving:
   distinct steps shown a second (target >= 25), the median and worst interval between frames, stalls (ticks
-  that waited for a chunk not yet arrived: the frame shown stays, never a blank one),
-  and blank frames drawn (target 0);
+  that waited for a chunk not yet arrived: the frame shown stays), and blank panels
+  (every panel's canvas looked at every 50 ms during play; target 0);
 - one scrub once every frame has arrived: the slider's input event to the frame painted
   (two animation frames later), median and worst of 20 (target <= 50 ms);
 - the memory of the browser's processes (resident set, from /proc) once the DDPM trace's
@@ -152,10 +152,16 @@ PLAY_JS = """async ([speed, seconds]) => {
   const s = window.__noisescopePlayer; s.shown.length = 0;
   s.control.setSpeed(speed); s.control.go(0, false); s.stalls = 0; s.shown.length = 0;
   const t0 = performance.now(); s.control.play();
-  while (performance.now() - t0 < seconds * 1000 && s.control.state().playing) await new Promise(r => setTimeout(r, 50));
+  let blank = 0, checks = 0;
+  const white = (c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false; return true; };
+  while (performance.now() - t0 < seconds * 1000 && s.control.state().playing) {
+    await new Promise(r => setTimeout(r, 50));
+    checks += 1; blank += Array.from(document.querySelectorAll('canvas.img:not(.empty)')).filter(white).length;
+  }
   const t1 = performance.now(); s.control.pause();
   const shown = s.shown.filter(([i, t]) => t >= t0 && t <= t1);
-  return {shown, elapsed: (t1 - t0) / 1000, blank: s.blankFrames, stalls: s.stalls};
+  return {shown, elapsed: (t1 - t0) / 1000, unloaded: s.unloaded, stalls: s.stalls, blank, checks};
 }"""
 
 SCRUB_JS = """async (steps) => {
@@ -186,7 +192,7 @@ def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     return {"first_paint_ms": first_paint, "achieved": len(set(steps)) / played["elapsed"], "frames": len(steps),
             "median_ms": statistics.median(gaps) if gaps else float("nan"), "worst_ms": max(gaps, default=float("nan")),
-            "stalls": played["stalls"], "blank": played["blank"], "scrub_median_ms": statistics.median(scrubs),
+            "stalls": played["stalls"], "unloaded": played["unloaded"], "blank": played["blank"], "checks": played["checks"], "scrub_median_ms": statistics.median(scrubs),
             "scrub_worst_ms": max(scrubs), "renderer_mb": renderer, "browser_mb": total}
 
 
@@ -223,7 +229,8 @@ def run(quick: bool) -> list[Ratio]:
                     _REPORT.append(
                         f"- {name} ({rows} steps), load average {load} ({os.cpu_count()} cores): first frame {r['first_paint_ms']:.0f} ms "
                         f"after the request; play at {REQUESTED} steps/s requested: {r['achieved']:.1f} distinct steps/s achieved, "
-                        f"frame interval median {r['median_ms']:.1f} ms, worst {r['worst_ms']:.1f} ms, {r['blank']} blank frames, "
+                        f"frame interval median {r['median_ms']:.1f} ms, worst {r['worst_ms']:.1f} ms, {r['blank']} blank panels "
+                        f"in {r['checks']} looks at every panel during play, "
                         f"{r['stalls']} ticks waiting for a chunk; scrub to frame painted median {r['scrub_median_ms']:.1f} ms, "
                         f"worst {r['scrub_worst_ms']:.1f} ms; renderer RSS {r['renderer_mb']:.0f} MB (all chromium processes "
                         f"{r['browser_mb']:.0f} MB)")

@@ -7,7 +7,7 @@
   const EVERY = [1, 2, 5, 10, 20, 50];
   const SCALE = 4; // screen pixels per trace pixel (at most; shrunk to fit)
   const $ = (id) => document.getElementById(id);
-  const stats = { requested: 0, shown: [], blankFrames: 0, firstPaint: null, start: performance.now(), chunksLoaded: 0,
+  const stats = { requested: 0, shown: [], unloaded: 0, firstPaint: null, start: performance.now(), chunksLoaded: 0,
                   chunksTotal: 0, lastScrub: null, scrubLatencies: [], sent: [] };
   window.__noisescopePlayer = stats;
 
@@ -134,14 +134,16 @@
   function draw() {
     $("label").textContent = labelText(index);
     $("slider").value = String(index);
-    if (!loadedAt(index)) return false; // keep the last frame drawn: never a blank grid
+    if (!loadedAt(index)) { stats.unloaded += 1; return false; } // keep the last frame drawn: never a blank grid
     const L = spec.layout, [sheet, j] = sheetOf(index);
     const sat = index >= spec.rows ? saturated.final[0] : saturated[Math.floor(index / spec.chunk)][j];
     const row = colourRow(sheet, j);
     spec.panels.forEach((p, k) => {
       const g = canvases[k].getContext("2d"); g.imageSmoothingEnabled = false;
       g.drawImage(row, p.x, 0, L.width, L.height, 0, 0, L.width * scale, L.height * scale);
-      satLabels[k].textContent = p.scale === "grey" ? ` saturated ${(100 * sat[k]).toFixed(1)}%` : "";
+      const empty = index >= spec.rows && p.scale !== "grey"; // no noise after the last step: the panel is dimmed
+      canvases[k].classList.toggle("empty", empty);
+      satLabels[k].textContent = p.scale === "grey" ? ` saturated ${(100 * sat[k]).toFixed(1)}%` : empty ? " (none after the last step)" : "";
     });
     const now = performance.now();
     if (stats.firstPaint === null) stats.firstPaint = now;
