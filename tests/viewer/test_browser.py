@@ -190,6 +190,12 @@ def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(se
                 for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false;
                 return true; }).length""")
             assert blank == 0  # every panel has something drawn
+            player.locator("canvas.img").first.hover(position={"x": 2, "y": 2})  # sample #0's top-left pixel
+            expect(player.locator("#tip")).to_contain_text("sample #0 · pixel (0, 0) · x_t ≈")
+            player.locator("#every").select_option("5")
+            player.locator("body").press("Home")
+            player.get_by_role("button", name="Next").click()
+            expect(player.locator("#label")).to_contain_text("Step 6 of 50")  # every 5th step
         finally:
             browser.close()
 

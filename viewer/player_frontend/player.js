@@ -113,7 +113,7 @@
 
   function hover(e, k) {
     const L = spec.layout, r = e.target.getBoundingClientRect();
-    const x = Math.floor((e.clientX - r.left) / scale), y = Math.floor((e.clientY - r.top) / scale);
+    const x = Math.floor((e.clientX - r.left - e.target.clientLeft) / scale), y = Math.floor((e.clientY - r.top - e.target.clientTop) / scale);
     const col = Math.floor(x / (L.tile_w + 1)), row = Math.floor(y / (L.tile_h + 1));
     const px = x - col * (L.tile_w + 1), py = y - row * (L.tile_h + 1), tile = row * L.columns + col, tip = $("tip");
     if (px >= L.tile_w || py >= L.tile_h || tile >= spec.samples.length || !loadedAt(index)) { tip.style.display = "none"; return; }
@@ -194,7 +194,7 @@
 
   function setup() {
     SPEEDS.forEach((s) => $("speed").append(new Option(String(s), String(s), s === 10, s === 10)));
-    EVERY.forEach((s) => $("every").append(new Option(s === 1 ? "1" : `${s}th`, String(s), s === 1, s === 1)));
+    EVERY.forEach((s) => $("every").append(new Option(s === 1 ? "1st" : s === 2 ? "2nd" : `${s}th`, String(s), s === 1, s === 1)));
     speed = 10; stats.requested = speed;
     $("speed").addEventListener("change", (e) => { speed = Number(e.target.value); stats.requested = speed; });
     $("every").addEventListener("change", (e) => { every = Number(e.target.value); });
