@@ -196,6 +196,9 @@ def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(se
             player.locator("body").press("Home")
             player.get_by_role("button", name="Next").click()
             expect(player.locator("#label")).to_contain_text("Step 6 of 50")  # every 5th step
+            page.locator(".st-key-step-label").click()  # the keys work with the Streamlit page focused too
+            page.keyboard.press("End")
+            expect(player.locator("#label")).to_contain_text("Final sample")
         finally:
             browser.close()
 

@@ -210,7 +210,13 @@
       clearTimeout(pending); pending = setTimeout(sendStep, 150);
     });
     document.addEventListener("keydown", key);
-    try { window.parent.document.addEventListener("keydown", (e) => { if (!e.defaultPrevented && document.visibilityState === "visible") key(e); }); } catch (e) { /* another origin */ }
+    const busy = "button, input, textarea, select, a, [role=slider], [role=switch], [role=checkbox], [role=option], [role=combobox], [contenteditable]";
+    try {
+      window.parent.document.addEventListener("keydown", (e) => { // the page's keys too, unless a control of the page has them
+        if (e.defaultPrevented || document.visibilityState !== "visible" || (e.target.closest && e.target.closest(busy))) return;
+        key(e);
+      });
+    } catch (e) { /* another origin */ }
     window.__noisescopePlayer.control = { play: () => setPlaying(true), pause: () => setPlaying(false), go: (i, tell) => go(i, tell !== false),
       setSpeed: (s) => { speed = s; stats.requested = s; }, setEvery: (k) => { every = k; }, state: () => ({ index, playing, speed, every, count }) };
     requestAnimationFrame(tick);
