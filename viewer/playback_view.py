@@ -72,8 +72,9 @@ def value_range(name: str, images: np.ndarray, mode: ColourMode, fixed: dict[str
     return (-q, q)
 
 
-def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, display: Display) -> StepView:
-    """Read step ``i`` and build its figures: image grids or the 2-D point cloud, and the scalar strips."""
+def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, display: Display, draw_images: bool = True) -> StepView:
+    """Read step ``i`` and build its figures: image grids (unless ``draw_images`` is False: the browser's player draws them)
+    or the 2-D point cloud, and the scalar strips."""
     rows = info.rows
     scalars = loaders.scalars(info.path, info.inode, rows)
     t = scalars.get("t", np.arange(rows))
@@ -105,6 +106,6 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
         low, high = value_range(name, images, display.colour, fixed)
         view.panels.append(Panel(symbols.html(name, with_name=False), images, low, high, colours_for(name)))
         view.panel_names.append(name)
-    if view.panels:
+    if view.panels and draw_images:
         view.images = image_grids_figure(view.panels)
     return view

@@ -130,3 +130,12 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Traces:
     with open(made.truncated, "r+b") as f:
         f.truncate(made.truncated.stat().st_size // 3)
     return made
+
+
+def player_step(at, trace_name: str, step: int):  # noqa: ANN001, ANN201 - an AppTest, returned run
+    """What the browser player does on pause or scrub: send ``{step, seq}`` as its value (a fresh seq each time); runs ``at``."""
+    key = f"step:{trace_name}.player"
+    previous = at.session_state[key] if key in at.session_state else None
+    seq = (previous or {}).get("seq", 0) + 1
+    at.session_state[key] = {"step": step, "seq": seq}
+    return at.run()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.conftest import Traces
+from tests.viewer.conftest import Traces, player_step
 from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer.equations_panel import load_registry
@@ -65,24 +65,26 @@ def t_column(path: Path) -> np.ndarray:
 # -- playback -----------------------------------------------------------------------------------------
 
 
-def test_scrubber_buttons_and_slider_change_the_step_shown_and_the_url(app, traces: Traces) -> None:
+def test_the_browser_player_sends_the_step_back_and_the_page_and_url_follow_it(app, traces: Traces) -> None:
+    """An image trace is played in the browser: the step comes back as the component's value {step, seq}
+    (on pause or scrub), and the step label, the equations and the URL follow it; a value already seen is ignored."""
     name = traces.name(traces.images_ddim)
     t = t_column(traces.images_ddim)
     at = app(view="playback", trace=name)
     no_failures(at)
     assert step_label(at).startswith(f"**Step 1 of {len(t)}** · t = {t[0]} → t_prev = {t[1]}")
     assert at.query_params["trace"] == [name] or at.query_params["trace"] == name
-    at.button(key=f"step:{name}.next").click().run()
-    assert step_label(at).startswith(f"**Step 2 of {len(t)}** · t = {t[1]}")
-    assert str(at.query_params["step"]).strip("[]'") == "1"
-    at.select_slider(key=f"step:{name}.slider.{len(t)}").set_value(6).run()
+    assert not at.get("plotly_chart") or len(at.get("plotly_chart")) == 1  # the scalar strips only: the images are the player's
+    at.session_state[f"step:{name}.player"] = {"step": 6, "seq": 1}
+    at.run()
     assert step_label(at).startswith(f"**Step 7 of {len(t)}** · t = {t[6]}")
-    at.button(key=f"step:{name}.back").click().run()
-    assert step_label(at).startswith(f"**Step 6 of {len(t)}** · t = {t[5]}")
-    at.button(key=f"step:{name}.last").click().run()
-    assert "t_prev = −1" in step_label(at)  # the last step moves to the clean end
-    at.button(key=f"step:{name}.next").click().run()  # already at the end: stays
-    assert step_label(at).startswith(f"**Step {len(t)} of {len(t)}**")
+    assert str(at.query_params["step"]).strip("[]'") == "6"
+    at.session_state[f"step:{name}.index"] = 2  # the same value again (seq 1) is not a new send: the step stays
+    at.run()
+    assert step_label(at).startswith(f"**Step 3 of {len(t)}**")
+    at.session_state[f"step:{name}.player"] = {"step": len(t), "seq": 2}  # the final-sample frame: the last step's equations
+    at.run()
+    assert "t_prev = −1" in step_label(at)
     no_failures(at)
 
 
@@ -93,8 +95,10 @@ def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> No
     no_failures(at)
     assert step_label(at).startswith(f"**Step 8 of {len(t)}** · t = {t[7]}")
     assert at.sidebar.selectbox(key="trace").value == name
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 2  # the image grids and the scalar strips
+    assert len(at.get("plotly_chart")) >= 1  # the scalar strips
+    player = at.get("component_instance")
+    assert len(player) == 1  # the image grids: the browser player, told to start at this step
+    assert '"step": 7' in player[0].proto.json_args
 
 
 @pytest.mark.parametrize("bad", ["../outside.h5", "/etc/passwd", "missing.h5", "sweep/../images_ddim.h5"])
@@ -105,8 +109,9 @@ def test_a_url_naming_anything_but_a_listed_trace_is_ignored(app, traces: Traces
     assert step_label(at).startswith("**Step 1 of")  # the step of an ignored trace is ignored too
 
 
-def test_play_moves_on_and_pause_stops(app, traces: Traces) -> None:
-    name = traces.name(traces.images_ddim)
+def test_play_moves_on_and_pause_stops_on_the_server_for_a_2d_trace(app, traces: Traces) -> None:
+    """2-D point traces keep the server-side play loop (image traces play in the browser)."""
+    name = traces.name(traces.points_ddim)
     at = app(view="playback", trace=name)
     at.button(key=f"step:{name}.play").click().run()
     assert step_label(at).startswith("**Step 2 of")  # one tick ran with the press
@@ -192,7 +197,7 @@ def test_the_equations_of_the_step_are_shown_with_their_values(app, traces: Trac
     assert verdicts and all(v.startswith(":green-badge[holds]") for v in verdicts)  # a real DDIM run satisfies its equations
     sources = [h.proto.body for h in at.get("html")]
     assert any("tracer/samplers/ddim.py:" in body and "ddim_step" in body and "#fff3b0" in body for body in sources)
-    at.button(key=f"step:{name}.next").click().run()
+    player_step(at, name, 3)  # the player paused on step 4
     after = [e.value for e in at.get("latex")]
     with open_trace(traces.images_ddim) as trace:
         scalars3 = {k: float(v[3]) for k, v in trace.scalars().items()}
@@ -381,7 +386,7 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
         assert proc.wait(timeout=60) == 0
         at.run()
         assert step_label(at).startswith("**Step 12 of 12**")  # landed on the last step once
-        at.button(key="step:live.h5.back").click().run()
+        player_step(at, "live.h5", 10)  # finished: now played in the browser, which sends the step back
         assert step_label(at).startswith("**Step 11 of 12**")  # and does not jump back there again
         no_failures(at)
 

@@ -93,7 +93,22 @@ def server(traces: Traces, tmp_path: Path) -> Iterator[str]:
         yield base
 
 
+def player_frame(page, timeout_ms: int = 60_000):  # noqa: ANN001, ANN201 - Playwright's Page and Frame
+    """The player's iframe, once it has painted a frame (polled with Playwright's own wait, which keeps its events flowing)."""
+    waited = 0
+    while waited < timeout_ms:
+        for frame in page.main_frame.child_frames:
+            if ".player/index.html" in frame.url:
+                with contextlib.suppress(Exception):
+                    if frame.evaluate("() => !!(window.__noisescopePlayer && window.__noisescopePlayer.firstPaint !== null)"):
+                        return frame
+        page.wait_for_timeout(100)
+        waited += 100
+    raise AssertionError("the player did not paint a frame")
+
+
 def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations(server: str, traces: Traces, tmp_path: Path) -> None:
+    """Next in the player moves its step at once and sends it to Python: the page's step label, the equations and the URL follow."""
     need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     try:
         from playwright.sync_api import expect, sync_playwright
@@ -108,7 +123,9 @@ def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations
             label = page.locator(".st-key-step-label")
             expect(label).to_contain_text("Step 1 of 10", timeout=60_000)
             before = label.inner_text()
-            page.get_by_role("button", name="Next").click()
+            player = player_frame(page)
+            player.get_by_role("button", name="Next").click()
+            expect(player.locator("#label")).to_contain_text("Step 2 of 10")
             expect(label).to_contain_text("Step 2 of 10", timeout=30_000)
             assert label.inner_text() != before
             page.wait_for_url("**step=1**", timeout=10_000)  # the URL follows the step
@@ -119,6 +136,71 @@ def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations
         finally:
             browser.close()
     assert (tmp_path / "viewer.png").stat().st_size > 10_000
+
+
+def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(server: str, traces: Traces) -> None:
+    """Play advances the player's step text several times a second with no round trip and no blank frame; pause sends
+    the step back (the equations' step label follows); space, arrows, Home and End work; the final-sample frame ends it."""
+    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        need(False, "playwright (python) is not installed")
+    name = traces.name(traces.images_ddpm)  # 50 steps
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{server}/?view=playback&trace={name}", timeout=60_000)
+            label = page.locator(".st-key-step-label")
+            expect(label).to_contain_text("Step 1 of 50", timeout=60_000)
+            player = player_frame(page)
+            player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+            unloaded = player.evaluate("() => window.__noisescopePlayer.unloaded")  # frames asked for before their chunk came
+            player.locator("#speed").select_option("10")
+            player.get_by_role("button", name="Play").click()
+            texts = set()
+            for _ in range(10):  # one second, sampled every 100 ms
+                texts.add(player.locator("#label").inner_text())
+                page.wait_for_timeout(100)
+            assert len(texts) >= 4, texts  # several steps a second, drawn in the page
+            player.get_by_role("button", name="Pause").click()
+            shown = player.locator("#label").inner_text()
+            assert shown.startswith("Step ")
+            step = shown.split()[1]
+            expect(label).to_contain_text(f"Step {step} of 50", timeout=30_000)  # pause sent the step to Python
+            stats = player.evaluate("() => ({unloaded: window.__noisescopePlayer.unloaded, shown: window.__noisescopePlayer.shown.length})")
+            assert stats["unloaded"] == unloaded and stats["shown"] >= 5  # every frame played had arrived
+            player.locator("#label").click()  # focus the player: keys go to it
+            player.locator("body").press("Home")
+            expect(player.locator("#label")).to_contain_text("Step 1 of 50")
+            player.locator("body").press("ArrowRight")
+            expect(player.locator("#label")).to_contain_text("Step 2 of 50")
+            expect(label).to_contain_text("Step 2 of 50", timeout=30_000)
+            player.locator("body").press("End")
+            expect(player.locator("#label")).to_contain_text("Final sample")  # after the last step: the trace's samples
+            player.locator("body").press("ArrowLeft")
+            expect(player.locator("#label")).to_contain_text("Step 50 of 50")
+            player.locator("body").press(" ")
+            expect(player.get_by_role("button", name="Pause")).to_be_visible()  # space plays (from the start at the end)
+            player.locator("body").press(" ")
+            expect(player.get_by_role("button", name="Play")).to_be_visible()
+            blank = player.evaluate("""() => Array.from(document.querySelectorAll('canvas.img:not(.empty)')).filter(c => {
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false;
+                return true; }).length""")
+            assert blank == 0  # every panel has something drawn
+            player.locator("canvas.img").first.hover(position={"x": 2, "y": 2})  # sample #0's top-left pixel
+            expect(player.locator("#tip")).to_contain_text("sample #0 · pixel (0, 0) · x_t ≈")
+            player.locator("#every").select_option("5")
+            player.locator("body").press("Home")
+            player.get_by_role("button", name="Next").click()
+            expect(player.locator("#label")).to_contain_text("Step 6 of 50")  # every 5th step
+            page.locator(".st-key-step-label").click()  # the keys work with the Streamlit page focused too
+            page.keyboard.press("End")
+            expect(player.locator("#label")).to_contain_text("Final sample")
+        finally:
+            browser.close()
 
 
 ATTRIBUTES_JS = """() => Array.from(document.querySelectorAll('*')).flatMap(e =>

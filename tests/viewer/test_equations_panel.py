@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.viewer import fake_registry
-from tests.viewer.conftest import Traces
+from tests.viewer.conftest import Traces, player_step
 from tests.viewer.test_app import no_failures, run_app, step_label
 from tracer.trace.reader import open_trace
 from viewer.equations_panel import TOLERANCE, residual_scale, source_html, tolerance_for, verdict
@@ -74,7 +74,7 @@ def test_equations_show_latex_with_step_values_source_and_residuals(fake_app, tr
     sources = [h.proto.body for h in at.get("html")]
     assert any("tracer/samplers/prediction.py:" in body and "predict_x0" in body for body in sources)
     assert any("tracer/samplers/ddim.py:" in body and "ddim_step" in body for body in sources)
-    at.button(key=f"step:{name}.next").click().run()
+    player_step(at, name, 4)  # the browser player paused on step 5
     assert step_label(at).startswith("**Step 5 of")
     with open_trace(traces.images_ddim) as trace:
         a4 = float(trace.column("alpha_bar_t")[4])

@@ -18,6 +18,7 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 from streamlit.testing.v1 import AppTest
 
+from tests.viewer.conftest import player_step
 from tests.viewer.hostile import FILE_NAME, RECOVERED_FROM, URL, Hostile, make_hostile
 from tests.viewer.markdown_text import code_spans
 from tracer.trace.reader import open_trace
@@ -108,7 +109,7 @@ def test_playback_shows_a_hostile_traces_strings_as_text(app, hostile: Hostile) 
     assert_shown(shown, "markdown", f"##### {plain(FILE_NAME)}")  # the header names the file, as text
     assert_shown(shown, "markdown", f"Recovered copy of {plain(RECOVERED_FROM)}.")
     assert_literal(shown, f"ddim · ![s]({URL}/steps) steps")  # the settings line, as text
-    at.button(key=f"step:{hostile.name(hostile.sampling)}.next").click().run()
+    player_step(at, hostile.name(hostile.sampling), 1)
     assert_text_only(at)
 
 

@@ -1,8 +1,11 @@
 """The playback page: one sampling trace, a scrubber over its steps, the tensors and scalars of the step, the equations.
 
-While playing, or while a live trace is followed, the body is a Streamlit fragment
-that reruns on a timer: the scrubber moves on (or jumps to the newest committed step)
-without rerunning the rest of the app.
+A finished one-channel image trace is played in the browser (viewer/panels/player.py):
+its frames are sent once and animated there, and the step comes back to Python only
+when playback pauses or the user scrubs; the equations and scalar plots then follow.
+2-D point traces and traces still being written keep the server-side scrubber: while
+playing, or while a live trace is followed, the body is a Streamlit fragment that
+reruns on a timer (the scrubber moves on, or jumps to the newest committed step).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
 from viewer.panels.errors import guard
-from viewer.panels.scrubber import advance, play_controls_ui, scrubber_ui
+from viewer.panels.player import player_args, player_ui, supported
+from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
 from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, step_view
@@ -36,7 +40,7 @@ def sample_label(k: int, labels: np.ndarray | None) -> str:
     return f"#{k}"
 
 
-def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str) -> Display:
+def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False) -> Display:
     """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D)."""
     st.sidebar.markdown("**Display**")
     if info.is_2d:
@@ -47,6 +51,8 @@ def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str) -> 
     tensors = st.sidebar.multiselect("Tensors", present, default=list(present), key=f"{key}.tensors")
     samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
                                      key=f"{key}.samples", format_func=lambda k: sample_label(k, labels))
+    if in_browser:  # the player's fixed scales: [-1, 1] for x_t, x0_pred and samples, symmetric per noise-like tensor
+        return Display(tensors=tuple(tensors), samples=tuple(samples), colour="trace")
     colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
     return Display(tensors=tuple(tensors), samples=tuple(samples), colour=colour)  # type: ignore[arg-type]
 
@@ -68,9 +74,10 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
     key = step_key(entry.name)[: -len(".index")]
     written = loaders.has_final(handle)
     labels = loaders.final_array(info.path, info.inode, "labels", written) if written else None
-    display = display_ui(info, labels, key)
+    in_browser = supported(info)
+    display = display_ui(info, labels, key, in_browser)
     live = info.status == "running"
-    play = play_controls_ui(key, live)
+    play = PlayState(playing=False, speed=1, follow=False) if in_browser else play_controls_ui(key, live)
     # Following a live trace that has just finished: show its last step once.
     following_key = f"{key}.was_following"
     if not live and st.session_state.pop(following_key, False):
@@ -96,7 +103,18 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         scalars = loaders.scalars(now.path, now.inode, now.rows)
         t = scalars.get("t", np.arange(now.rows))
         jump_to_last = bool(st.session_state.pop(f"{key}.jump_last", False))
-        i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
+        if in_browser:
+            i = now.rows - 1 if jump_to_last else current_index(key, now.rows)  # a followed trace just finished: its last step
+            st.session_state[f"{key}.index"] = i
+            names = [name for name in display.tensors if name in now.tensors]
+            if names:
+                samples = [s for s in display.samples if 0 <= s < now.batch] or [0]
+                sent = player_ui(key, player_args(handle, now, names, samples, labels, i))
+                if sent is not None:
+                    i = sent
+                    st.session_state[f"{key}.index"] = i
+        else:
+            i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:
@@ -104,10 +122,13 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             bad = sorted({s for steps in failing.values() for s in steps})
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
                        + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
-        view = step_view(handle, now, i, display)
+        view = step_view(handle, now, i, display, draw_images=not in_browser)
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))
-        if view.points is not None:
+        if in_browser:
+            if not view.panels:
+                st.caption("Pick at least one tensor to show.")
+        elif view.points is not None:
             st.plotly_chart(view.points, config=CHART_CONFIG, key=f"{key}.points")
         elif view.images is not None:
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")

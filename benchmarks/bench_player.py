@@ -1,0 +1,252 @@
+"""The in-browser player (issue 12, point 2), measured in a real browser: Debian's chromium driven by Playwright.
+
+Two traces like the demo's, made with the exact Gaussian model (GaussianOracle) and
+record_run: images 1x16x16, batch 20, a 50-step DDIM run and a 1,000-step DDPM run.
+For each, a real ``noisescope view`` server is started and the page opened; through
+the stats the player exposes (``window.__noisescopePlayer``: every frame drawn with its
+performance.now() time) this measures:
+
+- first paint: from the request (page.goto) to the first frame drawn (target <= 2 s), the
+  first player page of a fresh browser (its cache cold: Streamlit's scripts for
+  components and KaTeX are fetched then) and the next ones;
+- play at a requested 30 steps a second once the page has drawn (the equations shown: the
+  Streamlit page shares the iframe's main thread), frames possibly still arriving:
+  distinct steps shown a second between the first and the last frame of the play (target >= 25), the median and worst interval between frames, stalls (ticks
+  that waited for a chunk not yet arrived: the frame shown stays), and blank panels
+  (every panel's canvas looked at every 50 ms during play; target 0);
+- one scrub once every frame has arrived: the slider's input event to the frame painted
+  (two animation frames later), median and worst of 20 (target <= 50 ms);
+- the memory of the browser's processes (resident set, from /proc) once the DDPM trace's
+  frames are all loaded (target <= 300 MB for the page's renderer).
+
+Nothing here is asserted; the numbers are printed with the machine's load average.
+Skipped (a line in the report) without chromium or playwright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Ratio
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--no-first-run"]
+BATCH, SHAPE, T = 20, (1, 16, 16), 1000
+REQUESTED = 30
+_REPORT: list[str] = []
+
+
+def ring(size: int = 16) -> Any:
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    return torch.where((xx**2 + yy**2 - 0.5).abs() < 0.25, 0.9, -0.9).unsqueeze(0).to(torch.float64)
+
+
+def make_traces(folder: Path) -> dict[str, Path]:
+    """ddim50.h5 and ddpm1000.h5 under ``folder``: the exact Gaussian model, 20 images of 1x16x16."""
+    import torch
+
+    from tracer.models.analytic import GaussianOracle
+    from tracer.recording import record_run
+    from tracer.samplers.config import SamplerConfig
+    from tracer.samplers.loop import initial_noise
+    from tracer.schedules import make_schedule
+
+    schedule = make_schedule("linear", T)
+    model = GaussianOracle(schedule, ring(), 0.3)
+    out = {}
+    for name, config in (("ddim50", SamplerConfig(sampler="ddim", steps=50)), ("ddpm1000", SamplerConfig(sampler="ddpm"))):
+        generator = torch.Generator().manual_seed(0)
+        x_T = initial_noise((BATCH, *SHAPE), generator=generator)  # noqa: N806
+        path = folder / f"{name}.h5"
+        record_run(model, schedule, config, x_T=x_T, labels=None, generator=generator, out=path, progress=False)
+        out[name] = path
+    return out
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(folder: Path) -> Iterator[str]:
+    """``noisescope view FOLDER`` on a free port; its base URL; stopped in every case."""
+    port = free_port()
+    log = folder / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("noisescope")), "view", str(folder), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+            time.sleep(0.3)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def renderer_rss() -> tuple[float, float]:
+    """(largest renderer's RSS, all browser processes' RSS) in MB: chromium's processes below this one."""
+    pids = [p for p in descendants(os.getpid()) if "chrom" in Path(f"/proc/{p}/comm").read_text(errors="replace").lower()]
+    renderers = [p for p in pids if "--type=renderer" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    return max((rss_mb(p) for p in renderers), default=0.0), sum(rss_mb(p) for p in pids)
+
+
+def player_frame(page: Any, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if ".player/index.html" in frame.url:
+                with contextlib.suppress(Exception):
+                    if frame.evaluate("() => !!(window.__noisescopePlayer && window.__noisescopePlayer.firstPaint !== null)"):
+                        return frame
+        page.wait_for_timeout(10)  # (not time.sleep: Playwright handles the page's events while it waits)
+    raise RuntimeError("the player did not paint a frame")
+
+
+PLAY_JS = """async ([speed, seconds]) => {
+  const s = window.__noisescopePlayer; s.shown.length = 0;
+  s.control.setSpeed(speed); s.control.go(0, false); s.stalls = 0; s.shown.length = 0;
+  const t0 = performance.now(); s.control.play();
+  let blank = 0, checks = 0;
+  const white = (c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false; return true; };
+  while (performance.now() - t0 < seconds * 1000 && s.control.state().playing) {
+    await new Promise(r => setTimeout(r, 50));
+    checks += 1; blank += Array.from(document.querySelectorAll('canvas.img:not(.empty)')).filter(white).length;
+  }
+  const t1 = performance.now(); s.control.pause();
+  const shown = s.shown.filter(([i, t]) => t >= t0 && t <= t1);
+  return {shown, elapsed: (t1 - t0) / 1000, unloaded: s.unloaded, stalls: s.stalls, blank, checks};
+}"""
+
+SCRUB_JS = """async (steps) => {
+  const slider = document.getElementById('slider'); const out = [];
+  for (const i of steps) {
+    const t0 = performance.now(); slider.value = String(i); slider.dispatchEvent(new Event('input'));
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    out.push(performance.now() - t0);
+  }
+  return out;
+}"""
+
+
+def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
+    start_ms = time.time() * 1000
+    page.goto(f"{base}/?view=playback&trace={name}.h5", timeout=90_000)
+    frame = player_frame(page)
+    first_paint = frame.evaluate("() => performance.timeOrigin + window.__noisescopePlayer.firstPaint") - start_ms
+    page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)  # the rest of the page drawn (same main thread)
+    page.wait_for_timeout(1000)
+    seconds = min(10.0, rows / REQUESTED + 0.5)
+    played = frame.evaluate(PLAY_JS, [REQUESTED, seconds])
+    frame.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=120_000)
+    scrubs = frame.evaluate(SCRUB_JS, [int(k * (rows - 1) / 19) for k in range(20)])
+    renderer, total = renderer_rss()
+    times = [t for _, t in played["shown"]]
+    steps = [i for i, _ in played["shown"]]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    span = (times[-1] - times[0]) / 1000 if len(times) > 1 else float("nan")
+    return {"first_paint_ms": first_paint, "achieved": (len(set(steps)) - 1) / span, "frames": len(steps),
+            "median_ms": statistics.median(gaps) if gaps else float("nan"), "worst_ms": max(gaps, default=float("nan")),
+            "stalls": played["stalls"], "unloaded": played["unloaded"], "blank": played["blank"], "checks": played["checks"], "scrub_median_ms": statistics.median(scrubs),
+            "scrub_worst_ms": max(scrubs), "renderer_mb": renderer, "browser_mb": total}
+
+
+def run(quick: bool) -> list[Ratio]:
+    _REPORT.append("")
+    _REPORT.append("Player in the browser (benchmarks/bench_player.py):")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _REPORT.append("- skipped: playwright (python) is not installed")
+        return []
+    if not CHROMIUM.exists():
+        _REPORT.append(f"- skipped: no chromium at {CHROMIUM}")
+        return []
+    with tempfile.TemporaryDirectory(prefix="noisescope-bench-player-") as tmp:
+        folder = Path(tmp)
+        made = time.perf_counter()
+        make_traces(folder)
+        _REPORT.append(f"- traces made in {time.perf_counter() - made:.1f} s (GaussianOracle, record_run, batch {BATCH} of 1x16x16)")
+        with server(folder) as base, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                page.goto(f"{base}/?view=schedule&trace=ddpm1000.h5", timeout=90_000)
+                page.get_by_text("distinct timesteps").first.wait_for(timeout=90_000)
+                page.wait_for_timeout(3000)
+                baseline, _ = renderer_rss()
+                page.close()
+                _REPORT.append(f"- baseline: the Schedule page (Streamlit and plotly, no player) has a renderer RSS of {baseline:.0f} MB")
+                for name, rows, cache in (("ddim50", 50, "cold"), ("ddim50", 50, "warm"), ("ddpm1000", 1000, "warm")):
+                    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                    r = measure(page, base, name, rows)
+                    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+                    _REPORT.append(
+                        f"- {name} ({rows} steps, browser cache {cache}), load average {load} ({os.cpu_count()} cores): first frame {r['first_paint_ms']:.0f} ms "
+                        f"after the request; play at {REQUESTED} steps/s requested: {r['achieved']:.1f} distinct steps/s achieved, "
+                        f"frame interval median {r['median_ms']:.1f} ms, worst {r['worst_ms']:.1f} ms, {r['blank']} blank panels "
+                        f"in {r['checks']} looks at every panel during play, "
+                        f"{r['stalls']} ticks waiting for a chunk; scrub to frame painted median {r['scrub_median_ms']:.1f} ms, "
+                        f"worst {r['scrub_worst_ms']:.1f} ms; renderer RSS {r['renderer_mb']:.0f} MB (all chromium processes "
+                        f"{r['browser_mb']:.0f} MB)")
+                    page.close()
+            finally:
+                browser.close()
+    return []
+
+
+def report() -> list[str]:
+    return _REPORT
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)
+    print("\n".join(_REPORT))

@@ -1,0 +1,254 @@
+"""The in-browser player's data: frames of a sampling trace encoded once as 8-bit PNG sheets, in chunks of steps.
+
+Pure builders (tested without Streamlit): colour ranges (image-like tensors on the data
+range [-1, 1], saturating beyond it; noise-like ones on their own symmetric range), the
+8-bit encoding (index 0..254 on the panel's range, 255 for the gaps of a mosaic), a
+grey-scale PNG writer, the chunking of the steps, the share of saturated values, and
+how the value the component sends back is read.
+
+``write_frames`` writes two files per chunk (the PNG sheet, and a JSON file of the
+steps' saturation shares) into a cache folder the browser fetches from; the first chunk
+is written before the page is drawn, the others by a background thread, so a long
+trace starts playing before every frame has arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from tracer.trace import schema
+from viewer.figures.images import DIVERGING, GREY, grid_columns, mosaic
+
+CHUNK_STEPS: Final = 25  # steps a chunk file holds
+GAP: Final = 255  # the 8-bit index of a mosaic gap (drawn as the page background)
+LEVELS: Final = 254  # value indices run 0..254
+DATA_RANGE: Final = (-1.0, 1.0)
+CACHE_ENTRIES: Final = 48  # frame sets kept on disk
+FINAL: Final = "final"
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One panel of the player: a tensor, its title, its colour range and scale, where it sits in a sheet row."""
+
+    name: str
+    title: str
+    low: float
+    high: float
+    scale: str  # "grey" or "diverging"
+    x: int  # left pixel of the panel in a sheet row
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "low": self.low, "high": self.high, "scale": self.scale, "x": self.x}
+
+
+def is_noise(name: str) -> bool:
+    return schema.display_class(name) == "noise"
+
+
+def panel_range(name: str, fixed: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """[-1, 1] for image-like tensors (x_t, x0_pred, samples); the trace's fixed symmetric range for noise-like ones."""
+    if is_noise(name):
+        low, high = fixed.get(name, (-1.0, 1.0))
+        q = max(abs(low), abs(high))
+        q = q if math.isfinite(q) and q > 0 else 1.0
+        return (-q, q)
+    return DATA_RANGE
+
+
+def encode(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Values onto 0..254 linearly over [low, high] (beyond it saturating), NaN (gaps) onto 255; uint8."""
+    span = high - low if high > low else 1.0
+    scaled = np.round(np.clip((np.asarray(values, dtype=np.float64) - low) / span, 0.0, 1.0) * LEVELS)
+    return np.where(np.isnan(values), GAP, scaled).astype(np.uint8)
+
+
+def decode(index: np.ndarray | int, low: float, high: float) -> np.ndarray:
+    """The value at the centre of an index's bin (the browser's hover does the same)."""
+    return low + np.asarray(index, dtype=np.float64) / LEVELS * (high - low)
+
+
+def saturated_share(values: np.ndarray, low: float, high: float) -> float:
+    """Share of finite values outside [low, high] (drawn at the end colours)."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    return float(np.mean((finite < low) | (finite > high))) if finite.size else 0.0
+
+
+def png_grey(pixels: np.ndarray) -> bytes:
+    """An 8-bit grey-scale PNG of a [H, W] uint8 array (no dependency beyond zlib)."""
+    if pixels.ndim != 2 or pixels.dtype != np.uint8:
+        raise ValueError(f"png_grey needs [H, W] uint8, got {pixels.shape} {pixels.dtype}")
+    h, w = pixels.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), pixels], axis=1).tobytes()  # filter 0 on every row
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def chunks(rows: int, size: int = CHUNK_STEPS) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk of ``rows`` steps."""
+    return [(a, min(a + size, rows)) for a in range(0, max(rows, 0), size)]
+
+
+def tile_layout(count: int, h: int, w: int) -> dict[str, int]:
+    """The mosaic of ``count`` samples: columns, rows and its pixel size (1-pixel gaps)."""
+    columns = max(1, min(grid_columns(count), count))
+    rows = max(1, math.ceil(count / columns))
+    return {"columns": columns, "rows": rows, "tile_h": h, "tile_w": w, "height": rows * h + rows - 1, "width": columns * w + columns - 1}
+
+
+def panels_for(names: Sequence[str], titles: dict[str, str], fixed: dict[str, tuple[float, float]], width: int) -> list[PanelSpec]:
+    """The panels side by side in a sheet row, each ``width`` pixels and a 1-pixel gap apart."""
+    out = []
+    for k, name in enumerate(names):
+        low, high = panel_range(name, fixed)
+        out.append(PanelSpec(name, titles.get(name, name), low, high, "diverging" if is_noise(name) else "grey", k * (width + 1)))
+    return out
+
+
+def frame_row(tensors: dict[str, np.ndarray], panels: Sequence[PanelSpec], layout: dict[str, int]) -> tuple[np.ndarray, list[float]]:
+    """One step as a sheet row: each panel's mosaic of [N, 1, H, W] encoded on its range; and each panel's saturated share.
+
+    A panel missing from ``tensors`` (the final frame's noise panels) is all gap.
+    """
+    width = len(panels) * (layout["width"] + 1) - 1
+    row = np.full((layout["height"], width), GAP, dtype=np.uint8)
+    shares = []
+    for panel in panels:
+        values = tensors.get(panel.name)
+        if values is None:
+            shares.append(0.0)
+            continue
+        images = values.reshape(values.shape[0], 1, layout["tile_h"], layout["tile_w"])
+        tiles = mosaic(images, layout["columns"])[0]
+        row[:, panel.x : panel.x + layout["width"]] = encode(tiles, panel.low, panel.high)
+        shares.append(saturated_share(values, panel.low, panel.high))
+    return row, shares
+
+
+def chunk_document(rows: Sequence[tuple[np.ndarray, list[float]]]) -> tuple[bytes, dict[str, Any]]:
+    """A chunk: the steps' rows stacked into one PNG sheet, and its JSON (the steps' saturated shares)."""
+    sheet = np.concatenate([r for r, _ in rows], axis=0)
+    return png_grey(sheet), {"steps": len(rows), "saturated": [[round(s, 5) for s in shares] for _, shares in rows]}
+
+
+def frames_key(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def colour_lut(scale: str) -> list[list[int]]:
+    """256 RGB triples: index 0..254 along the panel's colour scale; 255 (gaps) is white."""
+    stops = GREY if scale == "grey" else DIVERGING
+    positions = [float(p) for p, _ in stops]
+    rgb = [[int(float(v)) for v in c[c.index("(") + 1 : c.index(")")].split(",")] if c.startswith("rgb") else
+           [int(c[i : i + 2], 16) for i in (1, 3, 5)] for _, c in stops]
+    out = []
+    for k in range(LEVELS + 1):
+        f = k / LEVELS
+        j = max(0, min(len(positions) - 2, int(np.searchsorted(positions, f, side="right")) - 1))
+        a, b = positions[j], positions[j + 1]
+        u = 0.0 if b <= a else min(max((f - a) / (b - a), 0.0), 1.0)
+        out.append([round(rgb[j][m] + u * (rgb[j + 1][m] - rgb[j][m])) for m in range(3)])
+    out.append([255, 255, 255])
+    return out
+
+
+def step_from_value(value: Any, last_seq: int | None) -> tuple[int, int] | None:
+    """The step the player sent back, as (step, seq), if it is new (seq not seen yet) and well formed; else None."""
+    if not isinstance(value, dict):
+        return None
+    step, seq = value.get("step"), value.get("seq")
+    if not isinstance(step, int) or not isinstance(seq, int) or isinstance(step, bool) or step < 0:
+        return None
+    if last_seq is not None and seq == last_seq:
+        return None
+    return step, seq
+
+
+# -- the cache folder the browser fetches chunk files from ------------------------------------------
+
+CACHE_DIR: Final = Path(os.environ.get("NOISESCOPE_FRAMES_DIR") or Path(tempfile.gettempdir()) / f"noisescope-frames-{os.getuid()}")
+_RUNNING: dict[str, threading.Thread] = {}
+_LOCK = threading.RLock()
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # the browser never reads half a file
+
+
+def _write_chunk(folder: Path, name: str, rows: Sequence[tuple[np.ndarray, list[float]]]) -> None:
+    """``name.png`` then ``name.json``: a JSON file present means its PNG is there too."""
+    png, document = chunk_document(rows)
+    _write(folder / f"{name}.png", png)
+    _write(folder / f"{name}.json", json.dumps(document, separators=(",", ":")).encode())
+
+
+def _prune(root: Path, keep: str) -> None:
+    entries = sorted((p for p in root.iterdir() if p.is_dir() and p.name != keep), key=lambda p: p.stat().st_mtime)
+    for old in entries[: max(0, len(entries) - CACHE_ENTRIES + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], list[tuple[np.ndarray, list[float]]]],
+                 final: Callable[[], tuple[np.ndarray, list[float]]] | None, root: Path = CACHE_DIR, background: bool = True) -> Path:
+    """Write ``chunk_<k>.png`` and ``.json`` for each chunk of ``rows`` steps (and ``final.*``) under ``root/key``; returns the folder.
+
+    The first chunk is written now; the rest by one background thread per key (``background``
+    False writes all now). A folder already complete (``done`` present) is reused.
+    """
+    folder = root / key
+    if (folder / "done").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = chunks(rows)
+
+    def write(k: int) -> None:
+        if not (folder / f"chunk_{k}.json").exists():
+            _write_chunk(folder, f"chunk_{k}", read_chunk(*bounds[k]))
+
+    def rest() -> None:
+        try:
+            for k in range(1, len(bounds)):
+                write(k)
+            if final is not None and not (folder / f"{FINAL}.json").exists():
+                _write_chunk(folder, FINAL, [final()])
+            (folder / "done").write_text("")
+        finally:
+            with _LOCK:
+                _RUNNING.pop(key, None)
+
+    if bounds:
+        write(0)
+    with _LOCK:
+        if key in _RUNNING:
+            return folder
+        if not background:
+            rest()
+            return folder
+        thread = threading.Thread(target=rest, name=f"noisescope-frames-{key}", daemon=True)
+        _RUNNING[key] = thread
+    try:
+        _prune(root, key)
+    except OSError:
+        pass
+    thread.start()
+    return folder
