@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -25,3 +27,12 @@ def oracle50(schedule50: Schedule) -> GaussianOracle:
 def class_oracle50(schedule50: Schedule) -> GaussianOracle:
     """Class-conditional 2-D oracle, K = 2 (null label 2): data N(mu_y, 0.2^2 I)."""
     return GaussianOracle(schedule50, torch.tensor([[0.6, 0.4], [-0.5, -0.2]]), 0.2, per_class=True)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tensors in these tests are small: intra-op threads only add contention on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

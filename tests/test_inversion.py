@@ -15,7 +15,6 @@ Lagrange's identity v_a v_b - N^2 = s^2 (sqrt(a (1 - b)) - sqrt((1 - a) b))^2 = 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -39,12 +38,7 @@ from tracer.trace.sampling import record_sampling
 STD = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ images whose config names the digits data set, and an MLP on 2-D points.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,7 @@ from tracer.trace.reader import open_trace
 T = 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _checkpoint(path: Path, config: ModelConfig, data: DataConfig) -> Path:

@@ -16,7 +16,6 @@ allowance used when comparing with the data distribution.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -28,13 +27,7 @@ from tracer.samplers.timesteps import ddim_timesteps, plan
 from tracer.schedules import Schedule, make_schedule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tensors here are small: intra-op threads only add contention on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _ddpm_law(schedule: Schedule, s: float) -> tuple[float, float]:
