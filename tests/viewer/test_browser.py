@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -93,6 +94,23 @@ def server(traces: Traces, tmp_path: Path) -> Iterator[str]:
         yield base
 
 
+@contextlib.contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A fresh 1400x1600 page of Debian's headless Chromium, closed afterwards (skipped, or failed under
+    NOISESCOPE_REQUIRE_BROWSER, where chromium or Playwright is missing)."""
+    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright (python) is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1600})
+        finally:
+            browser.close()
+
+
 def player_frame(page, timeout_ms: int = 60_000):  # noqa: ANN001, ANN201 - Playwright's Page and Frame
     """The player's iframe, once it has painted a frame (polled with Playwright's own wait, which keeps its events flowing)."""
     waited = 0
@@ -109,98 +127,82 @@ def player_frame(page, timeout_ms: int = 60_000):  # noqa: ANN001, ANN201 - Play
 
 def test_stepping_forward_in_chromium_changes_the_step_and_renders_the_equations(server: str, traces: Traces, tmp_path: Path) -> None:
     """Next in the player moves its step at once and sends it to Python: the page's step label, the equations and the URL follow."""
-    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        need(False, "playwright (python) is not installed")
     name = traces.name(traces.images_ddim)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"{server}/?view=playback&trace={name}", timeout=60_000)
-            label = page.locator(".st-key-step-label")
-            expect(label).to_contain_text("Step 1 of 10", timeout=60_000)
-            before = label.inner_text()
-            player = player_frame(page)
-            player.get_by_role("button", name="Next").click()
-            expect(player.locator("#label")).to_contain_text("Step 2 of 10")
-            expect(label).to_contain_text("Step 2 of 10", timeout=30_000)
-            assert label.inner_text() != before
-            page.wait_for_url("**step=1**", timeout=10_000)  # the URL follows the step
-            equations = page.locator("[class*='st-key-eq-'] .katex")
-            expect(equations.first).to_be_visible(timeout=30_000)
-            assert equations.count() >= 2  # each equation, symbolic and with this step's values
-            page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{server}/?view=playback&trace={name}", timeout=60_000)
+        label = page.locator(".st-key-step-label")
+        expect(label).to_contain_text("Step 1 of 10", timeout=60_000)
+        before = label.inner_text()
+        player = player_frame(page)
+        player.get_by_role("button", name="Next").click()
+        expect(player.locator("#label")).to_contain_text("Step 2 of 10")
+        expect(label).to_contain_text("Step 2 of 10", timeout=30_000)
+        assert label.inner_text() != before
+        page.wait_for_url("**step=1**", timeout=10_000)  # the URL follows the step
+        equations = page.locator("[class*='st-key-eq-'] .katex")
+        expect(equations.first).to_be_visible(timeout=30_000)
+        assert equations.count() >= 2  # each equation, symbolic and with this step's values
+        page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
     assert (tmp_path / "viewer.png").stat().st_size > 10_000
 
 
 def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(server: str, traces: Traces) -> None:
     """Play advances the player's step text several times a second with no round trip and no blank frame; pause sends
     the step back (the equations' step label follows); space, arrows, Home and End work; the final-sample frame ends it."""
-    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        need(False, "playwright (python) is not installed")
     name = traces.name(traces.images_ddpm)  # 50 steps
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"{server}/?view=playback&trace={name}", timeout=60_000)
-            label = page.locator(".st-key-step-label")
-            expect(label).to_contain_text("Step 1 of 50", timeout=60_000)
-            player = player_frame(page)
-            player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
-            unloaded = player.evaluate("() => window.__noisescopePlayer.unloaded")  # frames asked for before their chunk came
-            player.locator("#speed").select_option("10")
-            player.get_by_role("button", name="Play").click()
-            texts = set()
-            for _ in range(10):  # one second, sampled every 100 ms
-                texts.add(player.locator("#label").inner_text())
-                page.wait_for_timeout(100)
-            assert len(texts) >= 4, texts  # several steps a second, drawn in the page
-            player.get_by_role("button", name="Pause").click()
-            shown = player.locator("#label").inner_text()
-            assert shown.startswith("Step ")
-            step = shown.split()[1]
-            expect(label).to_contain_text(f"Step {step} of 50", timeout=30_000)  # pause sent the step to Python
-            stats = player.evaluate("() => ({unloaded: window.__noisescopePlayer.unloaded, shown: window.__noisescopePlayer.shown.length})")
-            assert stats["unloaded"] == unloaded and stats["shown"] >= 5  # every frame played had arrived
-            player.locator("#label").click()  # focus the player: keys go to it
-            player.locator("body").press("Home")
-            expect(player.locator("#label")).to_contain_text("Step 1 of 50")
-            player.locator("body").press("ArrowRight")
-            expect(player.locator("#label")).to_contain_text("Step 2 of 50")
-            expect(label).to_contain_text("Step 2 of 50", timeout=30_000)
-            player.locator("body").press("End")
-            expect(player.locator("#label")).to_contain_text("Final sample")  # after the last step: the trace's samples
-            player.locator("body").press("ArrowLeft")
-            expect(player.locator("#label")).to_contain_text("Step 50 of 50")
-            player.locator("body").press(" ")
-            expect(player.get_by_role("button", name="Pause")).to_be_visible()  # space plays (from the start at the end)
-            player.locator("body").press(" ")
-            expect(player.get_by_role("button", name="Play")).to_be_visible()
-            blank = player.evaluate("""() => Array.from(document.querySelectorAll('canvas.img:not(.empty)')).filter(c => {
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false;
-                return true; }).length""")
-            assert blank == 0  # every panel has something drawn
-            player.locator("canvas.img").first.hover(position={"x": 2, "y": 2})  # sample #0's top-left pixel
-            expect(player.locator("#tip")).to_contain_text("sample #0 · pixel (0, 0) · x_t ≈")
-            player.locator("#every").select_option("5")
-            player.locator("body").press("Home")
-            player.get_by_role("button", name="Next").click()
-            expect(player.locator("#label")).to_contain_text("Step 6 of 50")  # every 5th step
-            page.locator(".st-key-step-label").click()  # the keys work with the Streamlit page focused too
-            page.keyboard.press("End")
-            expect(player.locator("#label")).to_contain_text("Final sample")
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{server}/?view=playback&trace={name}", timeout=60_000)
+        label = page.locator(".st-key-step-label")
+        expect(label).to_contain_text("Step 1 of 50", timeout=60_000)
+        player = player_frame(page)
+        player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+        unloaded = player.evaluate("() => window.__noisescopePlayer.unloaded")  # frames asked for before their chunk came
+        player.locator("#speed").select_option("10")
+        player.get_by_role("button", name="Play").click()
+        texts = set()
+        for _ in range(10):  # one second, sampled every 100 ms
+            texts.add(player.locator("#label").inner_text())
+            page.wait_for_timeout(100)
+        assert len(texts) >= 4, texts  # several steps a second, drawn in the page
+        player.get_by_role("button", name="Pause").click()
+        shown = player.locator("#label").inner_text()
+        assert shown.startswith("Step ")
+        step = shown.split()[1]
+        expect(label).to_contain_text(f"Step {step} of 50", timeout=30_000)  # pause sent the step to Python
+        stats = player.evaluate("() => ({unloaded: window.__noisescopePlayer.unloaded, shown: window.__noisescopePlayer.shown.length})")
+        assert stats["unloaded"] == unloaded and stats["shown"] >= 5  # every frame played had arrived
+        player.locator("#label").click()  # focus the player: keys go to it
+        player.locator("body").press("Home")
+        expect(player.locator("#label")).to_contain_text("Step 1 of 50")
+        player.locator("body").press("ArrowRight")
+        expect(player.locator("#label")).to_contain_text("Step 2 of 50")
+        expect(label).to_contain_text("Step 2 of 50", timeout=30_000)
+        player.locator("body").press("End")
+        expect(player.locator("#label")).to_contain_text("Final sample")  # after the last step: the trace's samples
+        player.locator("body").press("ArrowLeft")
+        expect(player.locator("#label")).to_contain_text("Step 50 of 50")
+        player.locator("body").press(" ")
+        expect(player.get_by_role("button", name="Pause")).to_be_visible()  # space plays (from the start at the end)
+        player.locator("body").press(" ")
+        expect(player.get_by_role("button", name="Play")).to_be_visible()
+        blank = player.evaluate("""() => Array.from(document.querySelectorAll('canvas.img:not(.empty)')).filter(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            for (let k = 0; k < d.length; k += 4) if (d[k] !== 255 || d[k + 1] !== 255 || d[k + 2] !== 255) return false;
+            return true; }).length""")
+        assert blank == 0  # every panel has something drawn
+        player.locator("canvas.img").first.hover(position={"x": 2, "y": 2})  # sample #0's top-left pixel
+        expect(player.locator("#tip")).to_contain_text("sample #0 · pixel (0, 0) · x_t ≈")
+        player.locator("#every").select_option("5")
+        player.locator("body").press("Home")
+        player.get_by_role("button", name="Next").click()
+        expect(player.locator("#label")).to_contain_text("Step 6 of 50")  # every 5th step
+        page.locator(".st-key-step-label").click()  # the keys work with the Streamlit page focused too
+        page.keyboard.press("End")
+        expect(player.locator("#label")).to_contain_text("Final sample")
 
 
 ATTRIBUTES_JS = """() => Array.from(document.querySelectorAll('*')).flatMap(e =>
@@ -212,11 +214,6 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
     """Every page of a trace whose name, config and attributes hold markdown images, links and <img> tags:
     Chromium asks only the viewer's own origin for anything, for no 'hostile-*' path, and no element's
     src or href names a hostile URL; the hostile strings are on the page as literal text."""
-    need(CHROMIUM.exists(), f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        need(False, "playwright (python) is not installed")
     hostile = make_hostile(tmp_path / "hostile")
     sampling, hand_made = hostile.name(hostile.sampling), hostile.name(hostile.hand_made)
     pages = [  # (query, text that shows the page has been drawn)
@@ -228,26 +225,23 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
         (f"view=playback&trace={quote(hostile.name(hostile.corrupt))}", "corrupt"),
     ]
     requested: list[str] = []
-    with viewer_server(hostile.root, tmp_path) as base, sync_playwright() as p:
+    with viewer_server(hostile.root, tmp_path) as base, chromium_page() as page:
+        from playwright.sync_api import expect
+
         own = urlsplit(base).netloc
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.on("request", lambda request: requested.append(request.url))
-            for k, (query, drawn) in enumerate(pages):
-                page.goto(f"{base}/?{query}", timeout=60_000)
-                expect(page.get_by_text(drawn).first).to_be_visible(timeout=60_000)
-                page.wait_for_timeout(1500)  # let anything the page would load start loading
-                if "trace=" + quote(sampling) in query and "playback" in query:
-                    expect(page.get_by_text(f"Recovered copy of {RECOVERED_FROM}.")).to_be_visible()  # literally
-                    expect(page.locator(".st-key-trace-status")).to_contain_text(FILE_NAME)
-                attributes = page.evaluate(ATTRIBUTES_JS)
-                hostile_attributes = [a for a in attributes if any(m in a for m in MARKERS) and not a.split(" ", 1)[1].startswith("#")]  # a heading's own anchor
-                assert not hostile_attributes, (query, hostile_attributes)
-                assert page.locator("img[src*='127.0.0.1:9'], img[src*='hostile-'], a[href*='127.0.0.1:9']").count() == 0
-                page.screenshot(path=str(tmp_path / f"hostile-{k}.png"), full_page=True)
-        finally:
-            browser.close()
+        page.on("request", lambda request: requested.append(request.url))
+        for k, (query, drawn) in enumerate(pages):
+            page.goto(f"{base}/?{query}", timeout=60_000)
+            expect(page.get_by_text(drawn).first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1500)  # let anything the page would load start loading
+            if "trace=" + quote(sampling) in query and "playback" in query:
+                expect(page.get_by_text(f"Recovered copy of {RECOVERED_FROM}.")).to_be_visible()  # literally
+                expect(page.locator(".st-key-trace-status")).to_contain_text(FILE_NAME)
+            attributes = page.evaluate(ATTRIBUTES_JS)
+            hostile_attributes = [a for a in attributes if any(m in a for m in MARKERS) and not a.split(" ", 1)[1].startswith("#")]  # a heading's own anchor
+            assert not hostile_attributes, (query, hostile_attributes)
+            assert page.locator("img[src*='127.0.0.1:9'], img[src*='hostile-'], a[href*='127.0.0.1:9']").count() == 0
+            page.screenshot(path=str(tmp_path / f"hostile-{k}.png"), full_page=True)
     assert requested
     foreign = [u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != own]
     assert not foreign, foreign
