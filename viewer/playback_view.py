@@ -73,8 +73,8 @@ def value_range(name: str, images: np.ndarray, mode: ColourMode, fixed: dict[str
 
 
 def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, display: Display, draw_images: bool = True) -> StepView:
-    """Read step ``i`` and build its figures: image grids (unless ``draw_images`` is False: the browser's player draws them)
-    or the 2-D point cloud, and the scalar strips."""
+    """Read step ``i`` and build its figures: image grids or the 2-D point cloud (unless ``draw_images`` is False: the
+    browser's player draws them), and the scalar strips."""
     rows = info.rows
     scalars = loaders.scalars(info.path, info.inode, rows)
     t = scalars.get("t", np.arange(rows))
@@ -88,6 +88,8 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
     strips: dict[str, np.ndarray] = {name: scalars[name] for name in ("alpha_bar_t", "sigma") if name in scalars}
     strips.update(stats)
     view.strips = scalar_strips_figure(strips, t, i)
+    if info.is_2d and not draw_images:
+        return view  # the browser's player draws the points
     if info.is_2d:
         history = loaders.trajectory(info.path, info.inode, rows, "x_t")
         x0_all = loaders.trajectory(info.path, info.inode, rows, "x0_pred") if "x0_pred" in info.tensors else None

@@ -1,15 +1,18 @@
-"""The in-browser player's data: frames of a sampling trace encoded once as 8-bit PNG sheets, in chunks of steps.
+"""The in-browser player's data: frames of sampling traces encoded once, in chunks of steps, and the timeline they share.
 
 Pure builders (tested without Streamlit): colour ranges (image-like tensors on the data
 range [-1, 1], saturating beyond it; noise-like ones on their own symmetric range), the
 8-bit encoding (index 0..254 on the panel's range, 255 for the gaps of a mosaic), a
-grey-scale PNG writer, the chunking of the steps, the share of saturated values, and
-how the value the component sends back is read.
+PNG writer (grey: one index a pixel, coloured in the page; RGB: each channel encoded
+alike), 2-D point clouds as 16-bit coordinates on the trace's fixed extent, the
+chunking of the steps, the share of saturated values, the timeline that lines traces
+up by noise level (Compare plays every trace at the same noise level), and how the
+value the component sends back is read.
 
-``write_frames`` writes two files per chunk (the PNG sheet, and a JSON file of the
-steps' saturation shares) into a cache folder the browser fetches from; the first chunk
-is written before the page is drawn, the others by a background thread, so a long
-trace starts playing before every frame has arrived.
+``write_frames`` writes two files per chunk (the payload, a PNG sheet or the points'
+binary, then a JSON file: the steps' saturation shares) into a cache folder the browser
+fetches from; the first chunk is written before the page is drawn, the others by a
+background thread, so a long trace starts playing before every frame has arrived.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ CHUNK_STEPS: Final = 25  # steps a chunk file holds
 GAP: Final = 255  # the 8-bit index of a mosaic gap (drawn as the page background)
 LEVELS: Final = 254  # value indices run 0..254
 DATA_RANGE: Final = (-1.0, 1.0)
+POINT_LEVELS: Final = 65534  # 16-bit point coordinates run 0..65534 over the extent; 65535 is a missing value
 CACHE_ENTRIES: Final = 48  # frame sets kept on disk
 FINAL: Final = "final"
 
@@ -89,16 +93,18 @@ def saturated_share(values: np.ndarray, low: float, high: float) -> float:
 
 
 def png_grey(pixels: np.ndarray) -> bytes:
-    """An 8-bit grey-scale PNG of a [H, W] uint8 array (no dependency beyond zlib)."""
-    if pixels.ndim != 2 or pixels.dtype != np.uint8:
-        raise ValueError(f"png_grey needs [H, W] uint8, got {pixels.shape} {pixels.dtype}")
-    h, w = pixels.shape
+    """An 8-bit PNG (no dependency beyond zlib) of a [H, W] uint8 array (grey) or a [H, W, 3] one (RGB)."""
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
+        raise ValueError(f"png_grey needs [H, W] or [H, W, 3] uint8, got {pixels.shape} {pixels.dtype}")
+    h, w = pixels.shape[:2]
+    colour_type = 0 if pixels.ndim == 2 else 2
+    pixels = pixels.reshape(h, -1)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), pixels], axis=1).tobytes()  # filter 0 on every row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
@@ -123,30 +129,93 @@ def panels_for(names: Sequence[str], titles: dict[str, str], fixed: dict[str, tu
     return out
 
 
-def frame_row(tensors: dict[str, np.ndarray], panels: Sequence[PanelSpec], layout: dict[str, int]) -> tuple[np.ndarray, list[float]]:
-    """One step as a sheet row: each panel's mosaic of [N, 1, H, W] encoded on its range; and each panel's saturated share.
+def frame_row(tensors: dict[str, np.ndarray], panels: Sequence[PanelSpec], layout: dict[str, int],
+              channels: int = 1) -> tuple[np.ndarray, list[float]]:
+    """One step as a sheet row: each panel's mosaic of [N, C, H, W] encoded on its range ([H, W] for one channel,
+    [H, W, 3] for three, each channel alike); and each panel's saturated share.
 
     A panel missing from ``tensors`` (the final frame's noise panels) is all gap.
     """
     width = len(panels) * (layout["width"] + 1) - 1
-    row = np.full((layout["height"], width), GAP, dtype=np.uint8)
+    row = np.full((layout["height"], width) + ((3,) if channels == 3 else ()), GAP, dtype=np.uint8)
     shares = []
     for panel in panels:
         values = tensors.get(panel.name)
         if values is None:
             shares.append(0.0)
             continue
-        images = values.reshape(values.shape[0], 1, layout["tile_h"], layout["tile_w"])
-        tiles = mosaic(images, layout["columns"])[0]
-        row[:, panel.x : panel.x + layout["width"]] = encode(tiles, panel.low, panel.high)
+        images = values.reshape(values.shape[0], channels, layout["tile_h"], layout["tile_w"])
+        tiles = mosaic(images, layout["columns"])
+        row[:, panel.x : panel.x + layout["width"]] = encode(tiles[0] if channels == 1 else np.moveaxis(tiles, 0, -1), panel.low, panel.high)
         shares.append(saturated_share(values, panel.low, panel.high))
     return row, shares
+
+
+Chunk = tuple[bytes, str, dict[str, Any]]  # a chunk file's payload, its extension, and its JSON document
 
 
 def chunk_document(rows: Sequence[tuple[np.ndarray, list[float]]]) -> tuple[bytes, dict[str, Any]]:
     """A chunk: the steps' rows stacked into one PNG sheet, and its JSON (the steps' saturated shares)."""
     sheet = np.concatenate([r for r, _ in rows], axis=0)
     return png_grey(sheet), {"steps": len(rows), "saturated": [[round(s, 5) for s in shares] for _, shares in rows]}
+
+
+def image_chunk(rows: Sequence[tuple[np.ndarray, list[float]]]) -> Chunk:
+    png, document = chunk_document(rows)
+    return png, ".png", document
+
+
+def quantize_points(points: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """[..., 2] coordinates onto 0..65534 over the extent (x0, x1, y0, y1), saturating beyond it; NaN onto 65535; uint16."""
+    x0, x1, y0, y1 = bounds
+    low, span = np.array([x0, y0]), np.array([max(x1 - x0, 1e-12), max(y1 - y0, 1e-12)])
+    values = np.asarray(points, dtype=np.float64)
+    scaled = np.round(np.clip((values - low) / span, 0.0, 1.0) * POINT_LEVELS)
+    return np.where(np.isnan(values), POINT_LEVELS + 1, np.nan_to_num(scaled)).astype("<u2")
+
+
+def dequantize_points(q: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """The inverse of ``quantize_points`` (the page does the same); 65535 back to NaN."""
+    x0, x1, y0, y1 = bounds
+    values = np.array([x0, y0]) + np.asarray(q, dtype=np.float64) / POINT_LEVELS * np.array([x1 - x0, y1 - y0])
+    return np.where(q == POINT_LEVELS + 1, np.nan, values)
+
+
+def points_chunk(steps: Sequence[np.ndarray], bounds: tuple[float, float, float, float]) -> Chunk:
+    """A chunk of 2-D steps: each step's [S, N, 2] clouds (S series: x_t, then x0_pred if drawn) as little-endian uint16."""
+    stacked = np.stack([np.asarray(s, dtype=np.float64) for s in steps]) if steps else np.zeros((0, 0, 0, 2))
+    return quantize_points(stacked, bounds).tobytes(), ".bin", {"steps": len(steps), "shape": list(stacked.shape)}
+
+
+def log_snr(alpha_bar: np.ndarray) -> np.ndarray:
+    """log(alpha_bar / (1 - alpha_bar)): the noise level lined up across traces (+inf where alpha_bar = 1, -inf where 0)."""
+    a = np.asarray(alpha_bar, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.log(a) - np.log1p(-a)
+
+
+def timeline(levels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Line traces up by noise level: every distinct level any trace visits, noisiest first, and each trace's step nearest to it.
+
+    ``levels[k]`` is trace k's log-SNR per step. Returns (steps [P, K] int, level [P]): at position p trace k shows
+    step ``steps[p, k]``. A trace with no steps maps to -1. Levels closer than 1e-9 count as one.
+    """
+    finite = [np.asarray(v, dtype=np.float64) for v in levels]
+    every = np.concatenate([v for v in finite if v.size]) if any(v.size for v in finite) else np.zeros(0)
+    every = np.sort(every[~np.isnan(every)])
+    if every.size:
+        with np.errstate(invalid="ignore"):
+            keep = np.concatenate([[True], np.diff(every) > 1e-9])  # inf - inf is NaN: a repeat
+        every = every[keep]
+    steps = np.full((every.size, len(finite)), -1, dtype=np.int64)
+    for k, v in enumerate(finite):
+        if not v.size:
+            continue
+        with np.errstate(invalid="ignore"):
+            distance = np.abs(v[None, :] - every[:, None])
+        distance = np.where(np.isnan(distance), 0.0, distance)  # inf - inf: the same level (alpha_bar 0 or 1)
+        steps[:, k] = np.argmin(distance, axis=1)
+    return steps, every
 
 
 def frames_key(*parts: Any) -> str:
@@ -195,10 +264,10 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)  # the browser never reads half a file
 
 
-def _write_chunk(folder: Path, name: str, rows: Sequence[tuple[np.ndarray, list[float]]]) -> None:
-    """``name.png`` then ``name.json``: a JSON file present means its PNG is there too."""
-    png, document = chunk_document(rows)
-    _write(folder / f"{name}.png", png)
+def _write_chunk(folder: Path, name: str, chunk: Chunk) -> None:
+    """``name.png`` (or ``.bin``) then ``name.json``: a JSON file present means its payload is there too."""
+    payload, ext, document = chunk
+    _write(folder / f"{name}{ext}", payload)
     _write(folder / f"{name}.json", json.dumps(document, separators=(",", ":")).encode())
 
 
@@ -208,9 +277,10 @@ def _prune(root: Path, keep: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], list[tuple[np.ndarray, list[float]]]],
-                 final: Callable[[], tuple[np.ndarray, list[float]]] | None, root: Path = CACHE_DIR, background: bool = True) -> Path:
-    """Write ``chunk_<k>.png`` and ``.json`` for each chunk of ``rows`` steps (and ``final.*``) under ``root/key``; returns the folder.
+def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], Chunk],
+                 final: Callable[[], Chunk] | None, root: Path = CACHE_DIR, background: bool = True) -> Path:
+    """Write ``chunk_<k>.png`` (or ``.bin``) and ``.json`` for each chunk of ``rows`` steps (and ``final.*``) under ``root/key``;
+    returns the folder. ``read_chunk(a, b)`` makes the chunk of steps [a, b).
 
     The first chunk is written now; the rest by one background thread per key (``background``
     False writes all now). A folder already complete (``done`` present) is reused.
@@ -230,7 +300,7 @@ def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], list[tupl
             for k in range(1, len(bounds)):
                 write(k)
             if final is not None and not (folder / f"{FINAL}.json").exists():
-                _write_chunk(folder, FINAL, [final()])
+                _write_chunk(folder, FINAL, final())
             (folder / "done").write_text("")
         finally:
             with _LOCK:

@@ -109,29 +109,28 @@ def test_a_url_naming_anything_but_a_listed_trace_is_ignored(app, traces: Traces
     assert step_label(at).startswith("**Step 1 of")  # the step of an ignored trace is ignored too
 
 
-def test_play_moves_on_and_pause_stops_on_the_server_for_a_2d_trace(app, traces: Traces) -> None:
-    """2-D point traces keep the server-side play loop (image traces play in the browser)."""
-    name = traces.name(traces.points_ddim)
-    at = app(view="playback", trace=name)
-    at.button(key=f"step:{name}.play").click().run()
-    assert step_label(at).startswith("**Step 2 of")  # one tick ran with the press
-    assert at.session_state[f"step:{name}.playing"] is True
-    at.button(key=f"step:{name}.play").click().run()
-    assert at.session_state[f"step:{name}.playing"] is False
-    label = step_label(at)
-    at.run()
-    assert step_label(at) == label  # paused: a rerun does not move
-    no_failures(at)
+def component_spec(at: AppTest) -> dict:
+    """The arguments the player component was last drawn with (its 'spec')."""
+    (element,) = [e for e in at.get("component_instance") if "player" in e.proto.component_name]
+    return json.loads(element.proto.json_args)["spec"]
 
 
-def test_a_2d_trace_shows_the_point_cloud_and_scrubs(app, traces: Traces) -> None:
+def test_a_2d_trace_plays_in_the_browser_and_the_page_follows_the_step_sent_back(app, traces: Traces) -> None:
+    """2-D point traces play in the browser too: the points track carries the display's settings (a change redraws,
+    the same frames), and the step sent back moves the step label."""
     name = traces.name(traces.points_ddpm)
     t = t_column(traces.points_ddpm)
     at = app(view="playback", trace=name, step="10")
     no_failures(at)
     assert step_label(at).startswith(f"**Step 11 of {len(t)}** · t = {t[10]}")
+    spec = component_spec(at)
+    (track,) = spec["tracks"]
+    assert track["kind"] == "points" and track["series"] == ["x_t", "x0_pred"] and track["x0_mode"] == "arrows" and track["trails"]
+    assert spec["step"] == 10 and spec["positions"] == len(t) + 1  # every step, then the final samples
     at.sidebar.radio(key=f"step:{name}.x0mode").set_value("ghost").run()
-    at.button(key=f"step:{name}.next").click().run()
+    ghost = component_spec(at)["tracks"][0]
+    assert ghost["x0_mode"] == "ghost" and ghost["frames"] == track["frames"]  # a display setting: the same frames
+    player_step(at, name, 11)
     assert step_label(at).startswith(f"**Step 12 of {len(t)}** · t = {t[11]}")
     no_failures(at)
 
@@ -214,7 +213,11 @@ def test_compare_aligns_the_traces_by_t(app, traces: Traces) -> None:
     no_failures(at)
     key = f"step:compare:{a}"
     i = int(np.flatnonzero(t_a == 37)[0])
-    at.select_slider(key=f"{key}.slider.{len(t_a)}").set_value(i).run()
+    tracks = component_spec(at)["tracks"]
+    assert [tr["kind"] for tr in tracks] == ["points", "points"]
+    # B's noise levels are among A's (DDIM visits some of DDPM's t): the timeline is A's steps, position i is A's step i
+    at.session_state[f"{key}.player"] = {"step": i, "seq": 1}
+    at.run()
     no_failures(at)
     j = int(np.argmin(np.abs(t_b - 37)))
     (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
@@ -242,7 +245,8 @@ def test_a_compare_url_reopens_the_same_traces_and_step(app, traces: Traces) -> 
     (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
     assert f"step 21, $t = {t_a[20]}$" in alignment
     assert at.sidebar.multiselect(key="compare").value == [a, b]
-    at.button(key=f"step:compare:{a}.next").click().run()
+    at.session_state[f"step:compare:{a}.player"] = {"step": 21, "seq": 1}  # the player paused one position on (A's steps)
+    at.run()
     assert str(at.query_params["step"]).strip("[]'") == "21" and str(at.query_params["compare"]).strip("[]'") == f"{a},{b}"
 
 

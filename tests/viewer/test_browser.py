@@ -205,6 +205,75 @@ def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(se
         expect(player.locator("#label")).to_contain_text("Final sample")
 
 
+CURSOR_JS = """() => Array.from(document.querySelectorAll('.st-key-scalar-strips .layer-above .shapelayer path')).map(p => p.getAttribute('d'))"""
+PIXELS_JS = """(colour) => { const c = document.querySelector('canvas.pts'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0; for (let k = 0; k < d.length; k += 4) if (d[k] === colour[0] && d[k + 1] === colour[1] && d[k + 2] === colour[2]) n += 1; return n; }"""
+
+
+def test_a_2d_trace_plays_in_the_page_and_the_scalar_cursor_moves_with_it(server: str, traces: Traces) -> None:
+    """A 2-D trace's points play client-side (x_t drawn in its colour, a hover names the sample); while it plays the
+    Streamlit page's scalar plots move their cursor without a rerun; a DDIM trace with sigma = 0 dims z with a note."""
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{server}/?view=playback&trace={traces.name(traces.points_ddpm)}", timeout=60_000)
+        player = player_frame(page)
+        player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+        expect(player.locator("#label")).to_contain_text("Step 1 of 50")
+        assert player.evaluate(PIXELS_JS, [0x1F, 0x77, 0xB4]) > 20  # the x_t points, drawn
+        page.locator(".st-key-scalar-strips .layer-above .shapelayer path").first.wait_for(state="attached", timeout=30_000)
+        before = page.evaluate(CURSOR_JS)
+        assert before
+        player.locator("#speed").select_option("10")
+        player.get_by_role("button", name="Play").click()
+        expect(player.locator("#label")).not_to_contain_text("Step 1 of 50", timeout=10_000)
+        page.wait_for_timeout(500)
+        during = page.evaluate(CURSOR_JS)
+        player.get_by_role("button", name="Pause").click()
+        assert during != before  # the cursor lines moved while playing (Streamlit did not rerun: nothing was sent)
+        shown = player.locator("#label").inner_text().split()[1]
+        expect(page.locator(".st-key-step-label")).to_contain_text(f"Step {shown} of 50", timeout=30_000)
+        spot = player.evaluate("""() => { const c = document.querySelector('canvas.pts'), g = c.getContext('2d');
+            const d = g.getImageData(0, 0, c.width, c.height).data;
+            for (let k = 0; k < d.length; k += 4) if (d[k] === 0x1f && d[k + 1] === 0x77 && d[k + 2] === 0xb4) return [(k / 4) % c.width, Math.floor(k / 4 / c.width)];
+            return null; }""")
+        assert spot is not None
+        box = player.locator("canvas.pts").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + spot[0] + 1, box["y"] + spot[1] + 1)
+        expect(player.locator("#tip")).to_contain_text("sample #")
+        expect(player.locator("#tip")).to_contain_text("x0_pred ≈")
+
+        page.goto(f"{server}/?view=playback&trace={traces.name(traces.images_ddim)}", timeout=60_000)  # DDIM, eta = 0: sigma = 0
+        player = player_frame(page)
+        expect(player.locator(".bar", has_text="σ = 0")).to_have_count(1, timeout=30_000)
+        expect(player.locator("canvas.img.empty")).to_have_count(1)
+
+
+def test_compare_plays_every_trace_at_the_same_noise_level_and_pause_lines_the_tabs_up(server: str, traces: Traces) -> None:
+    """Compare's player: one track per trace, each at its step nearest the shared noise level; pausing sends the
+    position back and the alignment below follows A's step."""
+    names = f"{traces.name(traces.images_ddim)},{traces.name(traces.images_ddpm)}"
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{server}/?view=compare&compare={names}", timeout=60_000)
+        player = player_frame(page)
+        player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+        assert player.locator("canvas.img").count() == 2  # x0_pred of A and of B
+        label = player.locator("#label")
+        expect(label).to_contain_text("A step 1 ")
+        expect(label).to_contain_text("B step 1 ")
+        player.locator("#speed").select_option("20")
+        player.get_by_role("button", name="Play").click()
+        page.wait_for_timeout(1500)
+        player.get_by_role("button", name="Pause").click()
+        text = label.inner_text()
+        a_step = text.split("A step ")[1].split()[0]
+        assert "B step " in text and a_step != "1", text
+        expect(page.locator(".st-key-compare-alignment")).to_contain_text(f": step {a_step},", timeout=30_000)
+
+
 ATTRIBUTES_JS = """() => Array.from(document.querySelectorAll('*')).flatMap(e =>
     ['src', 'href', 'xlink:href', 'srcset', 'poster', 'data', 'action'].map(a => e.getAttribute(a)).filter(Boolean)
         .map(v => e.tagName.toLowerCase() + ' ' + v))"""

@@ -1,5 +1,6 @@
-"""The browser player's Python side: colour ranges, the 8-bit encoding, the PNG, the chunking, the value it sends back,
-and the chunk files written for a real trace (read back and decoded)."""
+"""The browser player's Python side: colour ranges, the 8-bit encoding, the PNG (grey and RGB), 2-D points on 16 bits,
+the chunking, the timeline that lines traces up by noise level, the value it sends back, and the chunk files written for
+real traces (read back and decoded)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,22 @@ from viewer import player
 
 
 def unpng(data: bytes) -> np.ndarray:
-    """Decode the grey-scale PNGs png_grey writes (filter 0 rows)."""
+    """Decode the PNGs png_grey writes (8-bit grey or RGB, filter 0 rows): [H, W] or [H, W, 3]."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, w, h = 8, b"", 0, 0
+    pos, idat, w, h, channels = 8, b"", 0, 0, 1
     while pos < len(data):
         n = int.from_bytes(data[pos : pos + 4], "big")
         kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         if kind == b"IHDR":
             w, h = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
-            assert body[8:10] == b"\x08\x00"  # 8-bit grey
+            assert body[8] == 8 and body[9] in (0, 2)  # 8-bit grey or RGB
+            channels = 1 if body[9] == 0 else 3
         elif kind == b"IDAT":
             idat += body
         pos += 12 + n
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, w + 1)
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, w * channels + 1)
     assert not raw[:, 0].any()
-    return raw[:, 1:]
+    return raw[:, 1:].reshape(h, w) if channels == 1 else raw[:, 1:].reshape(h, w, 3)
 
 
 def test_image_like_tensors_share_the_data_range_and_noise_like_ones_get_their_own_symmetric_one() -> None:
@@ -53,6 +55,10 @@ def test_encoding_saturates_beyond_the_range_and_keeps_gaps_apart() -> None:
 def test_png_round_trips_and_chunks_cover_every_step() -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (13, 7), dtype=np.uint8)
     assert (unpng(player.png_grey(pixels)) == pixels).all()
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 9, 3), dtype=np.uint8)
+    assert (unpng(player.png_grey(rgb)) == rgb).all()
+    with pytest.raises(ValueError, match="uint8"):
+        player.png_grey(np.zeros((4, 4, 2), dtype=np.uint8))
     assert player.chunks(0) == []
     assert player.chunks(60, 25) == [(0, 25), (25, 50), (50, 60)]
     assert sum(b - a for a, b in player.chunks(1000)) == 1000
@@ -92,14 +98,51 @@ def test_a_frame_row_tiles_each_panel_on_its_range() -> None:
     assert (final_row[:, 12:] == player.GAP).all()
 
 
+def test_a_three_channel_frame_row_encodes_each_channel_on_the_panel_range() -> None:
+    layout = player.tile_layout(2, 2, 2)  # two 2x2 tiles side by side: width 5
+    panels = player.panels_for(["x_t"], {}, {}, layout["width"])
+    images = np.zeros((2, 3, 2, 2), np.float32)
+    images[:, 0], images[:, 1], images[:, 2] = -1.0, 0.0, 3.0  # red at the bottom, green in the middle, blue saturated
+    row, shares = player.frame_row({"x_t": images}, panels, layout, channels=3)
+    assert row.shape == (2, 5, 3)
+    assert row[0, 0].tolist() == [0, 127, 254] and row[1, 4].tolist() == [0, 127, 254]
+    assert row[0, 2].tolist() == [player.GAP] * 3  # the gap column between the two tiles
+    assert shares == [pytest.approx(1 / 3)]
+
+
+def test_points_survive_16_bits_on_their_extent_and_missing_ones_stay_missing() -> None:
+    bounds = (-2.0, 3.0, -1.0, 1.0)
+    points = np.array([[[-2.0, -1.0], [3.0, 1.0], [0.123456, 0.5], [9.0, -9.0], [np.nan, np.nan]]])
+    q = player.quantize_points(points, bounds)
+    assert q.dtype == np.dtype("<u2") and q[0, 0].tolist() == [0, 0] and q[0, 1].tolist() == [player.POINT_LEVELS] * 2
+    back = player.dequantize_points(q, bounds)
+    assert np.allclose(back[0, :3], points[0, :3], atol=5.0 / player.POINT_LEVELS)  # one step of the 16-bit grid
+    assert back[0, 3].tolist() == [3.0, -1.0]  # beyond the extent: saturated at its edge
+    assert np.isnan(back[0, 4]).all()
+    payload, ext, document = player.points_chunk([points, points], bounds)
+    assert ext == ".bin" and document == {"steps": 2, "shape": [2, 1, 5, 2]} and len(payload) == 2 * 5 * 2 * 2
+
+
+def test_the_timeline_visits_every_noise_level_once_and_each_trace_its_nearest_step() -> None:
+    fine = np.linspace(-4.0, 4.0, 9)  # 9 log-SNR levels, noisiest first
+    coarse = fine[::4]  # levels 0, 4, 8: a subset (DDIM's t among DDPM's)
+    steps, level = player.timeline([fine, coarse])
+    assert np.array_equal(level, fine)  # the union, each level once, noisiest first
+    assert steps[:, 0].tolist() == list(range(9))  # the fine trace: every step in turn
+    assert steps[:, 1].tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2]  # the coarse one: its nearest (ties to the earlier step)
+    assert player.log_snr(np.array([0.0, 1.0])).tolist() == [-np.inf, np.inf]
+    steps, level = player.timeline([player.log_snr(np.array([0.0, 0.5])), player.log_snr(np.array([0.0, 0.4, 0.9])), np.zeros(0)])
+    assert level[0] == -np.inf and steps[0].tolist() == [0, 0, -1]  # zero terminal SNR on both: one level, and no steps: -1
+
+
 def test_write_frames_writes_every_chunk_and_the_final_one(tmp_path: Path) -> None:
     layout = player.tile_layout(2, 2, 2)
     panels = player.panels_for(["x_t"], {}, {}, layout["width"])
 
-    def read_chunk(a: int, b: int) -> list[tuple[np.ndarray, list[float]]]:
-        return [player.frame_row({"x_t": np.full((2, 2, 2), i / 100, np.float32)}, panels, layout) for i in range(a, b)]
+    def read_chunk(a: int, b: int) -> player.Chunk:
+        return player.image_chunk([player.frame_row({"x_t": np.full((2, 2, 2), i / 100, np.float32)}, panels, layout) for i in range(a, b)])
 
-    final = lambda: player.frame_row({"x_t": np.ones((2, 2, 2), np.float32)}, panels, layout)  # noqa: E731
+    final = lambda: player.image_chunk([player.frame_row({"x_t": np.ones((2, 2, 2), np.float32)}, panels, layout)])  # noqa: E731
     folder = player.write_frames("k", 60, read_chunk, final, root=tmp_path, background=False)
     assert (folder / "done").exists()
     names = sorted(p.name for p in folder.iterdir())
@@ -112,26 +155,70 @@ def test_write_frames_writes_every_chunk_and_the_final_one(tmp_path: Path) -> No
     assert player.write_frames("k", 60, read_chunk, final, root=tmp_path, background=False) == folder  # reused
 
 
-def test_player_args_for_a_real_trace_write_frames_the_browser_can_decode(traces: Traces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_image_track_of_a_real_trace_writes_frames_the_browser_can_decode(traces: Traces, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from viewer import loaders
-    from viewer.panels.player import player_args
+    from viewer.panels.player import image_track, single_spec
 
-    monkeypatch.setattr(player, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True))
     handle = loaders.open_handle(traces.images_ddim)
     info = loaders.info(handle)
-    args = player_args(handle, info, ["x_t", "eps"], [0, 3, 5], None, 2, background=False)
-    assert args["rows"] == info.rows == 10 and args["step"] == 2 and args["final"] is True
-    assert args["samples"] == [0, 3, 5] and args["labels"] == [-1, -1, -1]
-    assert [p["name"] for p in args["panels"]] == ["x_t", "eps"] and args["panels"][0]["low"] == -1.0
-    folder = tmp_path / args["frames"].rstrip("/").split("/")[-1]
-    sheet = unpng((folder / "chunk_0.png").read_bytes())
-    layout = args["layout"]
+    track = image_track(handle, info, ["x_t", "eps", "noise"], [0, 3, 5], None, background=False)
+    spec = single_spec(track, info, 2)
+    assert track["rows"] == info.rows == 10 and track["final"] is True and spec["step"] == 2
+    assert spec["positions"] == 11 and spec["labels"][-1] == "Final sample (after step 10 of 10)"
+    assert spec["labels"][0].startswith("Step 1 of 10 · t = ") and "the clean end x₀ (t_prev = −1)" in spec["labels"][9]
+    assert len(spec["cursor"]["x"]) == 11 and spec["cursor"]["x"][-1] == spec["cursor"]["x"][-2]
+    assert track["samples"] == [0, 3, 5] and track["labels"] == [-1, -1, -1]
+    assert [p["name"] for p in track["panels"]] == ["x_t", "eps", "noise"] and track["panels"][0]["low"] == -1.0
     with open_trace(traces.images_ddim) as trace:
+        sigma = np.asarray(trace.scalars()["sigma"])
         x_t = trace.tensor("x_t", 4)[[0, 3, 5]]
         samples = trace.final("samples")[[0, 3, 5]]
+    assert track["muted"] == {"noise": np.flatnonzero(sigma == 0).tolist()}  # z unused where sigma = 0
+    folder = tmp_path / track["frames"].rstrip("/").split("/")[-1]
+    sheet = unpng((folder / "chunk_0.png").read_bytes())
+    layout = track["layout"]
     tile = sheet[4 * layout["height"] : 4 * layout["height"] + 8, :8]  # step 4, sample 0, x_t
     assert (tile == player.encode(x_t[0, 0], -1.0, 1.0)).all()
     final = unpng((folder / "final.png").read_bytes())
     assert (final[:8, :8] == player.encode(samples[0, 0], -1.0, 1.0)).all()
-    assert (final[:, args["panels"][1]["x"] :] == player.GAP).all()  # no eps after the last step
+    assert (final[:, track["panels"][1]["x"] :] == player.GAP).all()  # no eps after the last step
+
+
+def test_a_points_track_writes_each_step_and_the_final_samples(traces: Traces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from viewer import loaders
+    from viewer.panels.player import points_track
+
+    monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True))
+    handle = loaders.open_handle(traces.points_ddpm)
+    info = loaders.info(handle)
+    track = points_track(handle, info, ["x_t", "x0_pred"], None, background=False)
+    assert track["kind"] == "points" and track["series"] == ["x_t", "x0_pred"] and track["n"] == info.batch
+    folder = tmp_path / track["frames"].rstrip("/").split("/")[-1]
+    bounds = tuple(track["bounds"])
+    with open_trace(traces.points_ddpm) as trace:
+        x_t, x0 = trace.tensor("x_t", 3), trace.tensor("x0_pred", 3)
+        samples = trace.final("samples")
+    raw = np.frombuffer((folder / "chunk_0.bin").read_bytes(), dtype="<u2").reshape(-1, 2, info.batch, 2)
+    span = max(bounds[1] - bounds[0], bounds[3] - bounds[2])
+    assert np.allclose(player.dequantize_points(raw[3, 0], bounds), x_t, atol=span / player.POINT_LEVELS)
+    assert np.allclose(player.dequantize_points(raw[3, 1], bounds), x0, atol=span / player.POINT_LEVELS)
+    final = np.frombuffer((folder / "final.bin").read_bytes(), dtype="<u2").reshape(2, info.batch, 2)
+    assert np.allclose(player.dequantize_points(final[0], bounds), np.clip(samples, bounds[::2], bounds[1::2]), atol=span / player.POINT_LEVELS)
+    assert np.isnan(player.dequantize_points(final[1], bounds)).all()  # no x0_pred after the last step
+
+
+def test_compare_lines_traces_up_by_noise_level_and_ends_on_their_final_samples() -> None:
+    from viewer.panels.player import compare_spec, compare_steps
+
+    fine, coarse = np.array([-4.0, -1.0, -0.5, 1.0, 4.0]), np.array([-4.0, 4.0])
+    steps, level = compare_steps([fine, coarse], [True, False])
+    assert steps[-1].tolist() == [5, 1]  # the first trace's final samples (step = rows), the second's last step
+    assert steps[:-1, 1].tolist() == [0, 0, 0, 1, 1] and level[-1] == np.inf
+    track = {"kind": "images", "panels": [{}], "final": True}
+    spec = compare_spec([track, dict(track, final=False)], ["A", "B"], [np.arange(50, 0, -10), np.array([50, 10])], steps, level, 2, "box")
+    assert spec["positions"] == 6 and spec["step"] == 2 and spec["tracks"][1]["steps"] == steps[:, 1].tolist()
+    assert spec["labels"][1].endswith("A step 2 (t = 40) · B step 1 (t = 50)")
+    assert spec["labels"][-1] == "Final samples · A final sample · B step 2 (t = 10)"
+    assert spec["cursor"] == {"container": "box", "x": [50.0, 40.0, 30.0, 20.0, 10.0, 10.0]}

@@ -1,7 +1,12 @@
-"""The compare page: two or more sampling traces on one scrubber, aligned by timestep t.
+"""The compare page: two or more sampling traces on one timeline.
 
-The scrubber runs over the steps of a reference trace; every other trace shows its
-step whose t is nearest (DDPM at t = 980 beside DDIM at the nearest t it visits).
+Finished traces of one kind (images, or 2-D points) play in the browser's player
+(viewer/panels/player.py), one track per trace, every trace advancing to the same noise
+level together (log SNR from alpha_bar_t: DDPM's 1,000 steps beside DDIM's 50, each
+showing its step nearest in noise level); pausing or scrubbing sends back the position,
+which picks the reference trace's step for the tabs below. Otherwise a scrubber runs
+over the steps of the reference trace, and every other trace shows its step whose t is
+nearest (DDPM at t = 980 beside DDIM at the nearest t it visits).
 Side by side: the tensors of each trace and their difference from the reference.
 Sweep grid: one column per trace, the same samples in the same rows. Distances:
 ||A - B|| / sqrt(d) per step, plotted over t. Traces are named in legends and columns by
@@ -24,18 +29,20 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
-from viewer import describe, loaders, symbols
+from viewer import describe, loaders, player, symbols
 from viewer.figures.compare import distance_figure
 from viewer.figures.images import DIVERGING, Panel, as_images, colours_for, image_grids_figure, sweep_grid_figure
 from viewer.figures.inversion import SAMPLES, line_up, round_trip_error_figure, round_trip_images_figure, round_trip_points_figure, state_error, states
 from viewer.figures.points import extent, point_cloud_figure
 from viewer.panels.errors import guard, one_line
-from viewer.panels.scrubber import scrubber_ui
+from viewer.panels.player import compare_spec, compare_steps, image_track, player_ui, points_track, supported
+from viewer.panels.scrubber import current_index, scrubber_ui
 from viewer.paths import TraceEntry
 from viewer.state import step_key
 from viewer.text import plain, plotly_text
 
 COMPARED: Final = ("x0_pred", "x_t", "eps")
+DISTANCES: Final = "compare-distances"  # the container of the distance plot, whose cursor the player moves
 CHART_CONFIG: Final = {"displaylogo": False}
 
 
@@ -155,9 +162,16 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     if reference.info.rows == 0:
         st.info(f"{plain(reference.entry.name)} has no steps yet.")
         return
-    st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step nearest in $t$.")
     key = step_key(f"compare:{reference.entry.name}")[: -len(".index")]
-    i = scrubber_ui(key, reference.t)
+    if playable(opened, tensor):
+        st.markdown("Every trace at the same noise level (log SNR), played in the browser; pause to line the tabs below up on "
+                    "**A**'s step nearest to it.")
+        with guard("player"):
+            compare_player(key, opened, tensor, samples, labels)
+        i = current_index(key, reference.info.rows)
+    else:
+        st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step nearest in $t$.")
+        i = scrubber_ui(key, reference.t)
     on_state([o.entry.name for o in opened], i)
     matched = alignment(reference, others, i)
     lines = [f"**A** {plain(reference.entry.name)}: step {i + 1}, $t = {int(reference.t[i])}$"]
@@ -180,8 +194,44 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         side_by_side(reference, others, i, matched, tensor, samples)
     with tabs[1], guard("sweep grid"):
         sweep(reference, others, i, matched, tensor, samples, labels)
-    with tabs[2], guard("distances"):
+    with tabs[2], guard("distances"), st.container(key=DISTANCES):
         distances(reference, others, i, tensor)
+
+
+def noise_levels(o: Opened) -> np.ndarray | None:
+    """log SNR of each step's t, from the recorded alpha_bar_t; None where the trace does not record it."""
+    alpha_bar = loaders.scalars(o.info.path, o.info.inode, o.info.rows).get("alpha_bar_t")
+    return None if alpha_bar is None else player.log_snr(alpha_bar)
+
+
+def playable(opened: Sequence[Opened], tensor: str) -> bool:
+    """All finished, all drawable by the player, all of one kind (2-D points, or images of one channel count), all
+    recording ``tensor`` and alpha_bar_t (the noise level they are lined up by)."""
+    kinds = {(o.info.is_2d, o.info.sample_shape[0] if o.info.is_image else 0) for o in opened}
+    return (len(kinds) == 1 and all(supported(o.info) and tensor in o.info.tensors for o in opened)
+            and all(noise_levels(o) is not None for o in opened))
+
+
+def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Sequence[int], labels: np.ndarray | None) -> None:
+    """The traces' ``tensor`` in one player, lined up by noise level; the position sent back picks A's step (``key``.index)."""
+    levels = [noise_levels(o) for o in opened]
+    steps, level = compare_steps([v for v in levels if v is not None], [loaders.has_final(o.handle) for o in opened])
+    letters = list("ABCDEFGH"[: len(opened)])
+    names = [f"{letter}: {plotly_text(label)}" for letter, label in zip(letters, legend_labels(opened), strict=True)]
+    reference = opened[0]
+    if reference.info.is_2d:
+        box = extent(*(loaders.trajectory(o.info.path, o.info.inode, o.info.rows, tensor) for o in opened))
+        tracks = [points_track(o.handle, o.info, [tensor], class_labels(o), "none", True, name, box) for o, name in zip(opened, names, strict=True)]
+    else:
+        picked = _shown(samples, min(o.info.batch for o in opened))
+        tracks = [image_track(o.handle, o.info, [tensor], picked, class_labels(o), name, ranges_of=reference.info)
+                  for o, name in zip(opened, names, strict=True)]
+    i = current_index(key, reference.info.rows)
+    at = np.flatnonzero(steps[:, 0] == i)
+    spec = compare_spec(tracks, letters, [o.t for o in opened], steps, level, int(at[0]) if at.size else 0, DISTANCES)
+    sent = player_ui(key, spec)
+    if sent is not None:
+        st.session_state[f"{key}.index"] = int(min(steps[sent, 0], reference.info.rows - 1))
 
 
 def _images(o: Opened, step: int, tensor: str, samples: Sequence[int]) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The playback page: one sampling trace, a scrubber over its steps, the tensors and scalars of the step, the equations.
 
-A finished one-channel image trace is played in the browser (viewer/panels/player.py):
-its frames are sent once and animated there, and the step comes back to Python only
-when playback pauses or the user scrubs; the equations and scalar plots then follow.
-2-D point traces and traces still being written keep the server-side scrubber: while
-playing, or while a live trace is followed, the body is a Streamlit fragment that
-reruns on a timer (the scrubber moves on, or jumps to the newest committed step).
+A finished trace (images of one or three channels, or 2-D points) is played in the
+browser (viewer/panels/player.py): its frames are sent once and animated there, the
+scalar plots' cursor moves with them, and the step comes back to Python only when
+playback pauses or the user scrubs; the equations and scalar plots then follow. A trace
+still being written keeps the server-side scrubber: while playing, or while a live
+trace is followed, the body is a Streamlit fragment that reruns on a timer (the scrubber
+moves on, or jumps to the newest committed step), so new steps show as they commit.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
 from viewer.panels.errors import guard
-from viewer.panels.player import player_args, player_ui, supported
+from viewer.panels.player import CURSOR_CONTAINER, image_track, player_ui, points_track, single_spec, supported
 from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
@@ -107,11 +108,15 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             i = now.rows - 1 if jump_to_last else current_index(key, now.rows)  # a followed trace just finished: its last step
             st.session_state[f"{key}.index"] = i
             names = [name for name in display.tensors if name in now.tensors]
-            if names:
-                samples = [s for s in display.samples if 0 <= s < now.batch] or [0]
-                sent = player_ui(key, player_args(handle, now, names, samples, labels, i))
+            track = None
+            if now.is_2d:
+                track = points_track(handle, now, ["x_t", "x0_pred"], labels, display.x0_mode, display.trajectories)
+            elif names:
+                track = image_track(handle, now, names, [s for s in display.samples if 0 <= s < now.batch] or [0], labels)
+            if track is not None:
+                sent = player_ui(key, single_spec(track, now, i))
                 if sent is not None:
-                    i = sent
+                    i = min(sent, now.rows - 1)  # the final-sample frame: the last step's equations
                     st.session_state[f"{key}.index"] = i
         else:
             i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
@@ -126,7 +131,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))
         if in_browser:
-            if not view.panels:
+            if not view.panels and not now.is_2d:
                 st.caption("Pick at least one tensor to show.")
         elif view.points is not None:
             st.plotly_chart(view.points, config=CHART_CONFIG, key=f"{key}.points")
@@ -134,7 +139,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
-        st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
+        with st.container(key=CURSOR_CONTAINER):  # the player moves this plot's cursor while it plays
+            st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
         head, switch = st.columns([3, 1], vertical_alignment="bottom")
         head.markdown("#### The equations of this step")
         only_shown = switch.toggle("Only what is shown", value=True, key=f"{key}.eq_shown",

@@ -1,15 +1,22 @@
-"""The in-browser player: a Streamlit custom component (viewer/player_frontend, plain HTML/JS) that animates a trace's frames.
+"""The in-browser player: a Streamlit custom component (viewer/player_frontend, plain HTML/JS) that animates traces' frames.
 
-``player_args`` builds what the page is sent (the panels, their colour ranges and
-scales, the mosaic layout, the t of each step, the samples and their labels, where the
-chunk files are); the frames themselves are fetched by the page from the cache folder
-viewer/player.py writes, served as the files of a second component, ``frames``.
-``player_ui`` draws the component and returns the step it last sent back (on pause
-or scrub), which the rest of the page follows.
+A player holds one or more tracks on one timeline of positions. The playback page has
+one track (position i is step i, then the final samples); Compare has one track per
+trace, lined up by noise level (viewer/player.py ``timeline``), every trace advancing
+to the same noise level together. A track is either image panels (one- or three-channel
+tensors, PNG chunk files) or a 2-D point cloud (x_t with its trajectory and x0_pred as
+arrows or ghost points, 16-bit chunk files).
+
+``image_track`` and ``points_track`` write (or reuse) a track's chunk files, which the
+page fetches from the cache folder viewer/player.py writes (served as the files of a
+second component, ``frames``), and return what the page is sent; ``player_ui`` draws
+the component and returns the position it last sent back (on pause or scrub), which the
+rest of the page follows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,6 +25,8 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from viewer import loaders, player, symbols
+from viewer.figures.points import extent
+from viewer.figures.scalars import step_axis
 from viewer.player import CACHE_DIR
 
 FRONTEND: Final = Path(__file__).resolve().parents[1] / "player_frontend"
@@ -26,63 +35,182 @@ _component = components.declare_component("player", path=str(FRONTEND))
 _frames = components.declare_component("frames", path=str(CACHE_DIR))  # only its files are used: /component/<name>/<key>/chunk_k.json
 FRAMES_NAME: Final = f"{__name__}.frames"
 HEIGHT_PER_ROW: Final = 300
+POINTS_HEIGHT: Final = 520
+CURSOR_CONTAINER: Final = "scalar-strips"  # the st.container key around the scalar plots whose cursor the player moves
 
 
 def supported(info: loaders.TraceInfo) -> bool:
-    """The player draws finished one-channel image traces; 2-D points, RGB and live traces keep the server-side view."""
-    return info.is_image and info.sample_shape[0] == 1 and info.status != "running" and info.rows > 0
+    """The player draws finished traces of images (one or three channels) or 2-D points; live traces keep the server-side view."""
+    drawable = info.is_2d or (info.is_image and info.sample_shape[0] in (1, 3))
+    return drawable and info.status != "running" and info.rows > 0
 
 
-def player_args(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: list[str], samples: list[int],
-                labels: np.ndarray | None, step: int, background: bool = True) -> dict[str, Any]:
-    """Write (or reuse) the chunk files of this selection and return the component's arguments."""
-    rows = info.rows
-    _, h, w = info.sample_shape
+def _t(info: loaders.TraceInfo) -> tuple[np.ndarray, np.ndarray | None]:
+    scalars = loaders.scalars(info.path, info.inode, info.rows)
+    return scalars.get("t", np.arange(info.rows)), scalars.get("t_prev")
+
+
+def muted_steps(info: loaders.TraceInfo) -> list[int]:
+    """Steps where sigma = 0: the noise z drawn there (``noise``) adds nothing (sigma z = 0), so its panel is hidden with a note."""
+    sigma = loaders.scalars(info.path, info.inode, info.rows).get("sigma")
+    return [] if sigma is None else [int(i) for i in np.flatnonzero(np.asarray(sigma) == 0)]
+
+
+def _final(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> np.ndarray | None:
+    written = loaders.has_final(handle)
+    return loaders.final_array(info.path, info.inode, "samples", written) if written else None
+
+
+def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Sequence[str], samples: Sequence[int],
+                labels: np.ndarray | None, title: str = "", ranges_of: loaders.TraceInfo | None = None,
+                background: bool = True) -> dict[str, Any]:
+    """Image panels of ``names`` for ``samples``; noise-like panels on the fixed range of ``ranges_of`` (default: this trace)."""
+    rows, (channels, h, w) = info.rows, info.sample_shape
     layout = player.tile_layout(len(samples), h, w)
-    fixed = loaders.colour_ranges(info.path, info.inode, rows, tuple(n for n in names if player.is_noise(n)))
+    source = ranges_of or info
+    fixed = loaders.colour_ranges(source.path, source.inode, source.rows, tuple(n for n in names if player.is_noise(n)))
     titles = {n: symbols.html(n, with_name=False) for n in names}
     panels = player.panels_for(names, titles, fixed, layout["width"])
-    written = loaders.has_final(handle)
-    final_samples = loaders.final_array(info.path, info.inode, "samples", written) if written else None
+    final_samples = _final(handle, info)
     index = np.asarray(samples, dtype=np.int64)
 
-    def read_chunk(a: int, b: int) -> list[tuple[np.ndarray, list[float]]]:
-        return [player.frame_row(loaders.step_tensors(handle, i, names, samples, rows), panels, layout) for i in range(a, b)]
+    def read_chunk(a: int, b: int) -> player.Chunk:
+        return player.image_chunk([player.frame_row(loaders.step_tensors(handle, i, names, samples, rows), panels, layout, channels)
+                                   for i in range(a, b)])
 
-    def final() -> tuple[np.ndarray, list[float]]:
+    def final() -> player.Chunk:
         assert final_samples is not None
         values = np.asarray(final_samples, dtype=np.float32)[index]
-        return player.frame_row({p.name: values for p in panels if not player.is_noise(p.name)}, panels, layout)
+        return player.image_chunk([player.frame_row({p.name: values for p in panels if not player.is_noise(p.name)}, panels, layout, channels)])
 
-    key = player.frames_key(info.path, info.inode, rows, names, samples, [p.as_dict() for p in panels], player.CHUNK_STEPS, final_samples is not None)
+    key = player.frames_key(info.path, info.inode, rows, names, samples, [p.as_dict() for p in panels], player.CHUNK_STEPS,
+                            final_samples is not None, channels)
     player.write_frames(key, rows, read_chunk, final if final_samples is not None else None, background=background)
-    t = loaders.scalars(info.path, info.inode, rows).get("t", np.arange(rows))
-    t_prev = loaders.scalars(info.path, info.inode, rows).get("t_prev")
     return {
+        "kind": "images",
+        "title": title,
         "frames": f"../{FRAMES_NAME}/{key}/",
         "rows": rows,
         "chunk": player.CHUNK_STEPS,
         "chunks": len(player.chunks(rows)),
         "final": final_samples is not None,
+        "channels": channels,
         "panels": [p.as_dict() for p in panels],
-        "luts": {scale: player.colour_lut(scale) for scale in ("grey", "diverging")},
         "layout": layout,
-        "t": [int(v) for v in t],
-        "t_prev": [int(v) for v in t_prev] if t_prev is not None else None,
         "samples": [int(s) for s in samples],
         "labels": [int(labels[s]) if labels is not None and s < len(labels) else -1 for s in samples],
-        "step": int(step),
-        "height": HEIGHT_PER_ROW * max(1, -(-len(panels) // 4)) + 150,
+        "muted": {"noise": muted_steps(info)} if "noise" in names else {},
     }
 
 
-def player_ui(key: str, args: dict[str, Any]) -> int | None:
-    """Draw the player; return the step it sent back when it was paused or scrubbed (once per send), else None."""
-    value = _component(key=f"{key}.player", default=None, **{"spec": args})
+def points_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, series: Sequence[str], labels: np.ndarray | None,
+                 x0_mode: str = "arrows", trails: bool = True, title: str = "",
+                 bounds: tuple[float, float, float, float] | None = None, background: bool = True) -> dict[str, Any]:
+    """A 2-D point cloud: ``series[0]`` (x_t) drawn as points with its trajectory so far, ``series[1]`` (x0_pred, if given)
+    as arrows or ghost points; all on a fixed extent (the whole trace's, unless ``bounds``)."""
+    rows = info.rows
+    series = [s for s in series if s in info.tensors]
+    clouds = {s: loaders.trajectory(info.path, info.inode, rows, s) for s in series}
+    final_samples = _final(handle, info)
+    box = bounds or extent(*clouds.values())
+
+    def read_chunk(a: int, b: int) -> player.Chunk:
+        return player.points_chunk([np.stack([clouds[s][i] for s in series]) for i in range(a, b)], box)
+
+    def final() -> player.Chunk:
+        assert final_samples is not None
+        values = np.asarray(final_samples, dtype=np.float64)
+        return player.points_chunk([np.stack([values] + [np.full_like(values, np.nan)] * (len(series) - 1))], box)
+
+    key = player.frames_key(info.path, info.inode, rows, "points", series, box, player.CHUNK_STEPS, final_samples is not None)
+    player.write_frames(key, rows, read_chunk, final if final_samples is not None else None, background=background)
+    return {
+        "kind": "points",
+        "title": title,
+        "frames": f"../{FRAMES_NAME}/{key}/",
+        "rows": rows,
+        "chunk": player.CHUNK_STEPS,
+        "chunks": len(player.chunks(rows)),
+        "final": final_samples is not None,
+        "series": series,
+        "titles": [symbols.html(s, with_name=False) for s in series],
+        "n": info.batch,
+        "bounds": list(box),
+        "x0_mode": x0_mode,
+        "trails": trails,
+        "labels": [int(v) for v in labels] if labels is not None else [],
+        "muted": {},
+    }
+
+
+def step_labels(t: np.ndarray, t_prev: np.ndarray | None, final: bool) -> list[str]:
+    """The player's label of each position: 'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1: the clean end), then the final samples."""
+    rows = len(t)
+    out = []
+    for i in range(rows):
+        tp = int(t_prev[i]) if t_prev is not None else -1
+        out.append(f"Step {i + 1} of {rows} · t = {int(t[i])} → " + ("the clean end x₀ (t_prev = −1)" if tp < 0 else f"t_prev = {tp}"))
+    if final:
+        out.append(f"Final sample (after step {rows} of {rows})")
+    return out
+
+
+def single_spec(track: dict[str, Any], info: loaders.TraceInfo, step: int) -> dict[str, Any]:
+    """One trace: position i is step i, then its final samples; the scalar plots' cursor follows at each step's x."""
+    t, t_prev = _t(info)
+    x, _ = step_axis(t)
+    positions = info.rows + (1 if track["final"] else 0)
+    cursor = [float(v) for v in x] + ([float(x[-1])] if track["final"] else [])
+    return _spec([track], positions, step_labels(t, t_prev, track["final"]), step, {"container": CURSOR_CONTAINER, "x": cursor})
+
+
+def compare_steps(levels: Sequence[np.ndarray], finals: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """The traces lined up by noise level (``player.timeline``), then one last position: each trace's final samples
+    (step = rows) where it has them, else its last step. Returns (steps [P, K], level [P], +inf at the end)."""
+    steps, level = player.timeline(levels)
+    last = np.array([[len(v) if f else len(v) - 1 for v, f in zip(levels, finals, strict=True)]], dtype=np.int64)
+    return np.concatenate([steps, last]), np.append(level, np.inf)
+
+
+def compare_spec(tracks: Sequence[dict[str, Any]], letters: Sequence[str], t: Sequence[np.ndarray], steps: np.ndarray,
+                 level: np.ndarray, position: int, cursor_container: str | None = None) -> dict[str, Any]:
+    """Several traces on one timeline of noise levels; the label names each trace's step and t."""
+    labels = []
+    for p in range(len(steps)):
+        parts = []
+        for letter, times, j in zip(letters, t, steps[p], strict=True):
+            parts.append(f"{letter} final sample" if j >= len(times) else f"{letter} step {int(j) + 1} (t = {int(times[j])})")
+        head = "Final samples" if not np.isfinite(level[p]) and p == len(steps) - 1 else f"log SNR = {level[p]:.3g}"
+        labels.append(f"{head} · " + " · ".join(parts))
+    tracks = [dict(track, steps=[int(j) for j in steps[:, k]]) for k, track in enumerate(tracks)]
+    ref_t = t[0]
+    cursor = None
+    if cursor_container is not None:
+        cursor = {"container": cursor_container, "x": [float(ref_t[min(int(j), len(ref_t) - 1)]) for j in steps[:, 0]]}
+    return _spec(tracks, len(steps), labels, position, cursor)
+
+
+def _spec(tracks: Sequence[dict[str, Any]], positions: int, labels: list[str], step: int, cursor: dict[str, Any] | None) -> dict[str, Any]:
+    rows_of_panels = sum(1 if tr["kind"] == "points" else max(1, -(-len(tr["panels"]) // 4)) for tr in tracks)
+    points = any(tr["kind"] == "points" for tr in tracks)
+    return {
+        "tracks": list(tracks),
+        "positions": positions,
+        "labels": labels,
+        "luts": {scale: player.colour_lut(scale) for scale in ("grey", "diverging")},
+        "step": int(min(max(step, 0), positions - 1)),
+        "cursor": cursor,
+        "height": (POINTS_HEIGHT if points else HEIGHT_PER_ROW * max(1, rows_of_panels)) + 150,
+    }
+
+
+def player_ui(key: str, spec: dict[str, Any]) -> int | None:
+    """Draw the player; return the position it sent back when it was paused or scrubbed (once per send), else None."""
+    value = _component(key=f"{key}.player", default=None, spec=spec)
     seq_key = f"{key}.player_seq"
     got = player.step_from_value(value, st.session_state.get(seq_key))
     if got is None:
         return None
     step, seq = got
     st.session_state[seq_key] = seq
-    return min(step, args["rows"] - 1)
+    return min(step, spec["positions"] - 1)
