@@ -274,6 +274,32 @@ def test_compare_plays_every_trace_at_the_same_noise_level_and_pause_lines_the_t
         expect(page.locator(".st-key-compare-alignment")).to_contain_text(f": step {a_step},", timeout=30_000)
 
 
+def test_a_trace_being_written_grows_on_screen_and_then_plays_in_the_page(tmp_path: Path) -> None:
+    """A trace still being written is followed (the step shown moves to the newest committed step as the writer goes
+    on); once it is complete, the page reloads it into the player."""
+    from tests.viewer.test_app import live_writer
+
+    root = tmp_path / "live"
+    root.mkdir()
+    with live_writer("tests.trace.writer_process", root / "live.h5", "60", "0.25", until="step 2") as proc, \
+            viewer_server(root, tmp_path) as base, chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{base}/?view=playback&trace=live.h5", timeout=60_000)
+        label = page.locator(".st-key-step-label")
+        expect(label).to_contain_text("Step ", timeout=60_000)
+        seen = []
+        for _ in range(12):  # about 6 s of a writer committing 4 steps a second
+            text = label.inner_text()
+            if text.startswith("Step "):
+                seen.append(int(text.split()[1]))
+            page.wait_for_timeout(500)
+        assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # the step shown grows as rows commit
+        assert proc.wait(timeout=60) == 0
+        player = player_frame(page)  # complete: the player takes over
+        expect(player.locator("#label")).to_contain_text("of 60", timeout=30_000)
+
+
 ATTRIBUTES_JS = """() => Array.from(document.querySelectorAll('*')).flatMap(e =>
     ['src', 'href', 'xlink:href', 'srcset', 'poster', 'data', 'action'].map(a => e.getAttribute(a)).filter(Boolean)
         .map(v => e.tagName.toLowerCase() + ' ' + v))"""
