@@ -314,7 +314,7 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
     pages = [  # (query, text that shows the page has been drawn)
         (f"view=playback&trace={quote(sampling)}", "Step 1 of 8"),
         (f"view=playback&trace={quote(hand_made)}", "Step 1 of 8"),
-        (f"view=compare&compare={quote(sampling)},{quote(hand_made)}", "Timeline of"),
+        (f"view=compare&compare={quote(sampling)},{quote(hand_made)}", "at the same noise level"),
         (f"view=training&trace={quote(hostile.name(hostile.training))}", "Forward process explorer"),
         (f"view=schedule&trace={quote(sampling)}", "distinct timesteps"),
         (f"view=playback&trace={quote(hostile.name(hostile.corrupt))}", "corrupt"),
@@ -332,7 +332,7 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
             if "trace=" + quote(sampling) in query and "playback" in query:
                 expect(page.get_by_text(f"Recovered copy of {RECOVERED_FROM}.")).to_be_visible()  # literally
                 expect(page.locator(".st-key-trace-status")).to_contain_text(FILE_NAME)
-            attributes = page.evaluate(ATTRIBUTES_JS)
+            attributes = [a for frame in page.frames for a in frame.evaluate(ATTRIBUTES_JS)]  # the player's frame too
             hostile_attributes = [a for a in attributes if any(m in a for m in MARKERS) and not a.split(" ", 1)[1].startswith("#")]  # a heading's own anchor
             assert not hostile_attributes, (query, hostile_attributes)
             assert page.locator("img[src*='127.0.0.1:9'], img[src*='hostile-'], a[href*='127.0.0.1:9']").count() == 0
