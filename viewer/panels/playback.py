@@ -2,7 +2,8 @@
 
 A finished one-channel image trace is played in the browser (viewer/panels/player.py):
 its frames are sent once and animated there, and the step comes back to Python only
-when playback pauses or the user scrubs; the equations and scalar plots then follow.
+when playback pauses or the user scrubs; the equations and scalar plots then follow
+(and the derived tensors picked, guidance_delta, which the player does not draw).
 2-D point traces and traces still being written keep the server-side scrubber: while
 playing, or while a live trace is followed, the body is a Streamlit fragment that
 reruns on a timer (the scrubber moves on, or jumps to the newest committed step).
@@ -16,7 +17,8 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
-from viewer import equations_panel, loaders
+from viewer import equations_panel, loaders, symbols
+from viewer.figures.images import image_grids_figure
 from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
@@ -25,7 +27,7 @@ from viewer.panels.player import player_args, player_ui, supported
 from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
-from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, step_view
+from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, offered_tensors, step_view
 from viewer.state import step_key
 from viewer.text import plain
 
@@ -47,14 +49,26 @@ def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_
         mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, key=f"{key}.x0mode", horizontal=True)
         trails = st.sidebar.toggle("Trajectories so far", value=True, key=f"{key}.trails")
         return Display(x0_mode=mode, trajectories=trails)  # type: ignore[arg-type]
-    present = default_tensors(info.tensors)
-    tensors = st.sidebar.multiselect("Tensors", present, default=list(present), key=f"{key}.tensors")
+    offered = offered_tensors(info)
+    derived = [name for name in offered if name in symbols.DERIVED]
+    tensors = st.sidebar.multiselect("Tensors", offered, default=list(default_tensors(info)), key=f"{key}.tensors",
+                                     format_func=tensor_label, help=tensors_help(derived))
     samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
                                      key=f"{key}.samples", format_func=lambda k: sample_label(k, labels))
     if in_browser:  # the player's fixed scales: [-1, 1] for x_t, x0_pred and samples, symmetric per noise-like tensor
         return Display(tensors=tuple(tensors), samples=tuple(samples), colour="trace")
     colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
     return Display(tensors=tuple(tensors), samples=tuple(samples), colour=colour)  # type: ignore[arg-type]
+
+
+def tensor_label(name: str) -> str:
+    """The picker's name of a tensor: the trace name, and for a derived one what it is ('guidance_delta (ε_cond − ε_uncond)')."""
+    return f"{name} ({symbols.DERIVED[name].text})" if name in symbols.DERIVED else name
+
+
+def tensors_help(derived: list[str]) -> str | None:
+    """What the derived tensors offered mean, as markdown (None when none is)."""
+    return "  \n".join(f"`{name}` ({symbols.DERIVED[name].text}): {symbols.DERIVED[name].meaning}" for name in derived) or None
 
 
 def step_label(i: int, rows: int, t: int, t_prev: int) -> str:
@@ -106,7 +120,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         if in_browser:
             i = now.rows - 1 if jump_to_last else current_index(key, now.rows)  # a followed trace just finished: its last step
             st.session_state[f"{key}.index"] = i
-            names = [name for name in display.tensors if name in now.tensors]
+            names = [name for name in display.tensors if name in now.tensors]  # the player draws recorded tensors; derived ones are drawn below
             if names:
                 samples = [s for s in display.samples if 0 <= s < now.batch] or [0]
                 sent = player_ui(key, player_args(handle, now, names, samples, labels, i))
@@ -118,7 +132,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:
-            st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
+            st.plotly_chart(timeline_figure(t, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
                        + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
@@ -126,6 +140,10 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))
         if in_browser:
+            derived = [panel for panel, name in zip(view.panels, view.panel_names, strict=True) if name in symbols.DERIVED]
+            if derived:
+                st.plotly_chart(image_grids_figure(derived), config=CHART_CONFIG, key=f"{key}.derived")
+                st.caption("Derived tensors are drawn by the server at the step above (the one the player last sent back), not played.")
             if not view.panels:
                 st.caption("Pick at least one tensor to show.")
         elif view.points is not None:
@@ -134,6 +152,9 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
+        if not in_browser:  # the player draws every step's z itself
+            for note in view.notes:
+                st.caption(note)
         st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
         head, switch = st.columns([3, 1], vertical_alignment="bottom")
         head.markdown("#### The equations of this step")
@@ -149,10 +170,12 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
 
 
 def shown_names(view: StepView) -> list[str] | None:
-    """The trace names on screen (tensors shown, the plotted scalars, t): equations relating any of them are shown."""
+    """The trace names on screen (tensors shown, a derived one as the two it is made of, the plotted scalars, t):
+    equations relating any of them are shown."""
     if not view.panel_names:
         return None  # a 2-D trace shows x_t and x0_pred together: every equation
-    return [*view.panel_names, *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
+    recorded = [term for name in view.panel_names for term in (symbols.DERIVED[name].terms if name in symbols.DERIVED else (name,))]  # guidance_delta: eps_cond, eps_uncond
+    return [*dict.fromkeys(recorded), *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
 
 
 def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.TraceInfo) -> dict[str, list[int]]:
