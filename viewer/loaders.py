@@ -8,6 +8,9 @@
   read once.
 - One step's tensors are read on demand (one chunk per tensor) and never cached, so
   memory does not grow with the number of steps visited or with the trace's length.
+- The tensors the viewer derives (viewer/symbols.py DERIVED: guidance_delta =
+  eps_cond - eps_uncond) are computed here, from the two rows, wherever a recorded
+  tensor would be read (``step_tensors``, ``colour_ranges``): nowhere else.
 
 Nothing here computes the diffusion math; statistics are summaries for the plots.
 """
@@ -26,6 +29,7 @@ import streamlit as st
 
 from tracer.trace import schema
 from tracer.trace.reader import Trace, TraceError, open_trace
+from viewer.symbols import DERIVED
 
 COLOUR_PROBE_STEPS = 12  # steps sampled to fix a tensor's colour range for the whole trace
 COLOUR_QUANTILE = 99.5  # percentile of |value| that ends the symmetric range
@@ -156,6 +160,27 @@ def read_row(handle: TraceHandle, name: str, i: int, rows: int, series: str = sc
         return handle.trace.tensor(name, i, series)
 
 
+def derivable(present: Sequence[str]) -> tuple[str, ...]:
+    """The derived tensors (symbols.DERIVED) a trace whose step tensors are ``present`` can show: those it records both terms of."""
+    return tuple(name for name, derived in DERIVED.items() if all(term in present for term in derived.terms))
+
+
+def read_step(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS,
+              read: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Row ``i`` of a recorded tensor (``read_row``), or of a derived one: the difference of its two terms' rows, float32.
+
+    ``read`` keeps the rows already read in one call (eps_cond shown beside guidance_delta is read once).
+    """
+    read = {} if read is None else read
+    if name not in read:
+        if name in DERIVED:
+            a, b = (read_step(handle, term, i, rows, series, read) for term in DERIVED[name].terms)
+            read[name] = a - b
+        else:
+            read[name] = read_row(handle, name, i, rows, series)
+    return read[name]
+
+
 # -- whole-trace summaries, cached on (path, inode, rows) ---------------------------------------------
 
 
@@ -227,7 +252,7 @@ def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], seri
     out: dict[str, tuple[float, float]] = {}
     with handle.lock:
         for name in names:
-            per_step = [float(np.percentile(np.abs(read_row(handle, name, int(i), rows, series)), COLOUR_QUANTILE)) for i in probe_steps(rows)]
+            per_step = [float(np.percentile(np.abs(read_step(handle, name, int(i), rows, series)), COLOUR_QUANTILE)) for i in probe_steps(rows)]
             if not per_step:
                 out[name] = (-1.0, 1.0)
                 continue
@@ -238,10 +263,16 @@ def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], seri
 
 
 def step_tensors(handle: TraceHandle, i: int, names: Sequence[str], samples: Sequence[int], rows: int) -> dict[str, np.ndarray]:
-    """Step tensors of row ``i`` (of ``rows`` committed) for the chosen samples, [N, *D] float32: one chunk each, not cached."""
+    """Step tensors of row ``i`` (of ``rows`` committed) for the chosen samples, [N, *D] float32: one chunk each, not cached.
+
+    A derived name (``derivable``: guidance_delta of a guided trace) is the difference of its two terms' rows;
+    a name the trace neither records nor can derive is left out.
+    """
     index = np.asarray(samples, dtype=np.int64)
-    present = set(static_info(handle)["tensors"])
-    return {name: read_row(handle, name, i, rows)[index] for name in names if name in present}
+    present = static_info(handle)["tensors"]
+    shown = set(present) | set(derivable(present))
+    read: dict[str, np.ndarray] = {}
+    return {name: read_step(handle, name, i, rows, read=read)[index] for name in names if name in shown}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -2,12 +2,13 @@
 
 ``step_view`` is the whole server-side cost of moving the scrubber (besides the
 equations): one chunk read per tensor shown, cached O(steps) summaries, and the figure
-builders. benchmarks/bench_viewer.py times exactly this path.
+builders. benchmarks/bench_viewer.py times exactly this path. Also here: which tensors
+the picker offers and shows by default (``offered_tensors``, ``default_tensors``), and
+the notes a step's view carries (z left out where σ = 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -28,6 +29,9 @@ COLOUR_MODES: Final[dict[str, str]] = {
     "step": "per step (jumps)",
 }
 SCALAR_PLOTS: Final = ("alpha_bar_t", "sigma", "std_x_t", "rms_eps")
+Z: Final = schema.field(schema.STEPS, "noise").name  # z, the noise a step draws
+SIGMA: Final = schema.field(schema.STEPS, "sigma").name  # the std of the noise it adds: sigma z
+Z_UNUSED: Final = "z is not shown at this step: σ = 0, so σ z adds nothing (DDIM with η = 0, or the last step)."
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,26 @@ class StepView:
     images: go.Figure | None = None
     points: go.Figure | None = None
     strips: go.Figure | None = None
+    notes: list[str] = field(default_factory=list)  # said under the images: what is left out at this step, and why
 
 
-def default_tensors(present: Sequence[str]) -> tuple[str, ...]:
-    """Every step tensor the trace has, in reading order (eps_cond and eps_uncond only when guided)."""
-    return tuple(name for name in IMAGE_TENSORS if name in present)
+def z_never_used(info: loaders.TraceInfo) -> bool:
+    """Whether σ is 0 at every step recorded (DDIM with η = 0): the z drawn is never added."""
+    sigma = loaders.scalars(info.path, info.inode, info.rows).get(SIGMA)
+    return sigma is not None and sigma.size > 0 and bool(np.all(sigma == 0))
+
+
+def default_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
+    """Every step tensor the trace has, in reading order (eps_cond and eps_uncond only when guided), but z where σ is 0
+    at every step (``z_never_used``)."""
+    unused = z_never_used(info)
+    return tuple(name for name in IMAGE_TENSORS if name in info.tensors and not (name == Z and unused))
+
+
+def offered_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
+    """The Tensors picker's options: ``default_tensors``, then those the viewer derives from them (guidance_delta
+    when guided, symbols.DERIVED), which are not shown until picked."""
+    return (*default_tensors(info), *loaders.derivable(info.tensors))
 
 
 def value_range(name: str, images: np.ndarray, mode: ColourMode, fixed: dict[str, tuple[float, float]]) -> tuple[float, float]:
@@ -99,7 +118,11 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
         view.points = point_cloud_figure(history[i], past, x0_now, display.x0_mode, bounds,
                                          title=f"x<sub>t</sub> at t = {view.t} (step {i + 1} of {rows})")
         return view
-    names = [name for name in display.tensors if name in info.tensors]
+    shown = set(info.tensors) | set(loaders.derivable(info.tensors))
+    names = [name for name in display.tensors if name in shown]
+    if Z in names and SIGMA in scalars and scalars[SIGMA][i] == 0:
+        names.remove(Z)
+        view.notes.append(Z_UNUSED)
     samples = [s for s in display.samples if 0 <= s < info.batch] or [0]
     fixed = loaders.colour_ranges(info.path, info.inode, rows, tuple(names)) if display.colour == "trace" else {}
     tensors = loaders.step_tensors(handle, i, names, samples, rows)

@@ -33,8 +33,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from tracer.trace import schema
 from viewer.figures.images import DIVERGING, GREY, grid_columns, mosaic
+from viewer.symbols import is_noise_like
 
 CHUNK_STEPS: Final = 25  # steps a chunk file holds
 GAP: Final = 255  # the 8-bit index of a mosaic gap (drawn as the page background)
@@ -61,7 +61,8 @@ class PanelSpec:
 
 
 def is_noise(name: str) -> bool:
-    return schema.display_class(name) == "noise"
+    """Drawn as noise (diverging, symmetric range): the schema's noise-like fields and the viewer's derived differences."""
+    return is_noise_like(name)
 
 
 def panel_range(name: str, fixed: dict[str, tuple[float, float]]) -> tuple[float, float]:

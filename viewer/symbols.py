@@ -1,7 +1,9 @@
 """Trace names and the symbols they stand for: LaTeX for st.latex/markdown, HTML for plotly labels.
 
 The symbols of trace fields come from the schema (tracer/trace/schema.py, FIELDS); the
-names only the viewer computes (log_snr, std_x_t, rms_eps) have theirs here.
+names only the viewer computes (log_snr, std_x_t, rms_eps) have theirs here, and so do
+the tensors it derives from a trace's step tensors (``DERIVED``: guidance_delta, which
+viewer/loaders.py computes) and which names are noise-like (``is_noise_like``).
 
 The same name everywhere: the code says ``x0_pred``, the trace holds
 ``steps/x0_pred``, and the screen shows \\(\\hat x_0\\) with the name beside it.
@@ -9,26 +11,54 @@ The same name everywhere: the code says ``x0_pred``, the trace holds
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from tracer.trace import schema
 from viewer.text import plain, plotly_text
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A step tensor the viewer derives from two tensors a trace records: ``terms[0] - terms[1]`` (viewer/loaders.py computes it)."""
+
+    terms: tuple[str, str]
+    latex: str
+    html: str
+    text: str  # the symbol in plain text, for the picker
+    meaning: str
+
+
+# The viewer's derived step tensors; each a difference of noise-like tensors, so noise-like itself.
+DERIVED: Final[dict[str, Derived]] = {
+    "guidance_delta": Derived(("eps_cond", "eps_uncond"), r"\epsilon_{\mathrm{cond}} - \epsilon_{\mathrm{uncond}}",
+                              "ε<sub>cond</sub> − ε<sub>uncond</sub>", "ε_cond − ε_uncond",
+                              "what guidance scales: ε = ε_uncond + s (ε_cond − ε_uncond)"),
+}
 
 # Names the viewer computes and labels that are not trace fields.
 VIEWER_LATEX: Final[dict[str, str]] = {
     "log_snr": r"\log \mathrm{SNR}(t)",
     "std_x_t": r"\mathrm{std}(x_t)",
     "rms_eps": r"\lVert \epsilon_\theta \rVert / \sqrt{d}",
+    **{name: d.latex for name, d in DERIVED.items()},
 }
 VIEWER_HTML: Final[dict[str, str]] = {
     "log_snr": "log SNR(t)",
     "std_x_t": "std(x<sub>t</sub>)",
     "rms_eps": "‖ε<sub>θ</sub>‖/√d",
+    **{name: d.html for name, d in DERIVED.items()},
 }
 
 # Every trace field's symbol from the schema (a name in several series, as x_t, takes its first row's), then the viewer's own.
 LATEX: Final[dict[str, str]] = {**{name: schema.symbol(name) for name in schema.names()}, **VIEWER_LATEX}
 HTML: Final[dict[str, str]] = {**{f.name: f.html for f in map(schema.named, schema.names()) if f is not None}, **VIEWER_HTML}
+
+
+def is_noise_like(name: str) -> bool:
+    """Whether ``name`` is drawn as noise (a diverging scale on a symmetric range): the schema's display class "noise",
+    and every derived tensor (a difference of two noise-like ones)."""
+    return schema.display_class(name) == "noise" or name in DERIVED
 
 
 def latex(name: str) -> str:

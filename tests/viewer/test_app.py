@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from tests.viewer.conftest import Traces, player_step
 from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
+from viewer import symbols
 from viewer.equations_panel import load_registry
 from viewer.paths import ROOTS_ENV
 
@@ -86,6 +87,31 @@ def test_the_browser_player_sends_the_step_back_and_the_page_and_url_follow_it(a
     at.run()
     assert "t_prev = −1" in step_label(at)
     no_failures(at)
+
+
+def test_the_tensors_picker_offers_guidance_delta_unpicked_and_no_z_where_sigma_is_0(app, traces: Traces) -> None:
+    """Guided: ε_cond − ε_uncond is offered but not shown until picked; picked, it is a panel of the player on a fixed
+    symmetric range, drawn diverging. DDIM with η = 0 (σ = 0 at every step): no z in the picker."""
+    name = traces.name(traces.images_guided)
+    at = app(view="playback", trace=name)
+    no_failures(at)
+    picker = at.sidebar.multiselect(key=f"step:{name}.tensors")
+    assert "guidance_delta (ε_cond − ε_uncond)" in picker.options and "guidance_delta" not in picker.value
+    assert {"eps_cond", "eps_uncond"} <= set(picker.value) and "what guidance scales" in (picker.help or "")
+    assert "noise" not in picker.value  # DDIM with η = 0 here too
+    assert "guidance_delta" not in [p["name"] for p in component_spec(at)["tracks"][0]["panels"]]
+    picker.select("guidance_delta").run()
+    no_failures(at)
+    (delta,) = [p for p in component_spec(at)["tracks"][0]["panels"] if p["name"] == "guidance_delta"]
+    assert delta["title"] == symbols.html("guidance_delta", with_name=False)
+    assert delta["low"] == -delta["high"] < 0 and delta["scale"] == "diverging"  # fixed, symmetric, diverging
+    ddim = traces.name(traces.images_ddim)
+    unguided = app(view="playback", trace=ddim)
+    no_failures(unguided)
+    options = unguided.sidebar.multiselect(key=f"step:{ddim}.tensors").options
+    assert "noise" not in options and not [o for o in options if "guidance_delta" in o] and "eps" in options
+    ddpm = traces.name(traces.images_ddpm)
+    assert "noise" in app(view="playback", trace=ddpm).sidebar.multiselect(key=f"step:{ddpm}.tensors").options  # σ > 0 but at the end
 
 
 def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> None:
@@ -451,7 +477,9 @@ def test_compare_labels_samples_by_class_and_warns_when_only_one_run_clips(app, 
     no_failures(at)
     (picker,) = [m for m in at.sidebar.multiselect if m.label == "Samples"]
     assert picker.options[:2] == ["0 · class 0", "1 · class 1"]  # the guided trace's labels (k % 2)
-    assert any(c.value.startswith("Rows, top to bottom: 0 · class 0, 1 · class 1") for c in at.caption)
+    rows = [json.loads(c.proto.spec)["layout"]["yaxis"].get("ticktext") for c in at.get("plotly_chart")]
+    (sweep_rows,) = [r for r in rows if r]  # the sweep grid labels its rows, left of them
+    assert sweep_rows == [picker.options[k] for k in picker.value]  # the samples shown, top to bottom, as the picker names them
     assert not any("clipped" in w.value for w in at.warning)  # both DDIM, neither clips
     ddpm = traces.name(traces.images_ddpm)
     clipping = app(view="compare", compare=f"{ddpm},{ddim}")

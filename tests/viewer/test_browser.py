@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 
 from tests.viewer.conftest import Traces
 from tests.viewer.hostile import FILE_NAME, MARKERS, RECOVERED_FROM, make_hostile
+from tracer.trace import schema
 
 pytestmark = pytest.mark.browser
 
@@ -343,3 +345,87 @@ def test_a_hostile_trace_makes_the_browser_fetch_nothing_but_the_viewer(tmp_path
     assert all(urlsplit(u).scheme in ("http", "https", "ws", "wss", "data", "blob") for u in requested), requested
     fetched_hostile = [u for u in requested if any(m in urlsplit(u).path for m in MARKERS)]
     assert not fetched_hostile, fetched_hostile
+
+
+# Roles whose accessible name is what a screen reader announces for a control.
+CONTROL_ROLES = frozenset({"button", "link", "tab", "checkbox", "switch", "radio", "combobox", "listbox", "option", "slider", "spinbutton",
+                           "textbox", "searchbox", "menuitem", "menuitemcheckbox", "menuitemradio", "popupbutton", "togglebutton"})
+# A Material Symbols ligature ("keyboard_double_arrow_left", "first_page icon" as Streamlit names an icon-only button) ...
+ICON_LIGATURE = re.compile(r"^[a-z]+(?:_[a-z]+)+(?: icon)?$")
+# ... or one of the one-word ones our code or Streamlit's could leave as a name.
+MATERIAL_WORDS = frozenset({"error", "warning", "info", "check", "close", "menu", "search", "add", "remove", "delete", "download", "upload",
+                            "settings", "refresh", "home", "help", "done", "cancel", "clear", "edit", "star", "visibility", "fullscreen"})
+WORDS_OF_THE_TRACE = frozenset(schema.names())  # x_t, x0_pred, eps_cond as options of a picker: trace names, not icons
+
+
+def looks_like_an_icon(name: str) -> bool:
+    """An accessible name that is an icon's name, not words: a ligature name, a one-word Material name, or no letter at all (emoji)."""
+    name = name.strip()
+    if not name or name in WORDS_OF_THE_TRACE:
+        return False
+    return bool(ICON_LIGATURE.match(name)) or name.removesuffix(" icon") in MATERIAL_WORDS or not any(c.isalnum() for c in name)
+
+
+def control_names(page) -> list[tuple[str, str]]:  # noqa: ANN001 - Playwright's Page
+    """(role, accessible name) of every control Chromium exposes on the page, its frames' (the player's) included:
+    the accessibility tree a screen reader reads, from the DevTools protocol."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        frames, tree = [], [cdp.send("Page.getFrameTree")["frameTree"]]
+        while tree:
+            node = tree.pop()
+            frames.append(node["frame"]["id"])
+            tree.extend(node.get("childFrames", []))
+        out = []
+        for frame in frames:
+            for node in cdp.send("Accessibility.getFullAXTree", {"frameId": frame})["nodes"]:
+                role = str(node.get("role", {}).get("value", "")).lower()
+                if not node.get("ignored") and role in CONTROL_ROLES:
+                    out.append((role, str(node.get("name", {}).get("value", ""))))
+        return out
+    finally:
+        cdp.detach()
+
+
+def settled_control_names(page, timeout_ms: int = 30_000) -> list[tuple[str, str]]:  # noqa: ANN001 - Playwright's Page
+    """``control_names`` once the page has stopped changing (the same twice, a second apart: plots, toolbars and a rerun done)."""
+    previous = control_names(page)
+    for _ in range(timeout_ms // 1000):
+        page.wait_for_timeout(1000)
+        names = control_names(page)
+        if names == previous and len(names) >= 5:
+            return names
+        previous = names
+    return previous
+
+
+def test_every_control_on_every_page_is_named_in_words_not_by_an_icon(server: str, traces: Traces) -> None:
+    """Buttons, links, tabs and fields on the playback pages (the player's and the server-side scrubber's), an error,
+    Compare, Training and Schedule: no accessible name is an icon's ligature name ("first_page icon") or an emoji alone."""
+    pages = [  # (query, text that shows the page has been drawn)
+        (f"view=playback&trace={quote(traces.name(traces.images_guided))}", "Step 1 of 10"),  # the browser player
+        (f"view=playback&trace={quote(traces.name(traces.points_ddim))}", "Step 1 of 10"),  # the server's scrubber
+        (f"view=playback&trace={quote(traces.name(traces.corrupt))}", "corrupt"),  # an error, with its icon
+        (f"view=compare&compare={quote(traces.name(traces.images_ddpm))},{quote(traces.name(traces.images_ddim))}", "Timeline of"),
+        (f"view=training&trace={quote(traces.name(traces.training))}", "Forward process explorer"),
+        (f"view=schedule&trace={quote(traces.name(traces.images_ddim))}", "distinct timesteps"),
+    ]
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        for query, drawn in pages:
+            page.goto(f"{server}/?{query}", timeout=60_000)
+            expect(page.get_by_text(drawn).first).to_be_visible(timeout=60_000)
+            if "images_guided" in query:
+                player_frame(page)  # its controls drawn too
+            names = settled_control_names(page)
+            assert len(names) >= 5, (query, names)  # the sidebar's controls at least: the tree was read
+            icons = [(role, name) for role, name in names if looks_like_an_icon(name)]
+            assert not icons, (query, icons)
+
+
+def test_what_counts_as_an_icon_name() -> None:
+    for icon in ("keyboard_double_arrow_left", "first_page icon", "arrow_drop_down", "error", "🔬", "⏮"):
+        assert looks_like_an_icon(icon), icon
+    for words in ("First", "Collapse sidebar", "Remove x_t", "x_t", "x0_pred", "eps", "#3", "3 · class 1", "images_ddim.h5", "Next"):
+        assert not looks_like_an_icon(words), words

@@ -44,12 +44,11 @@ def test_the_code_panel_says_when_a_trace_was_not_made_by_noisescope() -> None:
 
 
 def test_compare_names_samples_traces_and_clipping() -> None:
-    from viewer.panels.compare import clipped, sample_label, sweep_rows_text
+    from viewer.panels.compare import clipped, sample_label
 
     labels = np.array([3, -1])
     assert sample_label(0, labels) == "0 · class 3" and sample_label(1, labels) == "1 · unconditional"
     assert sample_label(2, labels) == "2" and sample_label(0, None) == "0"
-    assert sweep_rows_text([1, 0], labels) == "Rows, top to bottom: 1 · unconditional, 0 · class 3."
     assert clipped({"sampler": {"sampler": "ddpm", "clip": True}}, ()) is True
     assert clipped({"sampler": {"sampler": "ddim", "clip": False}}, ("x0_pred",)) is False
     assert clipped({}, ("x0_pred", "x0_pred_raw")) is True and clipped({}, ("x0_pred",)) is None

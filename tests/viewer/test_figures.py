@@ -10,9 +10,9 @@ import pytest
 
 from tracer.schedules import make_schedule
 from viewer.figures.compare import distance_figure
-from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for, grid_columns, image_grids_figure, mosaic, sweep_grid_figure, to_uint8
+from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for, grid_columns, image_grids_figure, mosaic, sweep_grid_figure, tile_centres, to_uint8
 from viewer.figures.points import extent, point_cloud_figure, polylines
-from viewer.figures.scalars import scalar_strips_figure, thin, timeline_figure
+from viewer.figures.scalars import scalar_strips_figure, step_axis, thin, timeline_figure
 from viewer.figures.schedule import log_snr, schedule_figure
 from viewer.figures.training import bucket_bars_figure, bucket_labels, log_ticks, loss_by_bucket_figure, loss_figure, smooth
 
@@ -89,6 +89,30 @@ def test_sweep_grid_is_one_column_per_trace_with_samples_in_rows() -> None:
         np.testing.assert_array_equal(np.asarray(trace.z, dtype=np.float32), mosaic(panel.images.astype(np.float32), 1)[0])
         assert np.asarray(trace.z).shape == (3 * 4 + 2, 4)  # three samples stacked, one column
     assert colours_for("x_t") == GREY and colours_for("noise") == DIVERGING
+
+
+def test_tile_centres_fall_in_the_middle_of_each_tile_of_a_mosaic() -> None:
+    for h in (1, 4, 7):
+        images = np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones((5, 1, h, 3), dtype=np.float32)  # sample k holds k
+        column = mosaic(images, 1)[0, :, 0]
+        centres = tile_centres(5, h)
+        for k, y in enumerate(centres):
+            assert column[math.floor(y)] == k and column[math.ceil(y)] == k  # inside tile k, not a gap
+            assert y - k * (h + 1) == pytest.approx((h - 1) / 2)  # as far from its top as from its bottom
+
+
+def test_sweep_grid_labels_each_row_with_its_sample_left_of_the_first_column() -> None:
+    h = 4
+    columns = [Panel(f"s={s}", RNG.standard_normal((3, 1, h, h)), -1, 1) for s in (0, 3)]
+    labels = ["5 · class 1", "0 · class 0", "2 · unconditional"]
+    fig = sweep_grid_figure(columns, labels)
+    y = fig.layout.yaxis  # the first column's: its tick labels sit left of it
+    assert y.visible and y.showticklabels and list(y.ticktext) == labels  # in row order, one per row
+    np.testing.assert_allclose(y.tickvals, tile_centres(3, h))  # each level with its row
+    assert not fig.layout.yaxis2.visible  # the other columns are not labelled again
+    assert [a.text.split(" <span")[0] for a in fig.layout.annotations] == ["s=0", "s=3"]  # columns: the traces' settings
+    assert list(sweep_grid_figure(columns, [*labels, "extra"]).layout.yaxis.ticktext) == labels  # never more labels than rows
+    assert not sweep_grid_figure(columns).layout.yaxis.visible  # no labels given: no axis
 
 
 # -- 2-D point clouds ---------------------------------------------------------------------------------
@@ -172,12 +196,29 @@ def test_strips_fall_back_to_the_step_index_where_t_is_not_monotone_and_run_up_f
     assert rising.layout.xaxis.title.text == "t" and rising.layout.xaxis.autorange is None
 
 
-def test_timeline_marks_failing_steps() -> None:
-    fig = timeline_figure(50, 3, {"ddim_update": [4, 9]})
-    failing = [t for t in fig.data if t.name == "ddim_update"]
-    assert len(failing) == 1 and list(failing[0].x) == [4, 9]
-    assert list([t for t in fig.data if t.name == "now"][0].x) == [3]
-    assert fig.layout.xaxis.title.text == "step"
+def test_timeline_marks_failing_steps_at_their_t_on_the_strips_axis() -> None:
+    t = np.arange(980, -1, -20)  # 50 steps, T -> 0
+    fig = timeline_figure(t, 3, {"ddim_update": [4, 9]})
+    (failing,) = [trace for trace in fig.data if trace.name == "ddim_update"]
+    assert list(failing.x) == [t[4], t[9]]  # at the t of the failing steps
+    np.testing.assert_array_equal(np.asarray(failing.customdata), [[4, t[4]], [9, t[9]]])  # hover: step and t
+    assert "step %{customdata[0]}" in failing.hovertemplate and "t = %{customdata[1]}" in failing.hovertemplate
+    assert list([trace for trace in fig.data if trace.name == "now"][0].x) == [t[3]]
+    strips = scalar_strips_figure({"sigma": np.ones(50)}, t, 3)
+    assert fig.layout.xaxis.title.text == strips.layout.xaxis.title.text == "t"
+    low, high = fig.layout.xaxis.range
+    assert low > t[0] > t[-1] > high  # T on the left, reversed as the strips' autorange is: the same direction
+    assert low - t[0] == pytest.approx(t[-1] - high) == pytest.approx(10)  # half a step past each end
+
+
+def test_timeline_falls_back_to_the_step_index_as_the_strips_do() -> None:
+    t = np.array([5, 5, 3, 0])  # not strictly monotone
+    fig = timeline_figure(t, 1, {"eq": [2, 7]})  # step 7 does not exist: not marked
+    assert fig.layout.xaxis.title.text == step_axis(t)[1]["title"]["text"] == "step"
+    (failing,) = [trace for trace in fig.data if trace.name == "eq"]
+    assert list(failing.x) == [2] and list(fig.layout.xaxis.range) == [-0.5, 3.5]
+    rising = timeline_figure(np.array([0, 10, 20]), 0, {"eq": [1]})  # an inversion runs t up: left to right
+    assert list(rising.layout.xaxis.range) == [-5, 25] and list(rising.data[1].x) == [10]
 
 
 # -- schedule -----------------------------------------------------------------------------------------
@@ -276,11 +317,11 @@ def test_every_builder_emits_only_valid_plotly_properties() -> None:
     schedule = make_schedule("linear", 40)
     figures = [
         image_grids_figure([Panel("a", images, -1, 1), Panel("b", images, -1, 1, DIVERGING), Panel("rgb", RNG.standard_normal((2, 3, 4, 4)), -1, 1)]),
-        sweep_grid_figure([Panel("a", images, -1, 1)]),
+        sweep_grid_figure([Panel("a", images, -1, 1)], ["0 · class 3", "1 · unconditional"]),
         point_cloud_figure(history[-1], history, history[0], "arrows"),
         point_cloud_figure(history[-1], history, history[0], "ghost"),
         scalar_strips_figure({"sigma": np.arange(5.0)}, np.arange(5), 2),
-        timeline_figure(10, 3, {"ddim.step": [1, 2]}),
+        timeline_figure(np.arange(9, -1, -1), 3, {"ddim.step": [1, 2]}),
         schedule_figure(schedule.beta, schedule.alpha_bar, np.array([3, 7]), 7),
         loss_figure(np.arange(1, 6), np.linspace(1, 0.1, 5), 0.5, cursor=3),
         loss_by_bucket_figure(np.arange(3), RNG.uniform(0.1, 1, (3, 2)), [0, 10, 20], 0.5),

@@ -18,13 +18,17 @@ import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 
 from tracer.trace import schema
+from viewer import symbols
 from viewer.figures.layout import axis_name, base_layout, domains, figure, panel_title, trace_axis
 
 # Explicit [position, colour] lists: figures skip plotly's validation, which is what would expand a name.
 GREY: list[list[Any]] = [[0.0, "rgb(0, 0, 0)"], [1.0, "rgb(255, 255, 255)"]]  # linear, as the exported frames
 DIVERGING: list[list[Any]] = get_colorscale("RdBu_r")
-# Noise-like names (the schema's display class "noise"), and the viewer's differences of two tensors.
-NOISE_LIKE = frozenset({*(name for name in schema.names() if schema.display_class(name) == "noise"), "difference"})
+# Noise-like names (symbols.is_noise_like: the schema's display class "noise" and the derived tensors), and the
+# viewer's differences of two tensors.
+NOISE_LIKE = frozenset({*filter(symbols.is_noise_like, (*schema.names(), *symbols.DERIVED)), "difference"})
+TILE_GAP = 1  # pixels between the tiles of a mosaic
+WIDTH_HINT = 1100  # pixels across the container a figure is sized for
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def grid_columns(count: int, max_columns: int = 8) -> int:
     return max(1, min(max_columns, math.ceil(math.sqrt(max(count, 1)))))
 
 
-def mosaic(images: np.ndarray, columns: int, gap: int = 1, fill: float = float("nan")) -> np.ndarray:
+def mosaic(images: np.ndarray, columns: int, gap: int = TILE_GAP, fill: float = float("nan")) -> np.ndarray:
     """Tile [N, C, H, W] into [C, rows*H + (rows-1)*gap, columns*W + (columns-1)*gap], row-major, gaps filled."""
     if images.ndim != 4:
         raise ValueError(f"images must be [N, C, H, W], got shape {images.shape}")
@@ -79,13 +83,18 @@ def as_images(values: np.ndarray) -> np.ndarray:
 
 
 def image_grids_figure(
-    panels: Sequence[Panel], columns: int | None = None, height: int | None = None, per_row: int = 4, width_hint: int = 1100
+    panels: Sequence[Panel], columns: int | None = None, height: int | None = None, per_row: int = 4, width_hint: int = WIDTH_HINT
 ) -> go.Figure:
     """Panels in rows of ``per_row``, each a mosaic of the same N samples (sample k in the same tile of every panel).
 
     ``height`` None sizes the figure from the mosaics' aspect ratio for a ``width_hint``-pixel container.
     """
-    data: list[dict[str, object]] = []
+    return figure(*_grids(panels, columns, height, per_row, width_hint))
+
+
+def _grids(panels: Sequence[Panel], columns: int | None, height: int | None, per_row: int, width_hint: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The traces and layout of ``image_grids_figure``: panel i on axes x(i+1), y(i+1), pixel rows and columns as data coordinates."""
+    data: list[dict[str, Any]] = []
     count = len(panels)
     across = max(1, min(per_row, count))
     rows = max(1, math.ceil(count / across))
@@ -126,13 +135,30 @@ def image_grids_figure(
     layout["annotations"] = annotations
     layout["height"] = total
     layout["margin"] = {"l": 4, "r": 4, "t": 4, "b": 4}
-    return figure(data, layout)
+    return data, layout
 
 
 SWEEP_TILE_PX = 96  # height of one sample in the sweep grid
 
 
-def sweep_grid_figure(columns: Sequence[Panel], height: int | None = None) -> go.Figure:
-    """One column per trace, the same samples in the same rows (a sweep: eta 0/1, guidance 0/1/3/5); tiles of ~96 px."""
+def tile_centres(count: int, tile: int, gap: int = TILE_GAP) -> np.ndarray:
+    """The middle pixel row (or column) of each of ``count`` tiles of ``tile`` pixels laid ``gap`` apart, as in ``mosaic``."""
+    return np.arange(count) * (tile + gap) + (tile - 1) / 2
+
+
+def sweep_grid_figure(columns: Sequence[Panel], row_labels: Sequence[str] = (), height: int | None = None) -> go.Figure:
+    """One column per trace, the same samples in the same rows (a sweep: eta 0/1, guidance 0/1/3/5); tiles of ~96 px.
+
+    The columns are titled by their panels' titles (the traces' settings); ``row_labels`` (sample and class, top to
+    bottom, one per row) are written left of the first column, each level with its row.
+    """
     rows = max((p.images.shape[0] for p in columns), default=1)
-    return image_grids_figure(columns, columns=1, height=height or min(1400, 50 + SWEEP_TILE_PX * rows), per_row=max(1, len(columns)))
+    data, layout = _grids(columns, 1, height or min(1400, 50 + SWEEP_TILE_PX * rows), max(1, len(columns)), WIDTH_HINT)
+    labels = list(row_labels)[:rows]
+    if columns and labels:
+        tile = np.asarray(columns[0].images).shape[2]  # H of [N, C, H, W]
+        layout["yaxis"].update({
+            "visible": True, "showticklabels": True, "tickmode": "array", "tickvals": tile_centres(len(labels), tile).tolist(), "ticktext": labels,
+            "ticks": "", "showgrid": False, "zeroline": False, "showline": False, "tickfont": {"size": 12}, "automargin": True,
+        })
+    return figure(data, layout)

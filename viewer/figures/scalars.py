@@ -2,7 +2,7 @@
 
 The x axis is t, as the scrubber labels its steps (running T -> 0 left to right for sampling,
 0 -> T for an inversion), or the step index where t is not monotone; hovering shows both.
-A thin timeline marks steps where an equation fails its check.
+A thin timeline on the same x axis marks steps where an equation fails its check.
 """
 
 from __future__ import annotations
@@ -70,23 +70,36 @@ def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor
     return figure(data, layout)
 
 
-def timeline_figure(rows: int, cursor: int, failing: Mapping[str, Sequence[int]] | None = None, height: int = 70) -> go.Figure:
-    """A strip over the steps: the current step, and a red tick at each step where an equation fails its check."""
+def timeline_figure(t: np.ndarray, cursor: int, failing: Mapping[str, Sequence[int]] | None = None, height: int = 70) -> go.Figure:
+    """A strip over the steps on the scalar strips' x axis (t where monotone, see ``step_axis``): the current step, and a
+    red tick at each step where an equation fails its check, at that step's t; hovering a tick names the step and its t.
+
+    The axis runs from the first step (left) to the last, half a step past each end.
+    """
+    t = np.asarray(t)
+    rows = t.size
+    x, x_axis = step_axis(t)
+    first, last = (float(x[0]), float(x[-1])) if rows else (0.0, 0.0)
+    pad = abs(last - first) / (2 * (rows - 1)) if rows > 1 else 0.5
+    direction = -1.0 if last < first else 1.0  # t falling: the axis reversed, as step_axis has the strips'
     data: list[dict[str, Any]] = [
-        {"type": "scatter", "x": [0, max(rows - 1, 0)], "y": [0, 0], "mode": "lines", "line": {"color": "#bbb", "width": 2}, "hoverinfo": "skip"}
+        {"type": "scatter", "x": [first, last], "y": [0, 0], "mode": "lines", "line": {"color": "#bbb", "width": 2}, "hoverinfo": "skip"}
     ]
     for eq_id, steps in (failing or {}).items():
-        if steps:
-            data.append({"type": "scatter", "x": list(steps), "y": [0] * len(steps), "mode": "markers", "name": eq_id,
+        at = np.asarray([s for s in steps if 0 <= s < rows], dtype=np.int64)
+        if at.size:
+            data.append({"type": "scatter", "x": x[at], "y": np.zeros(at.size), "mode": "markers", "name": eq_id,
                          "marker": {"symbol": "line-ns", "size": 14, "line": {"color": ACCENT, "width": 2}},
-                         "hovertemplate": f"{eq_id} fails at step %{{x}}<extra></extra>"})
+                         "customdata": np.stack([at, t[at]], axis=-1),
+                         "hovertemplate": f"{eq_id} fails at step %{{customdata[0]}}, t = %{{customdata[1]}}<extra></extra>"})
     if 0 <= cursor < rows:
-        data.append({"type": "scatter", "x": [cursor], "y": [0], "mode": "markers", "marker": {"color": LINE, "size": 10}, "hoverinfo": "skip",
+        data.append({"type": "scatter", "x": [x[cursor]], "y": [0], "mode": "markers", "marker": {"color": LINE, "size": 10}, "hoverinfo": "skip",
                      "name": "now"})
+    axis = {key: value for key, value in x_axis.items() if key != "autorange"}  # the range below sets the direction
+    axis["title"] = {**axis["title"], "font": {"size": 10}}
     layout = {
         **base_layout(height, margin={"l": 8, "r": 8, "t": 4, "b": 30}),
-        "xaxis": {"range": [-0.5, max(rows - 0.5, 0.5)], "showgrid": False, "tickfont": {"size": 9},
-                  "title": {"text": "step", "standoff": 2, "font": {"size": 10}}},
+        "xaxis": {**axis, "range": [first - direction * pad, last + direction * pad], "showgrid": False, "tickfont": {"size": 9}},
         "yaxis": {"visible": False, "range": [-1, 1]},
     }
     return figure(data, layout)

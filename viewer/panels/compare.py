@@ -10,7 +10,7 @@ nearest (DDPM at t = 980 beside DDIM at the nearest t it visits).
 Side by side: the tensors of each trace and their difference from the reference.
 Sweep grid: one column per trace, the same samples in the same rows. Distances:
 ||A - B|| / sqrt(d) per step, plotted over t. Traces are named in legends and columns by
-the settings that tell them apart (s=3, η=0), samples by their class label; comparing
+the settings that tell them apart (s=3, η=0), samples (the sweep grid's rows too) by their class label; comparing
 x0_pred of a clipped and an unclipped run is warned about.
 
 Round trip (a DDIM inversion among the traces, ``noisescope invert``): the input, the x_T the
@@ -280,19 +280,14 @@ def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence
     traces = [reference, *others]
     for o, step, label in zip(traces, [i, *matched], legend_labels(traces), strict=True):
         columns.append(Panel(f"{plotly_text(label)}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
-    st.plotly_chart(sweep_grid_figure(columns), config=CHART_CONFIG, key="cmp.sweep")
-    st.caption("One column per trace; sample k of every trace in row k (the same x_T when the runs share a seed).")
-    st.caption(sweep_rows_text(_shown(samples, reference.info.batch), labels))
+    rows = [sample_label(k, labels) for k in _shown(samples, reference.info.batch)]
+    st.plotly_chart(sweep_grid_figure(columns, rows), config=CHART_CONFIG, key="cmp.sweep")
+    st.caption("One column per trace; each row one sample, the same in every column (the same x_T when the runs share a seed).")
 
 
 def _shown(samples: Sequence[int], batch: int) -> list[int]:
     """The samples _images draws: those in range, or sample 0 when none is."""
     return [s for s in samples if 0 <= s < batch] or [0]
-
-
-def sweep_rows_text(samples: Sequence[int], labels: np.ndarray | None) -> str:
-    """What each row of the sweep grid holds, top to bottom: 'Rows: 0 · class 0, 1 · class 1, ...'."""
-    return "Rows, top to bottom: " + ", ".join(sample_label(k, labels) for k in samples) + "."
 
 
 def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str) -> None:

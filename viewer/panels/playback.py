@@ -7,6 +7,7 @@ playback pauses or the user scrubs; the equations and scalar plots then follow. 
 still being written keeps the server-side scrubber: while playing, or while a live
 trace is followed, the body is a Streamlit fragment that reruns on a timer (the scrubber
 moves on, or jumps to the newest committed step), so new steps show as they commit.
+Derived tensors (guidance_delta: eps_cond − eps_uncond) play like recorded ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
-from viewer import equations_panel, loaders
+from viewer import equations_panel, loaders, symbols
 from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
@@ -26,7 +27,7 @@ from viewer.panels.player import CURSOR_CONTAINER, image_track, player_ui, point
 from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
-from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, step_view
+from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, offered_tensors, step_view
 from viewer.state import step_key
 from viewer.text import plain
 
@@ -48,14 +49,26 @@ def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_
         mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, key=f"{key}.x0mode", horizontal=True)
         trails = st.sidebar.toggle("Trajectories so far", value=True, key=f"{key}.trails")
         return Display(x0_mode=mode, trajectories=trails)  # type: ignore[arg-type]
-    present = default_tensors(info.tensors)
-    tensors = st.sidebar.multiselect("Tensors", present, default=list(present), key=f"{key}.tensors")
+    offered = offered_tensors(info)
+    derived = [name for name in offered if name in symbols.DERIVED]
+    tensors = st.sidebar.multiselect("Tensors", offered, default=list(default_tensors(info)), key=f"{key}.tensors",
+                                     format_func=tensor_label, help=tensors_help(derived))
     samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
                                      key=f"{key}.samples", format_func=lambda k: sample_label(k, labels))
     if in_browser:  # the player's fixed scales: [-1, 1] for x_t, x0_pred and samples, symmetric per noise-like tensor
         return Display(tensors=tuple(tensors), samples=tuple(samples), colour="trace")
     colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
     return Display(tensors=tuple(tensors), samples=tuple(samples), colour=colour)  # type: ignore[arg-type]
+
+
+def tensor_label(name: str) -> str:
+    """The picker's name of a tensor: the trace name, and for a derived one what it is ('guidance_delta (ε_cond − ε_uncond)')."""
+    return f"{name} ({symbols.DERIVED[name].text})" if name in symbols.DERIVED else name
+
+
+def tensors_help(derived: list[str]) -> str | None:
+    """What the derived tensors offered mean, as markdown (None when none is)."""
+    return "  \n".join(f"`{name}` ({symbols.DERIVED[name].text}): {symbols.DERIVED[name].meaning}" for name in derived) or None
 
 
 def step_label(i: int, rows: int, t: int, t_prev: int) -> str:
@@ -107,7 +120,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         if in_browser:
             i = now.rows - 1 if jump_to_last else current_index(key, now.rows)  # a followed trace just finished: its last step
             st.session_state[f"{key}.index"] = i
-            names = [name for name in display.tensors if name in now.tensors]
+            names = [name for name in display.tensors if name in now.tensors or name in loaders.derivable(now.tensors)]
             track = None
             if now.is_2d:
                 track = points_track(handle, now, ["x_t", "x0_pred"], labels, display.x0_mode, display.trajectories)
@@ -123,7 +136,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         on_step(i)
         failing = failing_steps(handle, registry, now)
         if failing:
-            st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
+            st.plotly_chart(timeline_figure(t, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
                        + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
@@ -139,6 +152,9 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
+        if not in_browser:  # the player dims z itself at the steps where sigma = 0
+            for note in view.notes:
+                st.caption(note)
         with st.container(key=CURSOR_CONTAINER):  # the player moves this plot's cursor while it plays
             st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
         head, switch = st.columns([3, 1], vertical_alignment="bottom")
@@ -155,10 +171,12 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
 
 
 def shown_names(view: StepView) -> list[str] | None:
-    """The trace names on screen (tensors shown, the plotted scalars, t): equations relating any of them are shown."""
+    """The trace names on screen (tensors shown, a derived one as the two it is made of, the plotted scalars, t):
+    equations relating any of them are shown."""
     if not view.panel_names:
         return None  # a 2-D trace shows x_t and x0_pred together: every equation
-    return [*view.panel_names, *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
+    recorded = [term for name in view.panel_names for term in (symbols.DERIVED[name].terms if name in symbols.DERIVED else (name,))]  # guidance_delta: eps_cond, eps_uncond
+    return [*dict.fromkeys(recorded), *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
 
 
 def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.TraceInfo) -> dict[str, list[int]]:

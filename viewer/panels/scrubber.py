@@ -92,8 +92,9 @@ def scrubber_ui(key: str, t: Sequence[int] | np.ndarray, follow: bool = False, l
     index = current_index(key, count)
     _set(key, index)
     t_values = [int(v) for v in t]
-    cols = st.columns([0.45, 0.85, 6, 0.85, 0.45], vertical_alignment="bottom")
-    cols[0].button("", icon=":material/first_page:", key=f"{key}.first", on_click=_set, args=(key, 0), help="First step")
+    cols = st.columns([1.1, 1.1, 5, 1.1, 1.1], vertical_alignment="bottom")
+    # Every button has a word for its label: an icon alone would be announced by its ligature name ("first_page icon").
+    cols[0].button("First", icon=":material/first_page:", key=f"{key}.first", on_click=_set, args=(key, 0), help="First step")
     cols[1].button("Back", icon=":material/chevron_left:", key=f"{key}.back", on_click=_shift, args=(key, -1, count), help="Step back")
     slider_key = f"{key}.slider.{count}"  # a new widget when the step count changes (a live trace grows)
     st.session_state[slider_key] = index
@@ -109,5 +110,6 @@ def scrubber_ui(key: str, t: Sequence[int] | np.ndarray, follow: bool = False, l
         )
     cols[3].button("Next", icon=":material/chevron_right:", icon_position="right", key=f"{key}.next", on_click=_shift, args=(key, 1, count),
                    help="Step forward")
-    cols[4].button("", icon=":material/last_page:", key=f"{key}.last", on_click=_set, args=(key, count - 1), help="Last step")
+    cols[4].button("Last", icon=":material/last_page:", icon_position="right", key=f"{key}.last", on_click=_set, args=(key, count - 1),
+                   help="Last step")
     return index
