@@ -214,7 +214,7 @@ PIXELS_JS = """(colour) => { const c = document.querySelector('canvas.pts'); con
 
 def test_a_2d_trace_plays_in_the_page_and_the_scalar_cursor_moves_with_it(server: str, traces: Traces) -> None:
     """A 2-D trace's points play client-side (x_t drawn in its colour, a hover names the sample); while it plays the
-    Streamlit page's scalar plots move their cursor without a rerun; a DDIM trace with sigma = 0 dims z with a note."""
+    Streamlit page's scalar plots move their cursor without a rerun; at DDPM's last step (sigma = 0) z is dimmed with a note."""
     with chromium_page() as page:
         from playwright.sync_api import expect
 
@@ -246,10 +246,16 @@ def test_a_2d_trace_plays_in_the_page_and_the_scalar_cursor_moves_with_it(server
         expect(player.locator("#tip")).to_contain_text("sample #")
         expect(player.locator("#tip")).to_contain_text("x0_pred ≈")
 
-        page.goto(f"{server}/?view=playback&trace={traces.name(traces.images_ddim)}", timeout=60_000)  # DDIM, eta = 0: sigma = 0
+        page.goto(f"{server}/?view=playback&trace={traces.name(traces.images_ddpm)}", timeout=60_000)  # DDPM: sigma = 0 at the end
         player = player_frame(page)
-        expect(player.locator(".bar", has_text="σ = 0")).to_have_count(1, timeout=30_000)
-        expect(player.locator("canvas.img.empty")).to_have_count(1)
+        player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+        assert player.locator(".bar", has_text="σ = 0").count() == 0  # sigma > 0 at the first step: z is drawn
+        player.locator("#label").click()
+        player.locator("body").press("End")  # the final samples
+        player.locator("body").press("ArrowLeft")  # the last step, where sigma = 0
+        expect(player.locator("#label")).to_contain_text("Step 50 of 50")
+        expect(player.locator(".bar", has_text="σ = 0")).to_have_count(1, timeout=10_000)
+        expect(player.locator("canvas.img.empty")).to_have_count(1)  # z only: every other panel drawn as usual
 
 
 def test_compare_plays_every_trace_at_the_same_noise_level_and_pause_lines_the_tabs_up(server: str, traces: Traces) -> None:
@@ -406,7 +412,7 @@ def test_every_control_on_every_page_is_named_in_words_not_by_an_icon(server: st
         (f"view=playback&trace={quote(traces.name(traces.images_guided))}", "Step 1 of 10"),  # the browser player
         (f"view=playback&trace={quote(traces.name(traces.points_ddim))}", "Step 1 of 10"),  # the server's scrubber
         (f"view=playback&trace={quote(traces.name(traces.corrupt))}", "corrupt"),  # an error, with its icon
-        (f"view=compare&compare={quote(traces.name(traces.images_ddpm))},{quote(traces.name(traces.images_ddim))}", "Timeline of"),
+        (f"view=compare&compare={quote(traces.name(traces.images_ddpm))},{quote(traces.name(traces.images_ddim))}", "at the same noise level"),
         (f"view=training&trace={quote(traces.name(traces.training))}", "Forward process explorer"),
         (f"view=schedule&trace={quote(traces.name(traces.images_ddim))}", "distinct timesteps"),
     ]

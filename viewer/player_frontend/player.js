@@ -176,11 +176,11 @@
     const tr = this.tr, s = tr.spec, L = s.layout, step = stepOf(tr, p), c = tr.store.chunkOf(step), j = tr.store.rowOf(step);
     const sheet = tr.store.get(c), sat = tr.store.docs[c].saturated[j], row = this.colourRow(sheet, j), final = step >= s.rows;
     s.panels.forEach((panel, k) => {
-      const muted = !final && s.muted[panel.name] && s.muted[panel.name].includes(step);
+      const muted = !final && Boolean(s.muted[panel.name] && s.muted[panel.name].includes(step));
       const empty = (final && panel.scale !== "grey") || muted; // no noise after the last step; z unused where sigma = 0
       const g = this.canvases[k].getContext("2d"); g.imageSmoothingEnabled = false;
       g.drawImage(row, panel.x, 0, L.width, L.height, 0, 0, L.width * this.scale, L.height * this.scale);
-      this.canvases[k].classList.toggle("empty", empty);
+      this.canvases[k].classList.toggle("empty", Boolean(empty)); // (an undefined force would flip the class)
       this.notes[k].textContent = panel.scale === "grey" ? ` saturated ${(100 * sat[k]).toFixed(1)}%`
         : final ? " (none after the last step)" : muted ? " not used at this step: σ = 0, so σ·z adds nothing" : "";
     });
