@@ -61,6 +61,13 @@ def _final(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> np.ndarray |
     return loaders.final_array(info.path, info.inode, "samples", written) if written else None
 
 
+def _frames_of(kind: str, title: str, key: str, rows: int, read_chunk: Any, final: Any, background: bool) -> dict[str, Any]:
+    """Write (or reuse) a track's chunk files under ``key``; the part of its spec that says where they are."""
+    player.write_frames(key, rows, read_chunk, final, background=background)
+    return {"kind": kind, "title": title, "frames": f"../{FRAMES_NAME}/{key}/", "rows": rows, "chunk": player.CHUNK_STEPS,
+            "chunks": len(player.chunks(rows)), "final": final is not None}
+
+
 def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Sequence[str], samples: Sequence[int],
                 labels: np.ndarray | None, title: str = "", ranges_of: loaders.TraceInfo | None = None,
                 background: bool = True) -> dict[str, Any]:
@@ -85,15 +92,8 @@ def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Seq
 
     key = player.frames_key(info.path, info.inode, rows, names, samples, [p.as_dict() for p in panels], player.CHUNK_STEPS,
                             final_samples is not None, channels)
-    player.write_frames(key, rows, read_chunk, final if final_samples is not None else None, background=background)
     return {
-        "kind": "images",
-        "title": title,
-        "frames": f"../{FRAMES_NAME}/{key}/",
-        "rows": rows,
-        "chunk": player.CHUNK_STEPS,
-        "chunks": len(player.chunks(rows)),
-        "final": final_samples is not None,
+        **_frames_of("images", title, key, rows, read_chunk, final if final_samples is not None else None, background),
         "channels": channels,
         "panels": [p.as_dict() for p in panels],
         "layout": layout,
@@ -123,15 +123,8 @@ def points_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, series: S
         return player.points_chunk([np.stack([values] + [np.full_like(values, np.nan)] * (len(series) - 1))], box)
 
     key = player.frames_key(info.path, info.inode, rows, "points", series, box, player.CHUNK_STEPS, final_samples is not None)
-    player.write_frames(key, rows, read_chunk, final if final_samples is not None else None, background=background)
     return {
-        "kind": "points",
-        "title": title,
-        "frames": f"../{FRAMES_NAME}/{key}/",
-        "rows": rows,
-        "chunk": player.CHUNK_STEPS,
-        "chunks": len(player.chunks(rows)),
-        "final": final_samples is not None,
+        **_frames_of("points", title, key, rows, read_chunk, final if final_samples is not None else None, background),
         "series": series,
         "titles": [symbols.html(s, with_name=False) for s in series],
         "n": info.batch,
