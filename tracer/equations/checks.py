@@ -461,7 +461,8 @@ def sigma_churn(view: TraceView, i: int) -> Residual | None:
     (Karras et al. 2022, Alg. 2, lines 4-6)."""
     facts = view.facts
     s_churn, s_noise = facts.option("s_churn"), facts.option("s_noise", 1.0)
-    s_tmin, s_tmax = facts.option("s_tmin", 0.0), facts.option("s_tmax", math.inf)
+    s_tmin, s_tmax = facts.option("s_tmin", 0.0), facts.option("s_tmax")
+    s_tmax = math.inf if s_tmax is None else s_tmax
     sigmas = facts.option("sigmas")
     if not all(isinstance(v, (int, float)) for v in (s_churn, s_noise, s_tmin, s_tmax)) or not sigmas:
         return None

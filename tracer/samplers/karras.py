@@ -165,7 +165,7 @@ class ChurnOptions(SigmaOptions):
 
     s_churn: float = option(0.0, "S_churn >= 0: how much noise to add back before each step (Alg. 2; 0: deterministic)")
     s_tmin: float = option(0.0, "S_tmin: churn only where sigma_t >= S_tmin")
-    s_tmax: float = option(math.inf, "S_tmax: churn only where sigma_t <= S_tmax")
+    s_tmax: float | None = option(None, "S_tmax: churn only where sigma_t <= S_tmax (default: no bound)")
     s_noise: float = option(1.0, "S_noise: the std of the churn noise, relative (Alg. 2, line 5)")
 
     def __post_init__(self) -> None:
@@ -173,7 +173,8 @@ class ChurnOptions(SigmaOptions):
         _check_nonnegative("s_churn", self.s_churn)
         _check_nonnegative("s_tmin", self.s_tmin)
         _check_nonnegative("s_noise", self.s_noise)
-        if isinstance(self.s_tmax, bool) or not isinstance(self.s_tmax, (int, float)) or math.isnan(self.s_tmax) or self.s_tmax < self.s_tmin:
+        if self.s_tmax is not None and (isinstance(self.s_tmax, bool) or not isinstance(self.s_tmax, (int, float))
+                                        or math.isnan(self.s_tmax) or self.s_tmax < self.s_tmin):
             raise ConfigError(f"--s-tmax must be >= --s-tmin, got {self.s_tmax!r}")
 
 
@@ -269,9 +270,11 @@ def denoise(output: Any, x: Any, sigma: float, prediction: str) -> tuple[Any, An
     return (x - x0) / sigma, x0
 
 
-def churn_gamma(sigma_t: float, steps: int, s_churn: float, s_tmin: float, s_tmax: float) -> float:
-    """gamma_i = min(S_churn / N, sqrt(2) - 1) where S_tmin <= sigma_i <= S_tmax, else 0  (Karras et al. 2022, Alg. 2, line 4)."""
-    return min(s_churn / steps, math.sqrt(2.0) - 1.0) if s_tmin <= sigma_t <= s_tmax else 0.0
+def churn_gamma(sigma_t: float, steps: int, s_churn: float, s_tmin: float, s_tmax: float | None) -> float:
+    """gamma_i = min(S_churn / N, sqrt(2) - 1) where S_tmin <= sigma_i <= S_tmax (None: no bound), else 0
+    (Karras et al. 2022, Alg. 2, line 4)."""
+    inside = s_tmin <= sigma_t and (s_tmax is None or sigma_t <= s_tmax)
+    return min(s_churn / steps, math.sqrt(2.0) - 1.0) if inside else 0.0
 
 
 def churn(x_t: Any, sigma_t: float, sigma_hat: float, s_noise: float, noise: Any) -> Any:
