@@ -140,6 +140,7 @@ def test_k_diffusion_draws_a_churn_z_at_every_step_noisescope_only_where_gamma_i
 # -- diffusers --------------------------------------------------------------------------------------------------------
 
 
+@torch.no_grad()
 def diffusers_loop(scheduler: Any, model: Callable[..., torch.Tensor], z: torch.Tensor, generator: torch.Generator | None = None,
                    scale_input: bool = True) -> list[torch.Tensor]:
     """diffusers' sampling loop: the state after every step() call."""
