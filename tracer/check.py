@@ -23,7 +23,7 @@ from tracer.equations.context import TraceFacts
 from tracer.equations.identify import STEP_EQUATIONS, unchecked
 from tracer.trace import schema
 
-EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE = 0, 1, 3  # and 2 for bad input, as every command
+EXIT_PASS, EXIT_FAIL, EXIT_INCOMPLETE, EXIT_NOISE_LEFT = 0, 1, 3, 4  # and 2 for bad input, as every command
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class Report:
 
     unchecked: tuple[tuple[str, str], ...] = ()  # (what, why) the checks that ran do not verify
     identification: str = ""  # how the sampler was identified, when the trace does not name it
+    noise_left: float | None = None  # a sigma-space run that ends above sigma = 0: the noise level its samples keep
 
     @property
     def passed(self) -> bool:
@@ -99,17 +100,20 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        """FAIL when a check fails; INCOMPLETE when nothing fails but part of the math was not verified; else PASS."""
+        """FAIL when a check fails; INCOMPLETE when nothing fails but part of the math was not verified; NOISE LEFT when
+        everything was verified but the run stops short of the clean sample (a sigma-space run ending at sigma > 0); else PASS."""
         if self.failed:
             return "FAIL"
         if self.unchecked or not any(c.checked for c in self.checks):
             return "INCOMPLETE"
+        if self.noise_left:
+            return "NOISE LEFT"
         return "PASS"
 
     @property
     def exit_code(self) -> int:
-        """0 PASS, 1 FAIL, 3 INCOMPLETE (2 is bad input, raised before a report exists)."""
-        return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "INCOMPLETE": EXIT_INCOMPLETE}[self.verdict]
+        """0 PASS, 1 FAIL, 3 INCOMPLETE, 4 NOISE LEFT (2 is bad input, raised before a report exists)."""
+        return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL, "INCOMPLETE": EXIT_INCOMPLETE, "NOISE LEFT": EXIT_NOISE_LEFT}[self.verdict]
 
 
 def parse_only(text: str | None) -> list[str] | None:
@@ -187,6 +191,7 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         notes=tuple(notes),
         unchecked=tuple(_unchecked(facts, results, rows, only_ids)),
         identification=facts.identification,
+        noise_left=facts.final_sigma if facts.space == "sigma" and facts.final_sigma and only_ids is None else None,
     )
 
 
@@ -257,6 +262,11 @@ def format_report(report: Report, first: int = 5) -> str:
     if report.verdict == "FAIL":
         names = ", ".join(c.id for c in report.failed)
         lines.append(f"FAIL: {len(report.failed)} of {len(report.checks)} checks fail ({names})")
+    elif report.verdict == "NOISE LEFT":
+        sigma = report.noise_left or 0.0
+        lines.append(f"NOISE LEFT: {len(judged)} checks pass at every {unit[:-1]}, but the run ends at sigma = {sigma:.6g}, not at the "
+                     f"clean sample: its samples keep noise of std {sigma:.6g} (x = x0 + sigma eps; alpha_bar "
+                     f"{1.0 / (1.0 + sigma * sigma):.6g}). Sample with --final-sigma zero for clean samples")
     elif report.verdict == "INCOMPLETE":
         what = "; ".join(w for w, _ in report.unchecked) or "no check could be judged"
         lines.append(f"INCOMPLETE: {len(judged)} checks pass, but not everything could be checked ({what})")
@@ -301,6 +311,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "rows": report.rows,
         "verdict": report.verdict,
         "passed": report.verdict == "PASS",
+        "noise_left": report.noise_left,
         "identification": report.identification or None,
         "unchecked": [{"what": what, "why": why} for what, why in report.unchecked],
         "notes": list(report.notes),

@@ -39,10 +39,10 @@ def record_run(
 
     An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete.
     """
-    planned = config.planned_steps(schedule.T)
+    planned = config.planned_steps(schedule.T, schedule.alpha_bar)
     records = run(model, schedule, config, x_T, labels=labels, generator=generator)
     bar = tqdm(records, total=planned, desc=f"{config.sampler} -> {Path(out).name}", unit="step", disable=not progress, leave=False)
-    trace_config = {"sampler": config.resolved(schedule.T, prediction_type(model)), **(extra_config or {})}
+    trace_config = {"sampler": config.resolved(schedule.T, prediction_type(model), schedule.alpha_bar), **(extra_config or {})}
     with torch.no_grad():
         return record_sampling(
             bar,

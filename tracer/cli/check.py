@@ -1,4 +1,4 @@
-"""``noisescope check``: does a trace follow the equations? Exit 0 PASS, 1 FAIL, 3 INCOMPLETE (tracer/check.py).
+"""``noisescope check``: does a trace follow the equations? Exit 0 PASS, 1 FAIL, 3 INCOMPLETE, 4 NOISE LEFT (tracer/check.py).
 
 Bad input (not a trace, missing datasets, an unknown id in --only, a negative --tol) is one
 line on stderr and exit code 2, like every command (tracer/cli/__init__.py).
@@ -20,7 +20,8 @@ EPILOG = """examples:
 exit codes: 0 PASS (every check passes and nothing was left unchecked), 1 FAIL (a check fails),
   2 bad input, 3 INCOMPLETE (nothing fails, but part of the trace's math could not be verified:
   no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows;
-  the report lists each under "not checked" with the reason)
+  the report lists each under "not checked" with the reason), 4 NOISE LEFT (every check passes, but
+  a sigma-space run ends above sigma = 0, --final-sigma sigma_min: its samples keep noise of that std)
 """
 
 
@@ -36,7 +37,8 @@ def add_parser(sub: Any) -> None:
         "check",
         help="check a trace against the equations: residuals per step, pass or fail",
         description="Recompute every equation that applies to the trace (schedule products, forward closed form and "
-        "loss, x0 from eps, clipping, guidance, DDPM posterior and step, DDIM sigma and step) in float64 from the "
+        "loss, x0 from eps, clipping, guidance, DDPM posterior and step, DDIM sigma and step, and in sigma space the "
+        "denoiser, churn, Euler, Heun, Euler ancestral and DPM-Solver++(2M) steps) in float64 from the "
         "recorded tensors, and the structural checks (t_prev of step i is t of step i + 1; alpha_bar_t and "
         "alpha_bar_prev are the schedule's; x_t of step i + 1 is the output of step i; samples that of the last "
         "step). Tolerances follow the trace's tensor dtype (docs/equations.md). A trace that does not name its sampler "

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
     checkpoint = load_checkpoint(source, device=device)
     model, schedule = checkpoint.model, checkpoint.schedule
-    config.resolve(schedule.T)  # the options against this model's T, before anything is written
+    config.resolve(schedule.T, schedule.alpha_bar)  # the options against this model's schedule, before anything is written
     check_prediction_matches(args.prediction, prediction_type(model))
     if args.batch is not None:
         check_fits_memory(args.batch, checkpoint.sample_shape)  # before 'all' labels are listed for every sample

@@ -18,6 +18,10 @@ step i + 1, or ``samples`` after the last step; the noise z is the step's record
 - zero_terminal_snr: Lin et al. 2023, Alg. 1
 - ddpm_posterior_mean, ddpm_posterior_sigma, ddpm_step: Ho et al. 2020, Eq. 7 and Alg. 2
 - ddim_sigma, ddim_step: Song et al. 2021, Eq. 16 and Eq. 12
+- sigma space (x = x0 + sigma eps, Karras et al. 2022): sigma_alpha_bar, sigma_timestep (Table 1 and the schedule's
+  log sigma interpolation), sigma_denoised (Table 1, VP preconditioning), sigma_churn (Alg. 2, lines 4-6),
+  euler_step (Alg. 2, lines 7-8), heun_predictor and heun_step (Alg. 2, lines 7-11), ancestral_sigmas and
+  ancestral_step (k-diffusion's get_ancestral_step), dpmpp_h and dpmpp_2m_step (Lu et al. 2022, Alg. 2)
 """
 
 from __future__ import annotations
@@ -262,14 +266,23 @@ def _worst(residuals: list[Residual]) -> Residual:
     return max(residuals, key=lambda r: r.value / max(r.floor, r.scale, 1e-300) if math.isfinite(r.value) else math.inf)
 
 
+def _network_input(view: TraceView, i: int) -> tuple[float, np.ndarray]:
+    """(alpha_bar, x_t) of the network's first call at step i: the recorded ones in VP; in sigma space
+    alpha_bar = 1 / (1 + sigma^2) and x_t = x / sqrt(1 + sigma^2) at the point it was evaluated (x_hat, sigma_hat with churn)."""
+    if view.facts.space != "sigma":
+        return view.scalar("alpha_bar_t", i), view.tensor("x_t", i)
+    x, sigma = _evaluated_at(view, i)
+    a = 1.0 / (1.0 + sigma * sigma)
+    return a, x * math.sqrt(a)
+
+
 def prediction_conversion(view: TraceView, i: int) -> Residual | None:
     """eps and x0 from the network's output: for v, x0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(1 - a) x_t + sqrt(a) v;
     for x0, eps = (x_t - sqrt(a) x0) / sqrt(1 - a)  (Salimans and Ho 2022, App. D; a = alpha_bar_t)."""
     prediction = view.facts.prediction
     if prediction not in ("x0", "v") or not view.has("model_output", "x_t", "eps", "x0_pred"):
         return None
-    a = view.scalar("alpha_bar_t", i)
-    x_t = view.tensor("x_t", i)
+    a, x_t = _network_input(view, i)
     root, root_1m = math.sqrt(a), _sqrt(1.0 - a)
     residuals = []
     for output_name, eps_name in _output_pairs(view, i):
@@ -374,3 +387,199 @@ def target_loss(view: TraceView, i: int) -> Residual | None:
     scale = float(np.mean((np.abs(out) + np.abs(y)) ** 2))
     return _worst([_residual(target, y, np.abs(x0) + np.abs(eps)),
                    Residual(abs(loss - expected), max(scale, abs(loss)), detail=f"loss {loss:.9g}, equation {expected:.9g}")])
+
+
+# -- sigma space (Karras et al. 2022; tracer/samplers/karras.py): x = x0 + sigma eps ----------------------------
+
+
+def _evaluated_at(view: TraceView, i: int) -> tuple[np.ndarray, float]:
+    """(x, sigma) where a sigma-space step's first evaluation ran: x_hat and sigma_hat with churn, else x_t and sigma_t."""
+    if view.has("x_hat", "sigma_hat"):
+        return view.tensor("x_hat", i), view.scalar("sigma_hat", i)
+    return view.tensor("x_t", i), view.scalar("sigma_t", i)
+
+
+def _log_sigmas(view: TraceView) -> np.ndarray:
+    alpha_bar = np.asarray(view.schedule["alpha_bar"], dtype=np.float64)
+    return 0.5 * (np.log1p(-alpha_bar) - np.log(alpha_bar))  # log sqrt((1 - alpha_bar) / alpha_bar)
+
+
+def schedule_timestep(view: TraceView, sigma: float) -> float:
+    """t(sigma): where log sigma falls on the schedule's log sigmas, linearly interpolated (np.interp; clamped at the ends)."""
+    log_sigmas = _log_sigmas(view)
+    return float(np.interp(math.log(sigma), log_sigmas, np.arange(len(log_sigmas), dtype=np.float64)))
+
+
+def sigma_alpha_bar(view: TraceView, i: int) -> Residual | None:
+    """alpha_bar_t = 1 / (1 + sigma_t^2), alpha_bar_prev = 1 / (1 + sigma_next^2)  (Karras et al. 2022, Table 1, VP)."""
+    if "alpha_bar_t" not in view.scalars or "alpha_bar_prev" not in view.scalars:
+        return None
+    residuals = []
+    for name, level in (("alpha_bar_t", "sigma_t"), ("alpha_bar_prev", "sigma_next")):
+        sigma = view.scalar(level, i)
+        residuals.append(_scalar_residual(view.scalar(name, i), 1.0 / (1.0 + sigma * sigma), name))
+    return max(residuals, key=lambda r: r.value)
+
+
+def sigma_timestep(view: TraceView, i: int) -> Residual | None:
+    """t_model = t(sigma_hat) (log sigma interpolated over the schedule); t and t_prev its nearest indices (-1 at sigma 0)."""
+    if "alpha_bar" not in view.schedule:
+        return None
+    sigma_eval = view.scalar("sigma_hat", i) if "sigma_hat" in view.scalars else view.scalar("sigma_t", i)
+    expected = schedule_timestep(view, sigma_eval)
+    t_model = view.scalar("t_model", i)
+    residual = Residual(abs(t_model - expected), max(abs(expected), 1.0), 1.0, f"t_model {t_model:.9g}, t(sigma) {expected:.9g}")
+    nearest = round(schedule_timestep(view, view.scalar("sigma_t", i)))
+    sigma_next = view.scalar("sigma_next", i)
+    nearest_next = -1 if sigma_next == 0 else round(schedule_timestep(view, sigma_next))
+    t, t_prev = int(view.scalars["t"][i]), int(view.scalars["t_prev"][i])
+    if (t, t_prev) != (nearest, nearest_next):
+        return Residual(math.inf, 0.0, 1.0, f"t {t}, t_prev {t_prev}; the nearest indices of t(sigma_t), t(sigma_next) are "
+                        f"{nearest}, {nearest_next}")
+    return residual
+
+
+def _denoised(x: np.ndarray, sigma: float, eps: np.ndarray, x0: np.ndarray) -> Residual:
+    term = sigma * eps
+    return _residual(x0, x - term, x, term)
+
+
+def sigma_denoised(view: TraceView, i: int) -> Residual | None:
+    """x0_pred = x_hat - sigma_hat eps at the step's evaluation, and x0_pred_2 = x_euler - sigma_next eps_2 at Heun's
+    corrector (where it ran: sigma_next > 0)."""
+    x, sigma = _evaluated_at(view, i)
+    residuals = [_denoised(x, sigma, view.tensor("eps", i), view.tensor("x0_pred", i))]
+    if view.has("x_euler", "eps_2", "x0_pred_2") and view.scalar("sigma_next", i) > 0:
+        residuals.append(_denoised(view.tensor("x_euler", i), view.scalar("sigma_next", i), view.tensor("eps_2", i),
+                                   view.tensor("x0_pred_2", i)))
+    return _worst(residuals)
+
+
+def sigma_churn(view: TraceView, i: int) -> Residual | None:
+    """sigma_hat = sigma_t (1 + gamma), gamma = min(S_churn / N, sqrt 2 - 1) where S_tmin <= sigma_t <= S_tmax, else 0;
+    x_hat = x_t + sqrt(sigma_hat^2 - sigma_t^2) S_noise z, and the step's noise std sigma = sqrt(sigma_hat^2 - sigma_t^2) S_noise
+    (Karras et al. 2022, Alg. 2, lines 4-6)."""
+    facts = view.facts
+    s_churn, s_noise = facts.option("s_churn"), facts.option("s_noise", 1.0)
+    s_tmin, s_tmax = facts.option("s_tmin", 0.0), facts.option("s_tmax")
+    s_tmax = math.inf if s_tmax is None else s_tmax
+    sigmas = facts.option("sigmas")
+    if not all(isinstance(v, (int, float)) for v in (s_churn, s_noise, s_tmin, s_tmax)) or not sigmas:
+        return None
+    sigma_t, sigma_hat = view.scalar("sigma_t", i), view.scalar("sigma_hat", i)
+    gamma = min(s_churn / (len(sigmas) - 1), math.sqrt(2.0) - 1.0) if s_tmin <= sigma_t <= s_tmax else 0.0
+    std = math.sqrt(max(sigma_hat**2 - sigma_t**2, 0.0)) * s_noise
+    x_t, x_hat, z = view.tensor("x_t", i), view.tensor("x_hat", i), view.tensor("noise", i)
+    term = std * z
+    return _worst([
+        _scalar_residual(sigma_hat, sigma_t * (1.0 + gamma), "sigma_hat"),
+        _scalar_residual(view.scalar("sigma", i), std, "sigma"),
+        _residual(x_hat, x_t + term, x_t, term),
+    ])
+
+
+def _euler(x: np.ndarray, x0: np.ndarray, sigma: float, sigma_next: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x + (sigma_next - sigma) d, the step term) with d = (x - x0) / sigma."""
+    term = (sigma_next - sigma) / sigma * (x - x0)
+    return x + term, term
+
+
+def euler_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = x_hat + (sigma_next - sigma_hat) (x_hat - x0_pred) / sigma_hat  (Karras et al. 2022, Alg. 2, lines 7-8)."""
+    out = view.output(i)
+    if out is None:
+        return None
+    x, sigma = _evaluated_at(view, i)
+    rhs, term = _euler(x, view.tensor("x0_pred", i), sigma, view.scalar("sigma_next", i))
+    return _residual(out, rhs, x, term)
+
+
+def heun_predictor(view: TraceView, i: int) -> Residual | None:
+    """x_euler = x_hat + (sigma_next - sigma_hat) (x_hat - x0_pred) / sigma_hat  (Alg. 2, lines 7-8)."""
+    x, sigma = _evaluated_at(view, i)
+    rhs, term = _euler(x, view.tensor("x0_pred", i), sigma, view.scalar("sigma_next", i))
+    return _residual(view.tensor("x_euler", i), rhs, x, term)
+
+
+def heun_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = x_hat + (sigma_next - sigma_hat) (d + d') / 2, d' = (x_euler - x0_pred_2) / sigma_next; the Euler step
+    where sigma_next = 0  (Karras et al. 2022, Alg. 2, lines 9-11)."""
+    out = view.output(i)
+    if out is None:
+        return None
+    x, sigma = _evaluated_at(view, i)
+    sigma_next = view.scalar("sigma_next", i)
+    if sigma_next == 0:
+        rhs, term = _euler(x, view.tensor("x0_pred", i), sigma, sigma_next)
+        return _residual(out, rhs, x, term)
+    dt = sigma_next - sigma
+    a = 0.5 * dt / sigma * (x - view.tensor("x0_pred", i))
+    b = 0.5 * dt / sigma_next * (view.tensor("x_euler", i) - view.tensor("x0_pred_2", i))
+    return _residual(out, x + a + b, x, a, b)
+
+
+def ancestral_sigmas(view: TraceView, i: int) -> Residual | None:
+    """sigma_up = min(sigma', eta sqrt(sigma'^2 (sigma^2 - sigma'^2) / sigma^2)), sigma_down = sqrt(sigma'^2 - sigma_up^2), and the
+    noise std sigma = S_noise sigma_up where sigma' > 0 (k-diffusion get_ancestral_step)."""
+    eta, s_noise = view.facts.eta, view.facts.option("s_noise", 1.0)
+    if eta is None or not isinstance(s_noise, (int, float)):
+        return None
+    s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
+    up = min(s_next, eta * _sqrt(s_next**2 * (s**2 - s_next**2) / s**2))
+    down = _sqrt(s_next**2 - up**2)
+    std = s_noise * up if s_next > 0 else 0.0
+    return _worst([_scalar_residual(view.scalar("sigma_up", i), up, "sigma_up"),
+                   _scalar_residual(view.scalar("sigma_down", i), down, "sigma_down"),
+                   _scalar_residual(view.scalar("sigma", i), std, "sigma")])
+
+
+def ancestral_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = x_t + (sigma_down - sigma_t) (x_t - x0_pred) / sigma_t + sigma z, sigma = S_noise sigma_up."""
+    out = view.output(i)
+    if out is None:
+        return None
+    x = view.tensor("x_t", i)
+    _, term = _euler(x, view.tensor("x0_pred", i), view.scalar("sigma_t", i), view.scalar("sigma_down", i))
+    noise_term = view.scalar("sigma", i) * view.tensor("noise", i)
+    return _residual(out, x + term + noise_term, x, term, noise_term)
+
+
+def dpmpp_h(view: TraceView, i: int) -> Residual | None:
+    """h = log(sigma_t / sigma_next) (inf at sigma_next = 0), r = h_{i-1} / h with h_{i-1} = log(sigma_{i-1} / sigma_t), 0 at a
+    first-order step (the first, and one to sigma 0)  (Lu et al. 2022, Alg. 2)."""
+    s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
+    h, r = view.scalar("h", i), view.scalar("r", i)
+    if s_next == 0:
+        h_ok = Residual(0.0 if h == math.inf else math.inf, 0.0, 1.0, f"h {h:.9g}, equation inf (sigma_next = 0)")
+        return _worst([h_ok, _scalar_residual(r, 0.0, "r")])
+    expected_h = math.log(s / s_next)
+    residuals = [_scalar_residual(h, expected_h, "h")]
+    if i == 0:
+        residuals.append(_scalar_residual(r, 0.0, "r"))
+    else:
+        s_prev = view.scalar("sigma_t", i - 1)
+        residuals.append(_scalar_residual(r, math.log(s_prev / s) / expected_h, "r"))
+    return _worst(residuals)
+
+
+def dpmpp_2m_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = (sigma_next / sigma_t) x_t - (e^{-h} - 1) D, D = (1 + 1/(2r)) x0_pred - 1/(2r) x0_pred_prev (x0_pred where first
+    order), with x0_pred_prev the previous step's x0_pred (zeros at the first)  (Lu et al. 2022, Alg. 2, lines 5-6)."""
+    out = view.output(i)
+    if out is None:
+        return None
+    s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
+    x, x0, x0_prev = view.tensor("x_t", i), view.tensor("x0_pred", i), view.tensor("x0_pred_prev", i)
+    residuals = [_residual(x0_prev, view.tensor("x0_pred", i - 1) if i > 0 else np.zeros_like(x0_prev), x0_prev)]
+    first_order = i == 0 or s_next == 0
+    factor = 1.0 if s_next == 0 else -math.expm1(-math.log(s / s_next))  # 1 - e^{-h}, recomputed from the noise levels
+    a = (s_next / s) * x
+    if first_order:
+        b = factor * x0
+        residuals.append(_residual(out, a + b, a, b))
+    else:
+        r = math.log(view.scalar("sigma_t", i - 1) / s) / math.log(s / s_next)
+        b = factor * (1.0 + 1.0 / (2.0 * r)) * x0
+        c = factor * (1.0 / (2.0 * r)) * x0_prev
+        residuals.append(_residual(out, a + b - c, a, b, c))
+    return _worst(residuals)

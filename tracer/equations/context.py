@@ -71,6 +71,15 @@ def _float_or_none(value: Any) -> float | None:
     return float(value)
 
 
+def _hashable(value: Any) -> Any:
+    """A config value as facts keep it: lists as tuples (facts are frozen and hashable)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((str(k), _hashable(v)) for k, v in value.items())
+    return value
+
+
 # diffusers' names of the prediction types, and noisescope's
 _PREDICTIONS = {"eps": "eps", "epsilon": "eps", "x0": "x0", "sample": "x0", "v": "v", "v_prediction": "v"}
 
@@ -110,6 +119,15 @@ class TraceFacts:
     sampler_source: str = "declared"
     identification: str = ""  # what identify() found and inferred, for people
     identification_failure: str = ""  # why no update was identified
+    # The variable the sampler steps: vp (x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps) or sigma (x = x0 + sigma eps,
+    # Karras et al. 2022: the trace records sigma_t; tracer/samplers/karras.py).
+    space: str = "vp"
+    final_sigma: float | None = None  # a sigma-space run: the noise level its last step lands on (0: the clean sample)
+    options: tuple[tuple[str, Any], ...] = ()  # the config's sampler entry as (name, value) pairs, for the option a check reads
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The sampler option ``name`` as the trace's config records it (``default`` where it records none)."""
+        return dict(self.options).get(name, default)
 
     @classmethod
     def of(cls, trace: Any) -> TraceFacts:
@@ -155,6 +173,8 @@ class TraceFacts:
         final = "alpha_bar_0" if ends_at_0 and name == "ddim" else "one"
         integration = config.get("integration")
         schedule: dict[str, Any] = config["schedule"] if isinstance(config.get("schedule"), dict) else {}
+        sigmas = sampler.get("sigmas")
+        final_sigma = _float_or_none(sigmas[-1]) if isinstance(sigmas, list) and sigmas else None
         return cls(
             kind=str(trace.kind),
             sampler=None if name is None else str(name),
@@ -174,6 +194,9 @@ class TraceFacts:
             schedule_name=str(schedule["name"]) if isinstance(schedule.get("name"), str) else None,
             zero_terminal_snr=schedule.get("zero_terminal_snr") is True,
             sampler_source="declared" if name is not None else ("" if trace.kind == "training" else "unknown"),
+            space="sigma" if "sigma_t" in step_names else "vp",
+            final_sigma=final_sigma,
+            options=tuple((str(k), _hashable(v)) for k, v in sampler.items()),
         )
 
     def has(self, *names: str) -> bool:

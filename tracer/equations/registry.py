@@ -8,7 +8,9 @@ its source is read by ``tracer.equations.source`` without importing it: this mod
 no torch (the sampler modules are torch-free), so the viewer can show equations without it.
 
 Papers: Ho et al. 2020 (DDPM, arXiv 2006.11239), Song et al. 2021 (DDIM, arXiv 2010.02502),
-Ho and Salimans 2022 (classifier-free guidance, arXiv 2207.12598). docs/equations.md lists them.
+Ho and Salimans 2022 (classifier-free guidance, arXiv 2207.12598), Karras et al. 2022 (sigma space,
+arXiv 2206.00364: the equations every sigma-space trace shares come from tracer.samplers.karras),
+Lu et al. 2022 (DPM-Solver++, arXiv 2211.01095). docs/equations.md lists them.
 Timesteps are 0-based schedule indices; in DDIM "t-1" is the timestep the step moves to (t_prev).
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 from tracer.equations import checks
 from tracer.equations.context import TENSOR_TOLERANCES, TraceFacts
 from tracer.equations.equation import Equation, Values, sqrt0
-from tracer.samplers import SAMPLERS
+from tracer.samplers import SAMPLERS, karras
 from tracer.samplers.base import sampling
 from tracer.trace import schema
 
@@ -40,7 +42,7 @@ def _training(*names: str) -> Callable[[TraceFacts], bool]:
 
 
 def _x0_applies(facts: TraceFacts) -> bool:
-    return (facts.prediction == "eps" and sampling("x_t", "eps", "x0_pred")(facts)
+    return (facts.prediction == "eps" and facts.space == "vp" and sampling("x_t", "eps", "x0_pred")(facts)
             and not (facts.thresholding and not facts.has("x0_pred_raw")))
 
 
@@ -204,7 +206,8 @@ SHARED_EQUATIONS: tuple[Equation, ...] = (
 
 )
 
-EQUATIONS: tuple[Equation, ...] = SHARED_EQUATIONS + tuple(eq for module in SAMPLERS.values() for eq in module.equations())
+EQUATIONS: tuple[Equation, ...] = (SHARED_EQUATIONS + karras.equations()
+                                   + tuple(eq for module in SAMPLERS.values() for eq in module.equations()))
 EQUATION_IDS: tuple[str, ...] = tuple(eq.id for eq in EQUATIONS)
 
 

@@ -11,6 +11,10 @@ Not equations of a paper but the bookkeeping every reverse process must get righ
   above the last step's t inside the schedule.
 - ``schedule.alpha_bar_t`` / ``schedule.alpha_bar_prev``: the alpha_bar values the update used are
   the schedule's at t and at t_prev (1 at -1). Relative, to 1e-6 by default.
+  A sigma-space trace (it records ``sigma_t``) takes its alpha_bar from the noise level instead
+  (the equation ``sigma.alpha_bar``), and its t from t(sigma) (``sigma.timestep``).
+- ``chain.sigma``: in sigma space, sigma_t of step i + 1 is sigma_next of step i, and both are the
+  levels the config plans (``sampler.sigmas``), so the last step lands on the plan's end.
 - ``step.alpha_t``: the step's recorded alpha_t and beta_t are alpha_bar_t / alpha_bar_prev and 1 - alpha_t.
 - ``chain.x_t``: x_t of step i + 1 is the output of step i, and ``samples`` the output of the last
   step. Checked directly where the trace records each step's output (``x_prev``, as traces of other
@@ -23,6 +27,7 @@ A scheduler whose "previous" timestep is not the one it visits next (diffusers' 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,6 +99,11 @@ def t_prev_chain(view: TraceView, i: int) -> Residual | None:
             what_value = ""
     elif view.complete() and ascending(view):
         return _ascending_end(view, i, t_prev, used)
+    elif view.complete() and view.facts.space == "sigma" and view.facts.final_sigma:
+        from tracer.equations.checks import schedule_timestep  # the nearest index of the noise level the plan ends at
+
+        expected = round(schedule_timestep(view, view.facts.final_sigma))
+        what, what_value = "the index of the plan's last noise level", f" (sigma {view.facts.final_sigma:.6g})"
     elif view.complete():
         expected = 0 if view.facts.final_alpha_bar == "alpha_bar_0" else -1
         what, what_value = "the clean end", " (alpha_bar_0)" if expected == 0 else " (alpha_bar 1)"
@@ -143,16 +153,44 @@ def x_t_chain(view: TraceView, i: int) -> Residual | None:
     return Residual(float(np.max(np.abs(following - out))), float(np.max(np.abs(out))), 1.0, f"output of step {i} vs {what}")
 
 
+def sigma_chain(view: TraceView, i: int) -> Residual | None:
+    """sigma_t of step i + 1 is sigma_next of step i, and both are the config's planned levels (``sampler.sigmas``) where it
+    lists them: the last step lands on the plan's end."""
+    sigma_t, sigma_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
+    planned = view.facts.option("sigmas")
+    found: list[Residual] = []
+    if isinstance(planned, tuple) and len(planned) >= 2 and all(isinstance(s, (int, float)) for s in planned):
+        if i + 1 >= len(planned):
+            return Residual(math.inf, 0.0, 0.0, f"step {i} is past the {len(planned) - 1} steps the config plans")
+        for name, value, expected in (("sigma_t", sigma_t, float(planned[i])), ("sigma_next", sigma_next, float(planned[i + 1]))):
+            found.append(Residual(abs(value - expected), abs(expected), 0.0, f"{name} {value:.9g}, planned {expected:.9g}"))
+    if i + 1 < view.rows:
+        following = view.scalar("sigma_t", i + 1)
+        found.append(Residual(abs(following - sigma_next), abs(sigma_next), 0.0, f"sigma_next {sigma_next:.9g}, next sigma_t {following:.9g}"))
+    if not found:
+        return None
+    return max(found, key=lambda r: r.value / max(r.scale, 1e-300))
+
+
 def _sampling(*names: str) -> Callable[[TraceFacts], bool]:
     return lambda facts: facts.kind == "sampling" and facts.has(*names)
 
 
+def _vp(*names: str) -> Callable[[TraceFacts], bool]:
+    """A VP trace's: in sigma space alpha_bar comes from the noise level (sigma.alpha_bar), not from the schedule at t."""
+    return lambda facts: facts.kind == "sampling" and facts.space == "vp" and facts.has(*names)
+
+
 STRUCTURAL_CHECKS: tuple[StructuralCheck, ...] = (
     StructuralCheck("chain.t_prev", "t_prev of step i is t of step i + 1", "exact", t_prev_chain, _sampling("t", "t_prev")),
-    StructuralCheck("schedule.alpha_bar_t", "alpha_bar_t is the schedule's at t", "scalar", alpha_bar_t, _sampling("t", "alpha_bar_t")),
+    StructuralCheck("schedule.alpha_bar_t", "alpha_bar_t is the schedule's at t", "scalar", alpha_bar_t, _vp("t", "alpha_bar_t")),
     StructuralCheck(
         "schedule.alpha_bar_prev", "alpha_bar_prev is the schedule's at t_prev (1 at -1)", "scalar", alpha_bar_prev,
-        _sampling("t_prev", "alpha_bar_prev"),
+        _vp("t_prev", "alpha_bar_prev"),
+    ),
+    StructuralCheck(
+        "chain.sigma", "sigma_t of step i + 1 is sigma_next of step i, both the planned levels", "scalar", sigma_chain,
+        _sampling("sigma_t", "sigma_next"),
     ),
     StructuralCheck(
         "step.alpha_t", "alpha_t = alpha_bar_t / alpha_bar_prev, beta_t = 1 - alpha_t", "scalar", step_alpha,

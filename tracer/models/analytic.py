@@ -52,6 +52,21 @@ class GaussianOracle(nn.Module):
         self.num_classes = int(self.means.shape[0]) if per_class else 0
         self.null_label: int | None = self.num_classes if per_class else None
 
+    def alpha_bar_of(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at timesteps t: the schedule's at an integer t; at a fractional t (a sigma-space sampler's,
+        tracer/samplers/karras.py) that of sigma(t), log sigma interpolated between the neighbouring indices, so the
+        prediction is exact at the noise level the sampler asked for."""
+        t = t.to(self.alpha_bar.device)
+        if not t.is_floating_point():
+            return self.alpha_bar[t]
+        log_sigma = 0.5 * (torch.log1p(-self.alpha_bar) - torch.log(self.alpha_bar))
+        t = t.to(torch.float64)
+        low = t.floor().long().clamp(0, len(self.alpha_bar) - 1)
+        high = (low + 1).clamp(max=len(self.alpha_bar) - 1)
+        w = t - low
+        sigma2 = torch.exp(2.0 * ((1.0 - w) * log_sigma[low] + w * log_sigma[high]))
+        return 1.0 / (1.0 + sigma2)
+
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.means.shape[1:])
@@ -59,7 +74,7 @@ class GaussianOracle(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x_t = x.to(torch.float64)
         view = (-1, *([1] * (x.dim() - 1)))
-        alpha_bar_t = self.alpha_bar[t.to(self.alpha_bar.device)].reshape(view)
+        alpha_bar_t = self.alpha_bar_of(t).reshape(view)
         v_t = alpha_bar_t * self.std**2 + 1.0 - alpha_bar_t  # Var(x_t | y) per coordinate
         # E[eps | x_t, k] for every class k: [B, K, *D]
         centred = x_t.unsqueeze(1) - alpha_bar_t.sqrt().unsqueeze(1) * self.means.unsqueeze(0)

@@ -51,7 +51,7 @@ class Conditioning(nn.Module):
                 raise ValueError("this model is unconditional; pass labels=None")
             return c
         if labels is None:  # no class: the null label for every sample (Ho and Salimans 2022)
-            labels = torch.full_like(t, self.num_classes)
+            labels = torch.full(t.shape, self.num_classes, dtype=torch.int64, device=t.device)  # t may be fractional
         return c + self.class_emb(labels)
 
 

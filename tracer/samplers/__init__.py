@@ -5,6 +5,9 @@
 - ``ddpm``: Ho et al. 2020, Alg. 2.  ``ddim``: Song et al. 2021, Eq. 12 and 16.
 - ``ddim_inversion``: DDIM with eta 0 run from data towards noise (Song et al. 2021, Sec. 4.3);
   its plan ascends (``DIRECTION = "ascending"``), ``noisescope invert`` runs it.
+- In sigma space (x = x0 + sigma eps; ``karras`` holds what they share: noise levels, the denoiser, churn):
+  ``euler`` and ``heun``: Karras et al. 2022, Alg. 1 and 2; ``euler_ancestral``: Euler steps with
+  k-diffusion's ancestral noise; ``dpmpp_2m``: DPM-Solver++(2M), Lu et al. 2022, Alg. 2.
 - ``config``: ``SamplerConfig``, a sampler with its validated options and the shared ones.
 - ``guidance``: classifier-free guidance (Ho and Salimans 2022, Eq. 6) and its rescale (Lin et al. 2023).
 - ``prediction``: eps, x0 and v predictions and their conversions (Salimans and Ho 2022).
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracer.samplers import ddim, ddim_inversion, ddpm
+from tracer.samplers import ddim, ddim_inversion, ddpm, dpmpp_2m, euler, euler_ancestral, heun
 from tracer.samplers.base import SamplerModule
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.records import StepRecord
 from tracer.samplers.timesteps import ddim_timesteps, plan, seed_report_timesteps
 
-SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (ddpm, ddim, ddim_inversion)}  # type: ignore[misc]
+SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (  # type: ignore[misc]
+    ddpm, ddim, ddim_inversion, euler, heun, euler_ancestral, dpmpp_2m)}
 
 if TYPE_CHECKING:
     from tracer.samplers.loop import initial_noise, planned_steps, run, sample
@@ -50,6 +54,10 @@ __all__ = [
     "ddim_inversion",
     "ddim_timesteps",
     "ddpm",
+    "dpmpp_2m",
+    "euler",
+    "euler_ancestral",
+    "heun",
     "initial_noise",
     "plan",
     "planned_steps",

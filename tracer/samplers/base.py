@@ -8,8 +8,9 @@ in one place:
   place they are checked); each field's ``metadata["help"]`` is its ``--help`` line, and
   ``noisescope sample --sampler NAME`` takes one flag per field;
 - ``PRESETS``: named option sets it supports (``{"seed-report": {...}}``);
-- ``resolve(options, T)``: the options with every default filled in for a T-step schedule
-  (``steps``, ``clip``, the visited timesteps): what the trace's config records;
+- ``resolve(options, T, alpha_bar)``: the options with every default filled in for a T-step schedule
+  (``steps``, ``clip``, the visited timesteps; a sigma-space sampler's noise levels, which need the
+  schedule's ``alpha_bar``, None where only T is known): what the trace's config records;
 - ``plan(resolved, T)``: the (t, t_prev) pair of every step, in order, where the last step lands;
 - ``sigma(resolved, step)`` and ``update(resolved, step, x_t, eps, x0_pred, noise, sigma)``:
   the step, written on tensors and floats only (works on torch and NumPy alike);
@@ -20,6 +21,14 @@ in one place:
 The shared loop (tracer/samplers/loop.py) runs the model, guidance and the prediction-type
 conversions, clips x0_pred, draws the noise and builds the records; a sampler module never
 imports torch.
+
+A sampler in sigma space (Karras et al. 2022: x = x0 + sigma eps; tracer/samplers/karras.py)
+declares ``SPACE = "sigma"`` and, instead of ``sigma`` and ``update``, one
+``sigma_step(resolved, step, x, evaluate, draw, previous)`` that returns a ``SigmaUpdate``: it may
+evaluate the network more than once (Heun), draw noise before the evaluation (churn) or after
+it (ancestral steps), and read the previous step's update (multistep solvers). The loop gives it
+``evaluate(x, sigma)`` (the network at that noise level, as an ``Evaluation``) and ``draw()``
+(z ~ N(0, I) from the run's generator), and records what it returns.
 """
 
 from __future__ import annotations
@@ -90,13 +99,57 @@ class SamplerModule(Protocol):
 
     def equations(self) -> tuple[Any, ...]: ...
 
-    def resolve(self, options: Any, T: int) -> Any: ...  # noqa: N803
+    def resolve(self, options: Any, T: int, alpha_bar: Any = None) -> Any: ...  # noqa: N803
 
     def plan(self, resolved: Any, T: int) -> list[tuple[int, int]]: ...  # noqa: N803
 
+    # A vp sampler's step (a sigma-space one declares ``sigma_step`` instead: see ``space``):
     def sigma(self, resolved: Any, step: Step) -> float: ...
 
     def update(self, resolved: Any, step: Step, x_t: Any, eps: Any, x0_pred: Any, noise: Any, sigma: float) -> Any: ...
+
+
+def space(module: SamplerModule | types.ModuleType) -> str:
+    """The variable a sampler steps: ``vp`` (x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps; ``sigma`` and ``update``)
+    or ``sigma`` (x = x0 + sigma eps, Karras et al. 2022; ``sigma_step``)."""
+    return str(getattr(module, "SPACE", "vp"))
+
+
+@dataclass(frozen=True)
+class SigmaStep:
+    """The noise levels of one step of a sigma-space plan (float64): from ``sigma_t`` to ``sigma_next``.
+
+    ``sigma_prev`` is the previous step's sigma_t (None at the first step); ``steps`` is N, the plan's number of steps.
+    """
+
+    index: int
+    sigma_t: float
+    sigma_next: float
+    sigma_prev: float | None
+    steps: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The network at one point (x, sigma) of sigma space: its noise prediction and clean-sample estimate."""
+
+    x: Any
+    sigma: float
+    eps: Any
+    x0_pred: Any
+
+
+@dataclass(frozen=True)
+class SigmaUpdate:
+    """What a sigma-space step did: its output, its first evaluation (the step's eps and x0_pred), the noise it drew
+    (z, with ``sigma`` the std it was added with; zeros and 0 where it drew none), and its own recorded names
+    (``fields``: StepRecord names such as sigma_hat, x_hat, x_euler, eps_2, sigma_up, h, r)."""
+
+    x_next: Any
+    first: Evaluation
+    noise: Any = None
+    sigma: float = 0.0
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def sampling(*names: str, sampler: str | None = None) -> Callable[[Any], bool]:

@@ -66,22 +66,23 @@ class SamplerConfig:
     def module(self) -> SamplerModule:
         return sampler_module(self.sampler)
 
-    def resolve(self, T: int) -> Any:  # noqa: N803
-        """The sampler's options with every default filled in for a T-step schedule (raises if they do not fit T)."""
-        return self.module.resolve(self.options, T)
+    def resolve(self, T: int, alpha_bar: Any = None) -> Any:  # noqa: N803
+        """The sampler's options with every default filled in for a T-step schedule (raises if they do not fit T);
+        ``alpha_bar``, the schedule's, for a sampler whose plan depends on its values (the sigma-space ones)."""
+        return self.module.resolve(self.options, T, alpha_bar)
 
-    def plan(self, T: int) -> list[tuple[int, int]]:  # noqa: N803
+    def plan(self, T: int, alpha_bar: Any = None) -> list[tuple[int, int]]:  # noqa: N803
         """(t, t_prev) of every step a run on a T-step schedule makes."""
-        return self.module.plan(self.resolve(T), T)
+        return self.module.plan(self.resolve(T, alpha_bar), T)
 
-    def planned_steps(self, T: int) -> int:  # noqa: N803
-        return len(self.plan(T))
+    def planned_steps(self, T: int, alpha_bar: Any = None) -> int:  # noqa: N803
+        return len(self.plan(T, alpha_bar))
 
-    def resolved(self, T: int, prediction: str = "eps") -> dict[str, Any]:  # noqa: N803
+    def resolved(self, T: int, prediction: str = "eps", alpha_bar: Any = None) -> dict[str, Any]:  # noqa: N803
         """The trace config's ``sampler`` entry: the name, every resolved option, and the shared options."""
         return {
             "sampler": self.sampler,
-            **resolved_dict(self.resolve(T)),
+            **resolved_dict(self.resolve(T, alpha_bar)),
             "guidance": self.guidance,
             "guidance_rescale": self.guidance_rescale,
             "preset": self.preset,

@@ -64,7 +64,7 @@ class Options:
 PRESETS = {"seed-report": {"eta": 0.0, "spacing": "seed-report", "final_alpha_bar": "alpha_bar_0", "clip": True}}
 
 
-def resolve(options: Options, T: int) -> Options:  # noqa: N803
+def resolve(options: Options, T: int, alpha_bar: Any = None) -> Options:  # noqa: N803
     """Every default filled in for a T-step schedule: ``steps`` and the visited ``timesteps``."""
     if options.timesteps is not None:
         if options.steps is not None and options.steps != len(options.timesteps):

@@ -90,7 +90,7 @@ def inversion_timesteps(T: int, steps: int, spacing: str = "leading") -> list[in
     return ascending
 
 
-def resolve(options: Options, T: int) -> Options:  # noqa: N803
+def resolve(options: Options, T: int, alpha_bar: Any = None) -> Options:  # noqa: N803
     """Every default filled in for a T-step schedule: ``steps`` and the visited ``timesteps`` (ascending, from 0)."""
     if options.timesteps is not None:
         check_ascending(options.timesteps, T)

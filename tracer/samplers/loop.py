@@ -10,19 +10,29 @@ For each (t, t_prev) of the sampler's plan (tracer/samplers/base.py) the loop
 
 and yields one frozen ``StepRecord`` per step. Randomness is an input: the generator, or
 x_T itself; the noise drawn is recorded, so a replay is exact.
+
+A sampler in sigma space (``SPACE = "sigma"``: Euler, Heun, Euler ancestral, DPM-Solver++(2M);
+tracer/samplers/karras.py) runs in ``_sigma_steps`` instead: from x = c x_T (c = sigma_0, or
+sqrt(1 + sigma_0^2) with ``start="vp"``), each step of its noise levels calls the sampler's
+``sigma_step`` with ``evaluate(x, sigma)`` (the network on x / sqrt(1 + sigma^2) at the timestep
+t(sigma), guided where asked, its output turned into eps and x0_pred in sigma space) and ``draw()``;
+the step's scalars are its noise levels, alpha_bar = 1 / (1 + sigma^2) of each, and the network's t.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
 
 from tracer.config import ConfigError
 from tracer.models import NoisePredictor, prediction_type
-from tracer.samplers.base import effective_step
+from tracer.samplers import karras
+from tracer.samplers.base import Evaluation, SigmaStep, SigmaUpdate, effective_step, space
 from tracer.samplers.config import SamplerConfig
-from tracer.samplers.guidance import check_guidance, predict
+from tracer.samplers.guidance import Guided, check_guidance, predict
 from tracer.samplers.prediction import check_prediction, clip_x0, eps_and_x0
 from tracer.samplers.records import StepRecord
 from tracer.schedules import Schedule
@@ -49,7 +59,7 @@ def draw_noise(like: torch.Tensor, sigma: float, generator: torch.Generator | No
 
 def planned_steps(schedule: Schedule, config: SamplerConfig) -> int:
     """How many StepRecords ``run`` will yield for this schedule and config."""
-    return config.planned_steps(schedule.T)
+    return config.planned_steps(schedule.T, schedule.alpha_bar)
 
 
 def run(
@@ -64,10 +74,12 @@ def run(
 
     Everything is checked here, before the first step; the steps run as the records are consumed.
     """
-    resolved = config.resolve(schedule.T)
+    resolved = config.resolve(schedule.T, schedule.alpha_bar)
     pairs = config.module.plan(resolved, schedule.T)
     check_guidance(model, config.guidance, labels)
     prediction = check_prediction(prediction_type(model))
+    if space(config.module) == "sigma":
+        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator)
     if prediction == "eps" and float(schedule.alpha_bar[pairs[0][0]]) == 0.0:
         raise ConfigError("this schedule has zero terminal SNR (alpha_bar = 0 at the first step): x0 from an eps "
                           "prediction divides by sqrt(alpha_bar) = 0; it needs a v-prediction model")
@@ -128,3 +140,86 @@ def _steps(
             model_output_cfg=guided.cfg,
         )
         x_t = x_prev
+
+
+@torch.no_grad()
+def _sigma_steps(
+    model: NoisePredictor,
+    schedule: Schedule,
+    config: SamplerConfig,
+    resolved: karras.SigmaOptions,
+    pairs: list[tuple[int, int]],
+    prediction: str,
+    x_T: torch.Tensor,  # noqa: N803
+    labels: torch.Tensor | None,
+    generator: torch.Generator | None,
+) -> Iterator[StepRecord]:
+    """The records of a sigma-space sampler (``SPACE = "sigma"``): see the module docstring."""
+    step_fn = config.module.sigma_step  # type: ignore[attr-defined]
+    assert resolved.sigmas is not None and resolved.timesteps is not None
+    sigmas = list(resolved.sigmas)
+    log_sigmas = [math.log(s) for s in karras.schedule_sigmas(schedule.alpha_bar.tolist())]
+    calls: list[tuple[float, Guided, torch.Tensor]] = []  # (t, guided output, x) of each network call in the step
+
+    def evaluate(x: torch.Tensor, sigma: float) -> Evaluation:
+        """The network at noise level sigma: on x / sqrt(1 + sigma^2) at t(sigma) (fractional, float64)."""
+        t_model = karras.sigma_to_t(sigma, log_sigmas)
+        x_in = x * (1.0 / math.sqrt(1.0 + sigma * sigma))
+        t_batch = torch.full((x.shape[0],), t_model, dtype=torch.float64, device=x.device)
+        guided = predict(model, x_in, t_batch, labels, config.guidance, config.guidance_rescale)
+        calls.append((t_model, guided, x))
+        eps, x0_pred = karras.denoise(guided.output, x, sigma, prediction)
+        return Evaluation(x, sigma, eps, x0_pred)
+
+    def draw() -> torch.Tensor:
+        return torch.randn(x_T.shape, generator=generator, device=x_T.device, dtype=x_T.dtype)
+
+    x = x_T * karras.start_scale(resolved)
+    previous: SigmaUpdate | None = None
+    for index, (t, t_prev) in enumerate(pairs):
+        sigma_t, sigma_next = sigmas[index], sigmas[index + 1]
+        step = SigmaStep(index, sigma_t, sigma_next, sigmas[index - 1] if index else None, len(pairs))
+        calls.clear()
+        update: SigmaUpdate = step_fn(resolved, step, x, evaluate, draw, previous)
+        t_model, guided, _ = calls[0]
+        first = update.first
+        eps_cond = eps_uncond = None
+        if guided.cond is not None and guided.uncond is not None:
+            eps_cond = karras.denoise(guided.cond, first.x, first.sigma, prediction)[0]
+            eps_uncond = karras.denoise(guided.uncond, first.x, first.sigma, prediction)[0]
+        own = prediction != "eps"
+        alpha_bar_t, alpha_bar_prev = karras.alpha_bar_of_sigma(sigma_t), karras.alpha_bar_of_sigma(sigma_next)
+        fields = dict(update.fields)
+        unknown = set(fields) - _RECORD_FIELDS
+        assert not unknown, f"{config.sampler}.sigma_step returned fields a StepRecord does not have: {sorted(unknown)}"
+        yield StepRecord(
+            index=index,
+            t=t,
+            t_prev=t_prev,
+            alpha_bar_t=alpha_bar_t,
+            alpha_bar_prev=alpha_bar_prev,
+            alpha_t=alpha_bar_t / alpha_bar_prev,
+            beta_t=1.0 - alpha_bar_t / alpha_bar_prev,
+            sigma=update.sigma,
+            x_t=x,
+            eps=first.eps,
+            x0_pred=first.x0_pred,
+            noise=update.noise if update.noise is not None else torch.zeros_like(x),
+            x_prev=update.x_next,
+            eps_cond=eps_cond,
+            eps_uncond=eps_uncond,
+            model_output=guided.output if own else None,
+            model_output_cond=guided.cond if own else None,
+            model_output_uncond=guided.uncond if own else None,
+            model_output_cfg=guided.cfg,
+            sigma_t=sigma_t,
+            sigma_next=sigma_next,
+            t_model=t_model,
+            **fields,
+        )
+        x, previous = update.x_next, update
+
+
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(StepRecord)} - {
+    "index", "t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "alpha_t", "beta_t", "sigma", "x_t", "eps", "x0_pred", "noise",
+    "x_prev", "sigma_t", "sigma_next", "t_model"}  # what a sigma_step may add: the loop fills these itself

@@ -44,3 +44,17 @@ class StepRecord:
     model_output_cond: torch.Tensor | None = None  # [B, *D] with guidance
     model_output_uncond: torch.Tensor | None = None  # [B, *D] with guidance
     model_output_cfg: torch.Tensor | None = None  # [B, *D] the guided output before the rescale, when rescaled
+    # Sigma-space samplers (tracer/samplers/karras.py; x_t = x0 + sigma_t eps): None for the others.
+    sigma_t: float | None = None  # the step's noise level sigma_i
+    sigma_next: float | None = None  # the noise level it moves to, sigma_{i+1} (0: the clean end)
+    t_model: float | None = None  # the (fractional) timestep the network was called with
+    sigma_hat: float | None = None  # the churned noise level, when churn is on
+    sigma_up: float | None = None  # Euler ancestral: std of the fresh noise (before S_noise)
+    sigma_down: float | None = None  # Euler ancestral: the level the Euler move goes down to
+    h: float | None = None  # DPM-Solver++(2M): log(sigma_t / sigma_next)
+    r: float | None = None  # DPM-Solver++(2M): h_last / h, 0 where the step is first order
+    x_hat: torch.Tensor | None = None  # [B, *D] x_t with churn noise added, when churn is on
+    x_euler: torch.Tensor | None = None  # [B, *D] Heun: the Euler predictor's output
+    eps_2: torch.Tensor | None = None  # [B, *D] Heun: the corrector's noise prediction
+    x0_pred_2: torch.Tensor | None = None  # [B, *D] Heun: the corrector's predicted clean sample
+    x0_pred_prev: torch.Tensor | None = None  # [B, *D] DPM-Solver++(2M): the previous step's x0_pred

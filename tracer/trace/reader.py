@@ -403,7 +403,7 @@ _SCALAR_COLUMNS = {series: tuple(f.name for f in schema.fields_of(series) if f.s
 def _validate_steps(shared: _Shared) -> None:
     """The steps series as the schema spells it: integer timesteps, float scalars, tensors [S, B, *D] like x_t."""
     steps = shared.fields.get(schema.STEPS, {})
-    for name, dtype in schema.STEP_SCALARS.items():
+    for name, dtype in {**schema.STEP_SCALARS, **schema.OPTIONAL_STEP_SCALARS}.items():
         ds = steps.get(name)
         if ds is None:
             continue

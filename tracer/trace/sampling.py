@@ -22,8 +22,9 @@ from tracer.trace.writer import Series, TraceWriter
 
 
 def steps_series(first: StepRecord, planned: int) -> Series:
-    """The ``steps`` series: every scalar of STEP_SCALARS and the tensors the run's first record carries."""
+    """The ``steps`` series: every scalar of STEP_SCALARS, and the optional scalars and tensors the run's first record carries."""
     fields: dict[str, tuple[tuple[int, ...], str]] = {name: ((), dtype) for name, dtype in schema.STEP_SCALARS.items()}
+    fields.update({name: ((), dtype) for name, dtype in schema.OPTIONAL_STEP_SCALARS.items() if getattr(first, name) is not None})
     for name in (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS):
         value = getattr(first, name)
         if value is not None:
@@ -34,6 +35,7 @@ def steps_series(first: StepRecord, planned: int) -> Series:
 def step_row(record: StepRecord) -> dict[str, Any]:
     """One trace row from one record: the same names on both sides."""
     row: dict[str, Any] = {name: getattr(record, name) for name in schema.STEP_SCALARS}
+    row.update({name: value for name in schema.OPTIONAL_STEP_SCALARS if (value := getattr(record, name)) is not None})
     for name in (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS):
         value = getattr(record, name)
         if value is not None:

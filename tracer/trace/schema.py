@@ -15,7 +15,7 @@ Layout, for a sampling trace with S steps, batch B and sample shape D:
     /progress/<series>      scalar int64 dataset: rows of <series> committed so far
     /progress/final         scalar int64 dataset: 1 once samples and labels are written
     /schedule/{beta,alpha,alpha_bar}            [T] float64
-    /steps/<scalar>         [S]        (STEP_SCALARS, ETA)
+    /steps/<scalar>         [S]        (STEP_SCALARS, OPTIONAL_STEP_SCALARS, ETA)
     /steps/<tensor>         [S, B, *D] (STEP_TENSORS, OPTIONAL_STEP_TENSORS, X_PREV, MODEL_OUTPUT), chunked one step a chunk
     /samples                [B, *D]    the final output
     /labels                 [B] int64  class labels, -1 for unconditional
@@ -169,6 +169,38 @@ FIELDS: Final[tuple[Field, ...]] = (
        "the unconditional output, when guidance is on and the network predicts x0 or v", optional=True),
     Field(STEPS, "model_output_cfg", TENSOR, "samples", r"f_{\mathrm{cfg}}", "f<sub>cfg</sub>", "noise",
        "the guided output before guidance rescale, when the rescale is on (in the network's prediction space)", optional=True),
+    # Samplers in sigma space (Karras et al. 2022; tracer/samplers/karras.py): x = x0 + sigma eps, the network on x / sqrt(1 + sigma^2).
+    Field(STEPS, "sigma_t", F64, "scalar", r"\sigma_i", "σ<sub>i</sub>", "scalar",
+       "noise level of x_t in sigma space (x_t = x0 + sigma_t eps), sigma-space samplers only", optional=True),
+    Field(STEPS, "sigma_next", F64, "scalar", r"\sigma_{i+1}", "σ<sub>i+1</sub>", "scalar",
+       "noise level the step moves to (0: the clean end), sigma-space samplers only", optional=True),
+    Field(STEPS, "t_model", F64, "scalar", r"t(\hat\sigma_i)", "t(σ̂<sub>i</sub>)", "scalar",
+       "the timestep the network was called with: t of the noise level it was evaluated at, interpolated in log sigma "
+       "over the schedule (fractional between indices; t is its nearest index), sigma-space samplers only", optional=True),
+    Field(STEPS, "sigma_hat", F64, "scalar", r"\hat\sigma_i", "σ̂<sub>i</sub>", "scalar",
+       "the churned noise level sigma_t (1 + gamma) the network was evaluated at, only when churn is on", optional=True),
+    Field(STEPS, "sigma_up", F64, "scalar", r"\sigma_{\uparrow}", "σ<sub>up</sub>", "scalar",
+       "std of the fresh noise an ancestral step adds, before S_noise (Euler ancestral)", optional=True),
+    Field(STEPS, "sigma_down", F64, "scalar", r"\sigma_{\downarrow}", "σ<sub>down</sub>", "scalar",
+       "the noise level an ancestral step's Euler move goes down to (Euler ancestral)", optional=True),
+    Field(STEPS, "h", F64, "scalar", r"h_i", "h<sub>i</sub>", "scalar",
+       "log(sigma_t / sigma_next), the step in lambda = -log sigma (DPM-Solver++; inf at a last step to sigma 0)", optional=True),
+    Field(STEPS, "r", F64, "scalar", r"r_i", "r<sub>i</sub>", "scalar",
+       "h of the previous step / h: the ratio the second-order term uses (DPM-Solver++(2M); 0 where the step is first order)",
+       optional=True),
+    Field(STEPS, "x_hat", TENSOR, "samples", r"\hat x_i", "x̂<sub>i</sub>", "image",
+       "x_t with churn noise added, where the network was evaluated (x_t + sqrt(sigma_hat^2 - sigma_t^2) S_noise z), only when churn is on",
+       optional=True),
+    Field(STEPS, "x_euler", TENSOR, "samples", r"x_{i+1}^{\mathrm{Euler}}", "x<sub>i+1</sub><sup>Euler</sup>", "image",
+       "Heun: the Euler predictor's output, where the corrector evaluates the network (the output itself where sigma_next = 0)",
+       optional=True),
+    Field(STEPS, "eps_2", TENSOR, "samples", r"\epsilon_\theta(x_{i+1}^{\mathrm{Euler}})", "ε<sub>θ</sub>(x<sub>i+1</sub><sup>Euler</sup>)",
+       "noise", "Heun: the corrector's noise prediction at x_euler and sigma_next (zeros where the step is plain Euler)", optional=True),
+    Field(STEPS, "x0_pred_2", TENSOR, "samples", r"\hat x_0^{(2)}", "x̂<sub>0</sub><sup>(2)</sup>", "image",
+       "Heun: the corrector's predicted clean sample at x_euler and sigma_next (zeros where the step is plain Euler)", optional=True),
+    Field(STEPS, "x0_pred_prev", TENSOR, "samples", r"\hat x_0^{(i-1)}", "x̂<sub>0</sub><sup>(i-1)</sup>", "image",
+       "DPM-Solver++(2M): the previous step's x0_pred, which the update combines with this one's (zeros at the first step)",
+       optional=True),
     Field(ROOT, "samples", TENSOR, "samples", r"x_0", "x<sub>0</sub>", "image", "the final output: the output of the last step", core=True),
     Field(ROOT, "labels", I64, "batch", r"c", "c", "scalar", "class labels, -1 for unconditional", core=True),
     # Recorded only by integrations with other libraries, whose steps cannot be replayed.
@@ -272,7 +304,9 @@ def series_specs(series: str, *, sample: tuple[int, ...] = (), batch: int = 0, v
 
 _STEPS: Final = fields_of(STEPS)
 # Scalars and tensors of noisescope's own samplers: a StepRecord has an attribute of each name.
-STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration}
+STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and not f.optional}
+# Step scalars only some samplers record (the sigma-space ones'): a StepRecord holds None where its sampler does not.
+OPTIONAL_STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and f.optional}
 SAMPLER_STEP_TENSORS: Final = tuple(f.name for f in _STEPS if f.shape == "samples" and not f.integration)
 STEP_TENSORS: Final = tuple(name for name in SAMPLER_STEP_TENSORS if not field(STEPS, name).optional)
 OPTIONAL_STEP_TENSORS: Final = tuple(name for name in SAMPLER_STEP_TENSORS if field(STEPS, name).optional)
