@@ -31,6 +31,9 @@ else
 	  || { echo "could not install $(TORCH_CPU) from $(TORCH_INDEX)"; exit 1; }
 endif
 	$(PIP) -e ".[test,diffusers]"
+	@# k-diffusion, the reference of the sigma-space samplers' tests: without its dependencies (its package
+	@# __init__ imports clip, kornia, wandb, torchvision); the tests load k_diffusion/sampling.py alone
+	$(PIP) --no-deps "k-diffusion==0.1.1.post1"
 	@touch $(STAMP)
 
 # Debian's chromium for the browser tests (needs root and apt; skipped quietly otherwise).

@@ -89,7 +89,7 @@ BAD_SAMPLE_ARGS = {
     "steps above T": (["--steps", str(T + 1)], "steps"),
     "NaN guidance": (["--guidance", "nan", "--labels", "all"], "finite"),
     "negative guidance": (["--guidance", "-1", "--labels", "all"], "guidance"),
-    "unknown sampler": (["--sampler", "euler"], "unknown sampler"),
+    "unknown sampler": (["--sampler", "lms"], "unknown sampler"),
     "unknown spacing": (["--spacing", "random"], "unknown spacing"),
     "unknown variance": (["--sampler", "ddpm", "--variance", "large"], "unknown variance"),
     "unknown preset": (["--preset", "sd15"], "unknown preset"),

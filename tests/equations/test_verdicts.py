@@ -118,12 +118,12 @@ def test_guidance_without_a_declared_scale_is_incomplete(tmp_path: Path, capsys:
 
 
 def test_a_declared_sampler_without_a_step_equation_is_incomplete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "euler.h5"
-    record_sampling(records(SCHEDULE, 6), path, schedule=SCHEDULE, config={"sampler": {"sampler": "euler"}}, planned=6, labels=None)
+    path = tmp_path / "lms.h5"
+    record_sampling(records(SCHEDULE, 6), path, schedule=SCHEDULE, config={"sampler": {"sampler": "lms"}}, planned=6, labels=None)
     code, report = run_check(capsys, path)
-    assert code == 3 and report["unchecked"] == [{"what": "the step update", "why": "no step equation is registered for the 'euler' sampler"}]
+    assert code == 3 and report["unchecked"] == [{"what": "the step update", "why": "no step equation is registered for the 'lms' sampler"}]
     with open_trace(path) as trace:
-        assert unchecked_for(trace) == [("the step update", "no step equation is registered for the 'euler' sampler")]
+        assert unchecked_for(trace) == [("the step update", "no step equation is registered for the 'lms' sampler")]
 
 
 @pytest.mark.parametrize("config", [

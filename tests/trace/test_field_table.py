@@ -106,7 +106,8 @@ def test_the_parser_sees_a_disagreement() -> None:
 def test_the_step_constants_follow_from_the_table() -> None:
     steps = schema.fields_of(schema.STEPS)
     own = [f for f in steps if not f.integration]
-    assert schema.STEP_SCALARS == {f.name: f.dtype for f in own if f.shape == "scalar"}
+    assert schema.STEP_SCALARS == {f.name: f.dtype for f in own if f.shape == "scalar" and not f.optional}
+    assert schema.OPTIONAL_STEP_SCALARS == {f.name: f.dtype for f in own if f.shape == "scalar" and f.optional}
     assert schema.STEP_TENSORS == tuple(f.name for f in own if f.shape == "samples" and not f.optional)
     assert schema.OPTIONAL_STEP_TENSORS == tuple(f.name for f in own if f.shape == "samples" and f.optional)
     assert schema.REQUIRED_STEP_FIELDS == tuple(f.name for f in steps if f.required)
@@ -117,14 +118,16 @@ def test_the_step_constants_follow_from_the_table() -> None:
     # The values the rest of the code was written against.
     assert schema.STEP_TENSORS == ("x_t", "eps", "x0_pred", "noise")
     assert schema.OPTIONAL_STEP_TENSORS == ("eps_cond", "eps_uncond", "x0_pred_raw", "model_output", "model_output_cond",
-                                            "model_output_uncond", "model_output_cfg")
+                                            "model_output_uncond", "model_output_cfg", "x_hat", "x_euler", "eps_2", "x0_pred_2",
+                                            "x0_pred_prev")
+    assert list(schema.OPTIONAL_STEP_SCALARS) == ["sigma_t", "sigma_next", "t_model", "sigma_hat", "sigma_up", "sigma_down", "h", "r"]
     assert schema.REQUIRED_STEP_FIELDS == ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
     assert list(schema.STEP_SCALARS) == ["t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "alpha_t", "beta_t", "sigma"]
 
 
 def test_a_step_record_carries_every_field_of_noisescopes_samplers() -> None:
     record = {f.name for f in dataclasses.fields(StepRecord)} - {"index", "x_prev"}  # x_prev: the next row's x_t
-    assert record == {*schema.STEP_SCALARS, *schema.SAMPLER_STEP_TENSORS}
+    assert record == {*schema.STEP_SCALARS, *schema.OPTIONAL_STEP_SCALARS, *schema.SAMPLER_STEP_TENSORS}
 
 
 def test_every_field_has_a_symbol_and_one_of_three_display_classes() -> None:
@@ -188,7 +191,8 @@ def test_the_viewer_takes_labels_and_colour_classes_from_the_table() -> None:
     assert not set(symbols.DERIVED) & set(schema.names())  # derived names are the viewer's, not trace fields
     assert all(set(d.terms) <= set(schema.names_of(schema.STEPS)) for d in symbols.DERIVED.values())  # made of step tensors
     assert IMAGE_TENSORS == ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise", "model_output",
-                             "model_output_cond", "model_output_uncond", "model_output_cfg")
+                             "model_output_cond", "model_output_uncond", "model_output_cfg", "x_hat", "x_euler", "eps_2", "x0_pred_2",
+                             "x0_pred_prev")
     assert Display().tensors == schema.STEP_TENSORS
 
 

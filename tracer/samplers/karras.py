@@ -386,14 +386,14 @@ def equations() -> tuple[Any, ...]:
 
     return (
         Equation(
-            "sigma.alpha_bar", "alpha_bar of a noise level", f"{KARRAS}, Table 1 (VP: sigma^2 = (1 - alpha_bar) / alpha_bar)",
+            "sigma.alpha_bar", "alpha_bar of a noise level", f"{KARRAS}, Sec. 2 and Table 1 (VP: sigma^2 = (1 - alpha_bar) / alpha_bar)",
             r"\bar\alpha_t = \frac{1}{1 + \sigma_i^2},\quad \bar\alpha_{t_{\mathrm{prev}}} = \frac{1}{1 + \sigma_{i+1}^2}",
             "tracer.samplers.karras.alpha_bar_of_sigma", ("sigma_t", "sigma_next", "alpha_bar_t", "alpha_bar_prev"),
             precision="scalar", check=checks.sigma_alpha_bar, applies_to=_sigma_space("sigma_t", "sigma_next"), values=_v_alpha_bar,
         ),
         Equation(
             "sigma.timestep", "The network's timestep of a noise level",
-            "k-diffusion DiscreteSchedule.sigma_to_t (log sigma interpolated over the schedule)",
+            f"{KARRAS}, Sec. 2 (a discrete schedule's levels); k-diffusion DiscreteSchedule.sigma_to_t",
             r"t(\sigma) = s + \frac{\log\sigma - \log\sigma_s}{\log\sigma_{s+1} - \log\sigma_s},\quad \sigma_s \le \sigma \le \sigma_{s+1},"
             r"\ \sigma_s = \sqrt{(1-\bar\alpha_s)/\bar\alpha_s}",
             "tracer.samplers.karras.sigma_to_t", ("t_model", "sigma_t", "sigma_hat", "t", "t_prev"),
