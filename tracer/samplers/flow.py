@@ -143,6 +143,15 @@ def _flow_training(*names: str) -> Any:
     return applies
 
 
+def _v_forward(v: Any) -> str:
+    k = v.t()
+    return rf"x_t = (1 - t)\,x_0 + t\,\epsilon,\quad t = \frac{{{k} + 1}}{{T}}"
+
+
+def _v_loss(v: Any) -> str:
+    return rf"\big\lVert v_\theta(x_t, t) - (\epsilon - x_0) \big\rVert^2 = {v.n('loss', 'L')}"
+
+
 def _v_time(v: Any) -> str:
     t, a = v.n("t_flow", "t_i"), v.n("alpha_bar_t", r"\bar\alpha_t")
     return rf"t_i = {t},\ \bar\alpha_t = {a},\ t_{{\mathrm{{model}}}} = {v.n('t_model', 't_i T')}"
@@ -188,12 +197,12 @@ def equations() -> tuple[Any, ...]:
             "flow.forward", "The flow path", f"{LIPMAN}, Eq. 20 (sigma_min = 0); Liu et al. 2023, Eq. 1",
             r"x_t = (1 - t)\,x_0 + t\,\epsilon,\quad t = \frac{k + 1}{T},\ \epsilon \sim \mathcal N(0, I)",
             "tracer.forward.flow_sample", ("x0", "eps", "x_t"),
-            series=schema.EXAMPLES, check=checks.flow_forward, applies_to=_flow_training("t", "x0", "eps", "x_t"),
+            series=schema.EXAMPLES, check=checks.flow_forward, applies_to=_flow_training("t", "x0", "eps", "x_t"), values=_v_forward,
         ),
         Equation(
             "flow.loss", "The flow-matching loss", f"{LIPMAN}, Eq. 23 (conditional flow matching)",
             r"L = \big\lVert v_\theta(x_t, t) - (\epsilon - x_0) \big\rVert^2",
             "tracer.training.Trainer._flow_loss_per_sample", ("model_output", "target", "x0", "eps", "loss"),
-            series=schema.EXAMPLES, check=checks.flow_loss, applies_to=_flow_training("model_output", "target", "loss"),
+            series=schema.EXAMPLES, check=checks.flow_loss, applies_to=_flow_training("model_output", "target", "loss"), values=_v_loss,
         ),
     )
