@@ -81,11 +81,11 @@ def run(
 
     Everything is checked here, before the first step; the steps run as the records are consumed.
     """
+    check_objective(config.sampler, space(config.module), objective(model))
     resolved = config.resolve(schedule.T, schedule.alpha_bar)
     pairs = config.module.plan(resolved, schedule.T)
     check_guidance(model, config.guidance, labels)
     prediction = check_prediction(prediction_type(model))
-    check_objective(config.sampler, space(config.module), objective(model))
     if space(config.module) == "sigma":
         return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator,
                             _sigma_space(resolved, schedule, prediction))
