@@ -252,6 +252,7 @@ def _sigma_steps(
         own = prediction != "eps"
         alpha_bar_t, alpha_bar_prev = where.alpha_bar(sigma_t), where.alpha_bar(sigma_next)
         fields = dict(update.fields)
+        levels: dict[str, Any] = {where.names[0]: sigma_t, where.names[1]: sigma_next}  # sigma_t/sigma_next or t_flow/t_flow_next
         unknown = set(fields) - _RECORD_FIELDS
         assert not unknown, f"{config.sampler}.sigma_step returned fields a StepRecord does not have: {sorted(unknown)}"
         yield StepRecord(
@@ -275,7 +276,7 @@ def _sigma_steps(
             model_output_uncond=guided.uncond if own else None,
             model_output_cfg=guided.cfg,
             t_model=t_model,
-            **{where.names[0]: sigma_t, where.names[1]: sigma_next},
+            **levels,
             **fields,
         )
         x, previous = update.x_next, update
