@@ -169,6 +169,12 @@ def test_demo_on_moons_records_every_run_from_one_x_T(tmp_path: Path, capsys: py
             assert (demo.config.guidance is not None) == ("eps_cond" in trace.tensor_names())
     with open_trace(out / "ddpm.h5") as trace:
         assert trace.num_steps == 1000
+    # The flow-matching model, in DIR/flow, sampled by flow_euler from the same x_T; its trace passes check.
+    assert f"wrote {out / 'flow_euler.h5'}" in printed and (out / "flow" / "model.safetensors").is_file()
+    with open_trace(out / "flow_euler.h5") as trace:
+        assert trace.status == "complete" and trace.num_steps == 50 and trace.config["model"]["objective"] == "flow"
+        assert np.array_equal(trace.tensor("x_t", 0), first_x_t)
+    assert main(["check", str(out / "flow_euler.h5")]) == 0
     # A second run reuses the model and keeps every trace: nothing is overwritten without --overwrite.
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(["demo", "--dataset", "moons", "--out", str(out), "--no-view", "--quiet"]) == 0

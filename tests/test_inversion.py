@@ -223,5 +223,5 @@ def test_structural_checks_cover_the_inversion(inversion_trace: Path) -> None:
 
     with open_trace(inversion_trace) as trace:
         ids = {c.id for c in checks_for(trace)}
-    assert {c.id for c in STRUCTURAL_CHECKS} - {"chain.x_t", "chain.sigma"} <= ids  # chain.sigma: sigma-space traces only
+    assert {c.id for c in STRUCTURAL_CHECKS} - {"chain.x_t", "chain.sigma", "chain.flow"} <= ids  # sigma-space and flow traces only
     assert "ddim.step" not in ids and "ddim.sigma" not in ids

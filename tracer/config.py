@@ -73,6 +73,7 @@ class ScheduleConfig:
 
 ModelName = Literal["unet", "mlp", "seed-unet"]
 PredictionType = Literal["eps", "x0", "v"]  # what the network predicts (tracer/samplers/prediction.py)
+Objective = Literal["diffusion", "flow"]  # what the network is trained on (tracer/training.py, tracer/forward.py)
 DEFAULT_TRAIN_STEPS = 1200  # about 2.3 minutes for digits on 2 CPU cores (default U-Net, batch 128)
 
 
@@ -92,6 +93,10 @@ class ModelConfig:
     hidden widths, or seed-unet's base channel count (one number). ``prediction`` is what
     the network is trained to predict: the noise eps (Ho et al. 2020), the clean sample x0,
     or v (Salimans and Ho 2022); the checkpoint records it and every sampler honours it.
+    ``objective`` is the process it is trained on: ``diffusion`` (the VP forward process of Ho et al. 2020)
+    or ``flow`` (flow matching, Lipman et al. 2023; rectified flow, Liu et al. 2023: x_t = (1 - t) x0 + t eps),
+    whose network predicts the velocity v = eps - x0 (``prediction`` "v", meaning the flow's velocity) on the
+    ``flow`` schedule; the flow samplers (tracer/samplers/flow.py) take such a network, the others refuse it.
     """
 
     name: str = "unet"
@@ -99,10 +104,14 @@ class ModelConfig:
     num_classes: int | None = None
     channels: tuple[int, ...] = ()
     prediction: str = "eps"  # eps, x0 or v: what the network is trained to predict
+    objective: str = "diffusion"  # diffusion or flow (a flow network predicts v = eps - x0)
 
     def __post_init__(self) -> None:
         check_choice("model", self.name, ModelName)
         check_choice("prediction type", self.prediction, PredictionType)
+        check_choice("objective", self.objective, Objective)
+        if self.objective == "flow" and self.prediction != "v":
+            raise ConfigError(f"--objective flow trains a velocity network (v = eps - x0): its prediction is v, not {self.prediction!r}")
         # JSON hands lists back; keep tuples so configs compare equal after a round trip.
         object.__setattr__(self, "channels", _positive_ints("--channels", self.channels))
         if self.sample_shape is not None:
@@ -125,7 +134,15 @@ class ModelConfig:
 
 def check_prediction_schedule(model: ModelConfig, schedule: ScheduleConfig) -> None:
     """Zero terminal SNR needs a network that predicts v or x0: from eps, x0 = (x_t - sqrt(1 - alpha_bar) eps) /
-    sqrt(alpha_bar) divides by 0 at the last timestep (Lin et al. 2023, Sec. 3.2)."""
+    sqrt(alpha_bar) divides by 0 at the last timestep (Lin et al. 2023, Sec. 3.2). A flow network trains on the
+    ``flow`` schedule (its path), and only it does."""
+    if model.objective == "flow" and schedule.name != "flow":
+        raise ConfigError(f"--objective flow trains on the flow path x_t = (1 - t) x0 + t eps, not on a beta schedule; "
+                          f"drop --schedule {schedule.name}")
+    if model.objective == "flow" and schedule.zero_terminal_snr:
+        raise ConfigError("--zero-terminal-snr does not apply to --objective flow: the flow path already ends at pure noise (t = 1)")
+    if model.objective != "flow" and schedule.name == "flow":
+        raise ConfigError("the flow schedule is the path of --objective flow; a diffusion network trains on linear, cosine or seed-report")
     if schedule.zero_terminal_snr and model.prediction == "eps":
         raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps network's x0 divides by "
                           "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023)")

@@ -7,6 +7,11 @@
 - ``q_chain``: x_0 pushed through the chain step by step, every x_t kept.
 
 Both routes give the same distribution of x_t; tests/test_forward.py checks it.
+
+Flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2023), the convention of SD3 (Esser et al. 2024):
+
+- ``flow_sample``: x_t = (1 - t) x_0 + t eps, t in [0, 1] (t = 0 data, t = 1 noise);
+- ``flow_velocity``: the network's target, the path's velocity dx_t/dt = eps - x_0.
 """
 
 from __future__ import annotations
@@ -50,3 +55,14 @@ def q_chain(schedule: Schedule, x0: torch.Tensor, t_max: int, generator: torch.G
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         xs.append(q_step(schedule, xs[-1], t, eps))
     return xs
+
+
+def flow_sample(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x_0 + t eps, t per sample in [0, 1]  (Lipman et al. 2023, Eq. 20 with sigma_min = 0; Liu et al. 2023, Eq. 1)."""
+    tt = _per_sample(t, x0)
+    return (1.0 - tt) * x0 + tt * eps
+
+
+def flow_velocity(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """v = dx_t / dt = eps - x_0: what a flow network regresses on  (Lipman et al. 2023, Eq. 23; Liu et al. 2023, Eq. 1)."""
+    return eps - x0

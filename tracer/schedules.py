@@ -5,6 +5,11 @@
 - ``cosine``: Nichol and Dhariwal 2021, Eq. 17 (offset s = 0.008, beta clipped at 0.999).
 - ``seed-report``: the linear range of the report noisescope grew from
   (arXiv 2512.07201): beta from 0.0003*1000/T to 0.03*1000/T, default T = 300.
+- ``flow``: the path of a flow-matching network (``--objective flow``; Lipman et al. 2023, Liu et al.
+  2023), x_t = (1 - t) x0 + t eps at the T times t_k = (k + 1) / T, written as the alpha_bar of the same
+  signal-to-noise ratio: SNR(t) = (1 - t)^2 / t^2, alpha_bar_k = (1 - t_k)^2 / ((1 - t_k)^2 + t_k^2).
+  Its last alpha_bar is 0 (t = 1 is pure noise). It is the schedule of a flow checkpoint only: a trace
+  of a flow run records it so that its steps sit on the same noise-level axis as a diffusion trace's.
 
 Any of them can be rescaled to zero terminal SNR (Lin et al. 2023, "Common Diffusion Noise
 Schedules and Sample Steps are Flawed", Alg. 1): sqrt(alpha_bar) is shifted and scaled so
@@ -21,9 +26,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
-ScheduleName = Literal["linear", "cosine", "seed-report"]
+ScheduleName = Literal["linear", "cosine", "seed-report", "flow"]
 SCHEDULE_NAMES: tuple[str, ...] = get_args(ScheduleName)
-DEFAULT_TIMESTEPS: dict[str, int] = {"linear": 1000, "cosine": 1000, "seed-report": 300}
+DEFAULT_TIMESTEPS: dict[str, int] = {"linear": 1000, "cosine": 1000, "seed-report": 300, "flow": 1000}
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +109,20 @@ def seed_report_betas(T: int) -> np.ndarray:  # noqa: N803
     return np.linspace(0.0003 * scale, 0.03 * scale, T, dtype=np.float64)
 
 
-_BETAS = {"linear": linear_betas, "cosine": cosine_betas, "seed-report": seed_report_betas}
+def flow_alpha_bar(t: float) -> float:
+    """alpha_bar of flow time t: the same SNR as x_t = (1 - t) x0 + t eps, (1 - t)^2 / ((1 - t)^2 + t^2) (1 at t = 0, 0 at t = 1)."""
+    return (1.0 - t) ** 2 / ((1.0 - t) ** 2 + t * t)
+
+
+def flow_betas(T: int) -> np.ndarray:  # noqa: N803
+    """Betas whose alpha_bar is the flow path's at t_k = (k + 1) / T: beta_k = 1 - alpha_bar_k / alpha_bar_{k-1}, the last 1."""
+    alpha_bar = np.array([flow_alpha_bar((k + 1) / T) for k in range(T)], dtype=np.float64)
+    beta = 1.0 - alpha_bar / np.concatenate([[1.0], alpha_bar[:-1]])
+    beta[-1] = 1.0
+    return beta
+
+
+_BETAS = {"linear": linear_betas, "cosine": cosine_betas, "seed-report": seed_report_betas, "flow": flow_betas}
 
 
 def make_schedule(name: str, T: int | None = None, *, zero_terminal_snr: bool = False) -> Schedule:  # noqa: N803
@@ -120,6 +138,8 @@ def make_schedule(name: str, T: int | None = None, *, zero_terminal_snr: bool = 
         raise ValueError(f"seed-report needs T > 30 (beta would reach {beta[-1]:.3g} at T={T})")
     if name == "linear" and beta[-1] >= 1:
         raise ValueError(f"linear needs T > 20 (beta would reach {beta[-1]:.3g} at T={T})")
+    if zero_terminal_snr and name == "flow":
+        raise ValueError("the flow schedule already ends at alpha_bar = 0; it takes no zero-terminal-SNR rescale")
     if zero_terminal_snr:
         return from_betas(name, rescale_zero_terminal_snr(beta), zero_terminal_snr=True)
     return from_betas(name, beta)

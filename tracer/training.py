@@ -7,6 +7,10 @@ One step:  x_0 ~ data, y ~ its label, t ~ Uniform{0..T-1}, eps ~ N(0, I);
 then Adam on L with gradient clipping, and an exponential moving average (EMA) of
 the weights, the weights a sampler uses.
 
+A flow network (``ModelConfig.objective`` "flow"; Lipman et al. 2023, Liu et al. 2023) draws t ~ Uniform[0, 1)
+instead, x_t = (1 - t) x_0 + t eps, and minimises || (eps - x_0) - v_theta(x_t, t T, y) ||^2: the network is
+called at the time t T (T of its ``flow`` schedule, 1000 by default), as diffusers' flow-matching models are.
+
 ``Trainer.run()`` is a generator: it yields one frozen ``TrainRecord`` per logged
 step (loss, lr, grad_norm, loss by timestep bucket), so training without a trace just
 consumes it and ``train()`` adds the trace, the checkpoint and the resume state.
@@ -53,10 +57,10 @@ from tracer import atomic
 from tracer.checkpoints import MODEL_FILE, check_replaceable, encode_checkpoint
 from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, check_prediction_schedule, to_dict
 from tracer.data import Dataset, load_dataset, split
-from tracer.forward import q_sample, training_target
+from tracer.forward import flow_sample, flow_velocity, q_sample, training_target
 from tracer.models import null_label as model_null_label
 from tracer.models import num_classes as model_num_classes
-from tracer.models import prediction_type
+from tracer.models import objective, prediction_type
 from tracer.models.registry import build_model, check_fits, parameter_count
 from tracer.samplers.prediction import eps_and_x0
 from tracer.schedules import Schedule
@@ -122,6 +126,7 @@ class Trainer:
         self.labels = data.labels.to(self.device)
         self.null = model_null_label(model)
         self.prediction = prediction_type(model)
+        self.objective = objective(model)
         if self.prediction == "eps" and float(schedule.alpha_bar[-1]) == 0.0:
             raise ConfigError("zero terminal SNR needs a network that predicts v or x0: x0 from eps divides by "
                               "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023); add --prediction v")
@@ -164,12 +169,26 @@ class Trainer:
         """L_simple of each sample (Ho et al. 2020, Eq. 14: the eps MSE; for an x0 or v network the MSE to
         its own target) and the t drawn for it; labels already dropped."""
         b = x0.shape[0]
+        if self.objective == "flow":
+            return self._flow_loss_per_sample(x0, labels)
         t = torch.randint(0, self.schedule.T, (b,), generator=self.generator, device=self.device)  # t ~ U{0..T-1}
         eps = torch.randn(x0.shape, generator=self.generator, device=self.device)  # eps ~ N(0, I)
         x_t = q_sample(self.schedule, x0, t, eps)  # Eq. 4
         output = self.model(x_t, t, labels)
         target = training_target(self.prediction, self.schedule, x0, t, eps).to(output.dtype)
         return (output - target).pow(2).flatten(1).mean(1), t
+
+    def _flow_loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """|| (eps - x0) - v_theta((1 - t) x0 + t eps, t T, y) ||^2 per sample, t ~ U[0, 1) (Lipman et al. 2023, Eq. 23), and
+        the schedule index of each t (ceil(t T) - 1, for the loss buckets)."""
+        T = self.schedule.T  # noqa: N806
+        t = torch.rand(x0.shape[0], generator=self.generator, device=self.device, dtype=torch.float64)  # t ~ U[0, 1)
+        eps = torch.randn(x0.shape, generator=self.generator, device=self.device)  # eps ~ N(0, I)
+        x_t = flow_sample(x0, t, eps)
+        output = self.model(x_t, t * T, labels)
+        target = flow_velocity(x0, eps).to(output.dtype)
+        index = (t * T).ceil().long().clamp(1, T) - 1
+        return (output - target).pow(2).flatten(1).mean(1), index
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step; returns (per-sample loss, t, gradient norm before clipping), still on the device."""
@@ -351,10 +370,19 @@ def _snapshot_inputs(trainer: Trainer, shape: tuple[int, ...]) -> tuple[torch.Te
 
 
 def _snapshot(trainer: Trainer, x_T: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:  # noqa: N803
-    """Samples of the EMA model from the fixed x_T: a short deterministic DDIM run (Song et al. 2021, eta = 0)."""
+    """Samples of the EMA model from the fixed x_T: a short deterministic DDIM run (Song et al. 2021, eta = 0), or
+    Euler steps of the flow ODE for a flow network."""
     from tracer.samplers import ddim
 
     x = x_T
+    if trainer.objective == "flow":
+        from tracer.samplers import SamplerConfig
+        from tracer.samplers.loop import run
+
+        config = SamplerConfig("flow_euler", steps=trainer.config.snapshot_steps)
+        for record in run(trainer.sampling_model, trainer.schedule, config, x_T, labels=labels):
+            x = record.x_prev
+        return x
     for record in ddim.sample(trainer.sampling_model, trainer.schedule, x_T, steps=trainer.config.snapshot_steps, labels=labels):
         x = record.x_prev
     return x
@@ -369,8 +397,10 @@ def _examples(trainer: Trainer, data: Dataset) -> list[dict[str, Any]]:
     x0 = data.x[index].to(trainer.device)
     t = torch.linspace(0, trainer.schedule.T - 1, n).round().to(torch.int64).to(trainer.device)
     eps = torch.randn(x0.shape, generator=generator).to(trainer.device)
-    x_t = q_sample(trainer.schedule, x0, t, eps)  # Eq. 4
     labels = data.labels[index].to(trainer.device) if trainer.conditional else None
+    if trainer.objective == "flow":
+        return _flow_examples(trainer, x0, t, eps, labels)
+    x_t = q_sample(trainer.schedule, x0, t, eps)  # Eq. 4
     output = trainer.sampling_model(x_t, t, labels)
     target = training_target(trainer.prediction, trainer.schedule, x0, t, eps).to(output.dtype)
     loss = (output - target).pow(2).flatten(1).mean(1)  # Eq. 14 per example (the MSE to the network's own target)
@@ -385,6 +415,25 @@ def _examples(trainer: Trainer, data: Dataset) -> list[dict[str, Any]]:
             row["eps_pred"] = eps_and_x0(output[i].double(), x_t[i].double(), alpha_bar[i], trainer.prediction)[0].to(output.dtype)
             row["model_output"], row["target"] = output[i], target[i]
         rows.append(row)
+    return rows
+
+
+def _flow_examples(trainer: Trainer, x0: torch.Tensor, index: torch.Tensor, eps: torch.Tensor,
+                   labels: torch.Tensor | None) -> list[dict[str, Any]]:
+    """Worked examples of the flow loss at the schedule's times t = (index + 1) / T: x_t = (1 - t) x0 + t eps, the
+    velocity v_theta and its target eps - x0, and the eps it implies, x_t + (1 - t) v_theta."""
+    T = trainer.schedule.T  # noqa: N806
+    t = (index.to(torch.float64) + 1.0) / T
+    x_t = flow_sample(x0, t, eps)
+    output = trainer.sampling_model(x_t, t * T, labels)
+    target = flow_velocity(x0, eps).to(output.dtype)
+    loss = (output - target).pow(2).flatten(1).mean(1)
+    label_values = labels if labels is not None else torch.full_like(index, schema.NO_LABEL)
+    rows = []
+    for i in range(x0.shape[0]):
+        eps_pred = (x_t[i].double() + (1.0 - float(t[i])) * output[i].double()).to(output.dtype)
+        rows.append({"x0": x0[i], "label": label_values[i], "t": index[i], "eps": eps[i], "x_t": x_t[i], "loss": loss[i],
+                     "eps_pred": eps_pred, "model_output": output[i], "target": target[i]})
     return rows
 
 

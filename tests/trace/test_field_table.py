@@ -120,7 +120,8 @@ def test_the_step_constants_follow_from_the_table() -> None:
     assert schema.OPTIONAL_STEP_TENSORS == ("eps_cond", "eps_uncond", "x0_pred_raw", "model_output", "model_output_cond",
                                             "model_output_uncond", "model_output_cfg", "x_hat", "x_euler", "eps_2", "x0_pred_2",
                                             "x0_pred_prev")
-    assert list(schema.OPTIONAL_STEP_SCALARS) == ["sigma_t", "sigma_next", "t_model", "sigma_hat", "sigma_up", "sigma_down", "h", "r"]
+    assert list(schema.OPTIONAL_STEP_SCALARS) == ["sigma_t", "sigma_next", "t_model", "sigma_hat", "sigma_up", "sigma_down", "h", "r",
+                                                  "t_flow", "t_flow_next"]
     assert schema.REQUIRED_STEP_FIELDS == ("t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "x_t")
     assert list(schema.STEP_SCALARS) == ["t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "alpha_t", "beta_t", "sigma"]
 

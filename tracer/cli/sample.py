@@ -202,12 +202,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tracer.checkpoints import load_checkpoint
-    from tracer.models import null_label, num_classes, prediction_type
+    from tracer.models import null_label, num_classes, objective, prediction_type
     from tracer.recording import record_run
-    from tracer.samplers.loop import initial_noise
+    from tracer.samplers.base import space
+    from tracer.samplers.loop import check_objective, initial_noise
 
     checkpoint = load_checkpoint(source, device=device)
     model, schedule = checkpoint.model, checkpoint.schedule
+    check_objective(config.sampler, space(config.module), objective(model))  # a flow sampler takes a flow network, and only it
     config.resolve(schedule.T, schedule.alpha_bar)  # the options against this model's schedule, before anything is written
     check_prediction_matches(args.prediction, prediction_type(model))
     if args.batch is not None:

@@ -36,6 +36,7 @@ EPILOG = """examples:
   noisescope train --dataset moons --model mlp --steps 3000 --out runs/moons
   noisescope train --dataset mnist:data/mnist --schedule seed-report --epochs 5 --out runs/mnist
   noisescope train --dataset digits --out runs/digits --steps 3000 --resume   # continue to 3000 steps
+  noisescope train --dataset moons --objective flow --out runs/moons-flow       # flow matching: sample with flow_euler, flow_heun
 """
 
 
@@ -59,10 +60,15 @@ def add_parser(sub: Any) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), help="passes over the data")
     length.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), help=f"optimizer steps (default {DEFAULT_TRAIN_STEPS})")
-    p.add_argument("--schedule", default="linear", help=f"beta schedule: {', '.join(SCHEDULE_NAMES)} (default linear)")
+    p.add_argument("--objective", default="diffusion", choices=("diffusion", "flow"),
+                   help="what to train: diffusion (the default: the VP forward process of Ho et al. 2020) or flow (flow matching, "
+                   "Lipman et al. 2023: the velocity v = eps - x0 on x_t = (1 - t) x0 + t eps; sample it with flow_euler or flow_heun)")
+    p.add_argument("--schedule", default=None, help=f"beta schedule: {', '.join(n for n in SCHEDULE_NAMES if n != 'flow')} (default "
+                   "linear); --objective flow trains on its own path, the flow schedule")
     p.add_argument("--timesteps", type=int_in(2, MAX_TIMESTEPS), help="T, the number of diffusion steps (default 1000; 300 for seed-report)")
-    p.add_argument("--prediction", default="eps", help="what the network predicts: eps (the noise, default), x0 (the clean "
-                   "sample) or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans and Ho 2022)")
+    p.add_argument("--prediction", default=None, help="what the network predicts: eps (the noise, default), x0 (the clean "
+                   "sample) or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans and Ho 2022); a flow network predicts "
+                   "its velocity eps - x0 (v)")
     p.add_argument("--zero-terminal-snr", action="store_true", help="rescale the schedule so alpha_bar is 0 at the last "
                    "timestep (Lin et al. 2023, Alg. 1); needs --prediction v or x0")
     p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")
@@ -98,8 +104,17 @@ def default_model(dataset: str) -> str:
 
 def configs_from_args(args: argparse.Namespace) -> tuple[DataConfig, ModelConfig, ScheduleConfig, TrainConfig]:
     data = DataConfig(dataset=args.dataset, seed=args.seed)
-    model = ModelConfig(name=args.model or default_model(args.dataset), channels=args.channels or (), prediction=args.prediction)
-    schedule = ScheduleConfig(name=args.schedule, timesteps=args.timesteps, zero_terminal_snr=args.zero_terminal_snr)
+    flow = args.objective == "flow"
+    if flow and args.prediction not in (None, "v"):
+        raise ConfigError(f"--objective flow trains a velocity network (v = eps - x0); --prediction {args.prediction} does not apply")
+    if flow and args.schedule not in (None, "flow"):
+        raise ConfigError(f"--objective flow trains on the flow path x_t = (1 - t) x0 + t eps, not on a beta schedule; "
+                          f"drop --schedule {args.schedule}")
+    prediction = args.prediction or ("v" if flow else "eps")
+    model = ModelConfig(name=args.model or default_model(args.dataset), channels=args.channels or (), prediction=prediction,
+                        objective=args.objective)
+    schedule_name = args.schedule or ("flow" if flow else "linear")
+    schedule = ScheduleConfig(name=schedule_name, timesteps=args.timesteps, zero_terminal_snr=args.zero_terminal_snr)
     check_prediction_schedule(model, schedule)
     train = TrainConfig(
         steps=args.steps, epochs=args.epochs, batch=args.batch, lr=args.lr, p_uncond=args.p_uncond, ema=not args.no_ema,

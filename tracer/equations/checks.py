@@ -583,3 +583,104 @@ def dpmpp_2m_step(view: TraceView, i: int) -> Residual | None:
         c = factor * (1.0 / (2.0 * r)) * x0_prev
         residuals.append(_residual(out, a + b - c, a, b, c))
     return _worst(residuals)
+
+
+# -- the flow path (tracer/samplers/flow.py): x_t = (1 - t) x0 + t eps, v = eps - x0 --------------------------------
+
+
+def _flow_alpha_bar(t: float) -> float:
+    return (1.0 - t) ** 2 / ((1.0 - t) ** 2 + t * t)
+
+
+def flow_time(view: TraceView, i: int) -> Residual | None:
+    """alpha_bar_t = (1 - t)^2 / ((1 - t)^2 + t^2) at t_flow and alpha_bar_prev at t_flow_next; t_model = t_flow T (T the
+    stored schedule's length); t and t_prev the schedule's nearest indices round(t T) - 1 (-1 at t = 0)."""
+    t_flow, t_next = view.scalar("t_flow", i), view.scalar("t_flow_next", i)
+    residuals = []
+    for name, time in (("alpha_bar_t", t_flow), ("alpha_bar_prev", t_next)):
+        if name in view.scalars:
+            residuals.append(_scalar_residual(view.scalar(name, i), _flow_alpha_bar(time), name))
+    if "alpha_bar" in view.schedule:
+        T = len(view.schedule["alpha_bar"])  # noqa: N806
+        if "t_model" in view.scalars:
+            residuals.append(_scalar_residual(view.scalar("t_model", i), t_flow * T, "t_model"))
+        expected = [-1 if time == 0 else max(round(time * T) - 1, 0) for time in (t_flow, t_next)]
+        recorded = [int(view.scalars["t"][i]), int(view.scalars["t_prev"][i])]
+        if recorded != expected:
+            residuals.append(Residual(math.inf, 0.0, 1.0, f"t {recorded[0]}, t_prev {recorded[1]}; the nearest indices of t_flow, "
+                                      f"t_flow_next are {expected[0]}, {expected[1]}"))
+    return _worst(residuals) if residuals else None
+
+
+def _from_velocity(x: np.ndarray, t: float, v: np.ndarray, eps: np.ndarray, x0: np.ndarray) -> list[Residual]:
+    """x0 = x - t v and eps = x + (1 - t) v."""
+    a, b = t * v, (1.0 - t) * v
+    return [_residual(x0, x - a, x, a), _residual(eps, x + b, x, b)]
+
+
+def flow_x0(view: TraceView, i: int) -> Residual | None:
+    """x0_pred = x_t - t v and eps = x_t + (1 - t) v with v the recorded velocity (model_output), the guided branches' eps
+    likewise; at a Heun corrector, x_euler = (1 - t_next) x0_pred_2 + t_next eps_2 (both from one velocity)."""
+    x, t = view.tensor("x_t", i), view.scalar("t_flow", i)
+    residuals = _from_velocity(x, t, view.tensor("model_output", i), view.tensor("eps", i), view.tensor("x0_pred", i))
+    if view.has("model_output_cond", "model_output_uncond", "eps_cond", "eps_uncond"):
+        for output_name, eps_name in (("model_output_cond", "eps_cond"), ("model_output_uncond", "eps_uncond")):
+            b = (1.0 - t) * view.tensor(output_name, i)
+            residuals.append(_residual(view.tensor(eps_name, i), x + b, x, b))
+    if view.has("x_euler", "eps_2", "x0_pred_2"):
+        t_next = view.scalar("t_flow_next", i)
+        a, b = (1.0 - t_next) * view.tensor("x0_pred_2", i), t_next * view.tensor("eps_2", i)
+        residuals.append(_residual(view.tensor("x_euler", i), a + b, a, b))
+    return _worst(residuals)
+
+
+def flow_euler_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = x_i + (t_{i+1} - t_i) v  (Liu et al. 2023, Eq. 1)."""
+    out = view.output(i)
+    if out is None:
+        return None
+    x = view.tensor("x_t", i)
+    term = (view.scalar("t_flow_next", i) - view.scalar("t_flow", i)) * view.tensor("model_output", i)
+    return _residual(out, x + term, x, term)
+
+
+def flow_heun_predictor(view: TraceView, i: int) -> Residual | None:
+    """x_euler = x_i + (t_{i+1} - t_i) v  (Karras et al. 2022, Alg. 1, lines 4-5, on the flow ODE)."""
+    x = view.tensor("x_t", i)
+    term = (view.scalar("t_flow_next", i) - view.scalar("t_flow", i)) * view.tensor("model_output", i)
+    return _residual(view.tensor("x_euler", i), x + term, x, term)
+
+
+def flow_heun_step(view: TraceView, i: int) -> Residual | None:
+    """x_{i+1} = x_i + (t_{i+1} - t_i) (v + v') / 2 with v' = eps_2 - x0_pred_2, the corrector's velocity (Alg. 1, lines 6-8)."""
+    out = view.output(i)
+    if out is None:
+        return None
+    x = view.tensor("x_t", i)
+    half = 0.5 * (view.scalar("t_flow_next", i) - view.scalar("t_flow", i))
+    a = half * view.tensor("model_output", i)
+    b = half * (view.tensor("eps_2", i) - view.tensor("x0_pred_2", i))
+    return _residual(out, x + a + b, x, a, b)
+
+
+def flow_forward(view: TraceView, i: int) -> Residual | None:
+    """x_t = (1 - t) x0 + t eps with t = (k + 1) / T at the example's schedule index k (the flow schedule's times)."""
+    if not view.has("x0", "eps", "x_t") or "alpha_bar" not in view.schedule:
+        return None
+    t = (int(view.scalars["t"][i]) + 1) / len(view.schedule["alpha_bar"])
+    a, b = (1.0 - t) * view.tensor("x0", i), t * view.tensor("eps", i)
+    return _residual(view.tensor("x_t", i), a + b, a, b)
+
+
+def flow_loss(view: TraceView, i: int) -> Residual | None:
+    """L = mean (v_theta - (eps - x0))^2, and the recorded target is eps - x0  (Lipman et al. 2023, Eq. 23)."""
+    if not view.has("model_output", "target", "x0", "eps", "loss"):
+        return None
+    x0, eps = view.tensor("x0", i), view.tensor("eps", i)
+    y = eps - x0
+    out, target = view.tensor("model_output", i), view.tensor("target", i)
+    loss = float(view.scalars["loss"][i])
+    expected = float(np.mean((out - y) ** 2))
+    scale = float(np.mean((np.abs(out) + np.abs(y)) ** 2))
+    return _worst([_residual(target, y, np.abs(x0) + np.abs(eps)),
+                   Residual(abs(loss - expected), max(scale, abs(loss)), detail=f"loss {loss:.9g}, equation {expected:.9g}")])

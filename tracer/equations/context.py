@@ -122,7 +122,9 @@ class TraceFacts:
     # The variable the sampler steps: vp (x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps) or sigma (x = x0 + sigma eps,
     # Karras et al. 2022: the trace records sigma_t; tracer/samplers/karras.py).
     space: str = "vp"
+    # or flow (x_t = (1 - t) x0 + t eps of a flow-matching network: the trace records t_flow; tracer/samplers/flow.py).
     final_sigma: float | None = None  # a sigma-space run: the noise level its last step lands on (0: the clean sample)
+    objective: str = "diffusion"  # what the network was trained on: diffusion or flow (config model.objective)
     options: tuple[tuple[str, Any], ...] = ()  # the config's sampler entry as (name, value) pairs, for the option a check reads
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -174,6 +176,7 @@ class TraceFacts:
         integration = config.get("integration")
         schedule: dict[str, Any] = config["schedule"] if isinstance(config.get("schedule"), dict) else {}
         sigmas = sampler.get("sigmas")
+        model: dict[str, Any] = config["model"] if isinstance(config.get("model"), dict) else {}
         final_sigma = _float_or_none(sigmas[-1]) if isinstance(sigmas, list) and sigmas else None
         return cls(
             kind=str(trace.kind),
@@ -194,7 +197,8 @@ class TraceFacts:
             schedule_name=str(schedule["name"]) if isinstance(schedule.get("name"), str) else None,
             zero_terminal_snr=schedule.get("zero_terminal_snr") is True,
             sampler_source="declared" if name is not None else ("" if trace.kind == "training" else "unknown"),
-            space="sigma" if "sigma_t" in step_names else "vp",
+            space="sigma" if "sigma_t" in step_names else "flow" if "t_flow" in step_names else "vp",
+            objective=str(model.get("objective") or "diffusion"),
             final_sigma=final_sigma,
             options=tuple((str(k), _hashable(v)) for k, v in sampler.items()),
         )

@@ -203,7 +203,7 @@ def unchecked(facts: TraceFacts, applied: Sequence[str], rows: int, only: Sequen
     if facts.has("eps_cond", "eps_uncond") and "guidance.combine" not in ran:
         why = "the trace declares no guidance scale (config sampler.guidance)" if facts.guidance is None else "eps is not recorded"
         out.append(("guidance.combine", why))
-    if facts.has("x0_pred") and not ran & {"x0_from_eps", "prediction.conversion", "sigma.denoised"}:
+    if facts.has("x0_pred") and not ran & {"x0_from_eps", "prediction.conversion", "sigma.denoised", "flow.x0"}:
         if facts.prediction not in ("eps", "x0", "v"):
             out.append(("x0_pred", f"the network's prediction type {facts.prediction!r} is not one noisescope knows (eps, x0, v)"))
         elif facts.prediction != "eps":

@@ -10,7 +10,9 @@ no torch (the sampler modules are torch-free), so the viewer can show equations 
 Papers: Ho et al. 2020 (DDPM, arXiv 2006.11239), Song et al. 2021 (DDIM, arXiv 2010.02502),
 Ho and Salimans 2022 (classifier-free guidance, arXiv 2207.12598), Karras et al. 2022 (sigma space,
 arXiv 2206.00364: the equations every sigma-space trace shares come from tracer.samplers.karras),
-Lu et al. 2022 (DPM-Solver++, arXiv 2211.01095). docs/equations.md lists them.
+Lu et al. 2022 (DPM-Solver++, arXiv 2211.01095), Lipman et al. 2023 and Liu et al. 2023 (flow matching,
+arXiv 2210.02747 and 2209.03003: the equations every flow trace shares come from tracer.samplers.flow).
+docs/equations.md lists them.
 Timesteps are 0-based schedule indices; in DDIM "t-1" is the timestep the step moves to (t_prev).
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 from tracer.equations import checks
 from tracer.equations.context import TENSOR_TOLERANCES, TraceFacts
 from tracer.equations.equation import Equation, Values, sqrt0
-from tracer.samplers import SAMPLERS, karras
+from tracer.samplers import SAMPLERS, flow, karras
 from tracer.samplers.base import sampling
 from tracer.trace import schema
 
@@ -38,7 +40,8 @@ def _schedule(facts: TraceFacts) -> bool:
 
 
 def _training(*names: str) -> Callable[[TraceFacts], bool]:
-    return lambda facts: facts.kind == "training" and all(n in facts.example_names for n in names)
+    """A diffusion network's training trace that records these example names (a flow network's: tracer/samplers/flow.py)."""
+    return lambda facts: facts.kind == "training" and facts.objective != "flow" and all(n in facts.example_names for n in names)
 
 
 def _x0_applies(facts: TraceFacts) -> bool:
@@ -56,7 +59,7 @@ def _rescale_applies(facts: TraceFacts) -> bool:
 
 
 def _prediction_applies(facts: TraceFacts) -> bool:
-    return facts.prediction in ("x0", "v") and sampling("model_output", "x_t", "eps", "x0_pred")(facts)
+    return facts.prediction in ("x0", "v") and facts.space != "flow" and sampling("model_output", "x_t", "eps", "x0_pred")(facts)
 
 
 def _zero_snr_applies(facts: TraceFacts) -> bool:
@@ -206,7 +209,7 @@ SHARED_EQUATIONS: tuple[Equation, ...] = (
 
 )
 
-EQUATIONS: tuple[Equation, ...] = (SHARED_EQUATIONS + karras.equations()
+EQUATIONS: tuple[Equation, ...] = (SHARED_EQUATIONS + karras.equations() + flow.equations()
                                    + tuple(eq for module in SAMPLERS.values() for eq in module.equations()))
 EQUATION_IDS: tuple[str, ...] = tuple(eq.id for eq in EQUATIONS)
 

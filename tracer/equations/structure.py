@@ -15,6 +15,8 @@ Not equations of a paper but the bookkeeping every reverse process must get righ
   (the equation ``sigma.alpha_bar``), and its t from t(sigma) (``sigma.timestep``).
 - ``chain.sigma``: in sigma space, sigma_t of step i + 1 is sigma_next of step i, and both are the
   levels the config plans (``sampler.sigmas``), so the last step lands on the plan's end.
+- ``chain.flow``: on the flow path, t_flow of step i + 1 is t_flow_next of step i, and both are the times the
+  config plans (``sampler.times``); a flow trace's alpha_bar and t come from its time (``flow.time``).
 - ``step.alpha_t``: the step's recorded alpha_t and beta_t are alpha_bar_t / alpha_bar_prev and 1 - alpha_t.
 - ``chain.x_t``: x_t of step i + 1 is the output of step i, and ``samples`` the output of the last
   step. Checked directly where the trace records each step's output (``x_prev``, as traces of other
@@ -156,17 +158,27 @@ def x_t_chain(view: TraceView, i: int) -> Residual | None:
 def sigma_chain(view: TraceView, i: int) -> Residual | None:
     """sigma_t of step i + 1 is sigma_next of step i, and both are the config's planned levels (``sampler.sigmas``) where it
     lists them: the last step lands on the plan's end."""
-    sigma_t, sigma_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
-    planned = view.facts.option("sigmas")
+    return _level_chain(view, i, "sigma_t", "sigma_next", "sigmas")
+
+
+def flow_chain(view: TraceView, i: int) -> Residual | None:
+    """t_flow of step i + 1 is t_flow_next of step i, and both are the config's planned times (``sampler.times``)."""
+    return _level_chain(view, i, "t_flow", "t_flow_next", "times")
+
+
+def _level_chain(view: TraceView, i: int, level: str, level_next: str, option: str) -> Residual | None:
+    sigma_t, sigma_next = view.scalar(level, i), view.scalar(level_next, i)
+    planned = view.facts.option(option)
     found: list[Residual] = []
     if isinstance(planned, tuple) and len(planned) >= 2 and all(isinstance(s, (int, float)) for s in planned):
         if i + 1 >= len(planned):
             return Residual(math.inf, 0.0, 0.0, f"step {i} is past the {len(planned) - 1} steps the config plans")
-        for name, value, expected in (("sigma_t", sigma_t, float(planned[i])), ("sigma_next", sigma_next, float(planned[i + 1]))):
+        for name, value, expected in ((level, sigma_t, float(planned[i])), (level_next, sigma_next, float(planned[i + 1]))):
             found.append(Residual(abs(value - expected), abs(expected), 0.0, f"{name} {value:.9g}, planned {expected:.9g}"))
     if i + 1 < view.rows:
-        following = view.scalar("sigma_t", i + 1)
-        found.append(Residual(abs(following - sigma_next), abs(sigma_next), 0.0, f"sigma_next {sigma_next:.9g}, next sigma_t {following:.9g}"))
+        following = view.scalar(level, i + 1)
+        found.append(Residual(abs(following - sigma_next), abs(sigma_next), 0.0,
+                              f"{level_next} {sigma_next:.9g}, next {level} {following:.9g}"))
     if not found:
         return None
     return max(found, key=lambda r: r.value / max(r.scale, 1e-300))
@@ -177,7 +189,8 @@ def _sampling(*names: str) -> Callable[[TraceFacts], bool]:
 
 
 def _vp(*names: str) -> Callable[[TraceFacts], bool]:
-    """A VP trace's: in sigma space alpha_bar comes from the noise level (sigma.alpha_bar), not from the schedule at t."""
+    """A VP trace's: in sigma space alpha_bar comes from the noise level (sigma.alpha_bar), on the flow path from the time
+    (flow.time), not from the schedule at t."""
     return lambda facts: facts.kind == "sampling" and facts.space == "vp" and facts.has(*names)
 
 
@@ -191,6 +204,10 @@ STRUCTURAL_CHECKS: tuple[StructuralCheck, ...] = (
     StructuralCheck(
         "chain.sigma", "sigma_t of step i + 1 is sigma_next of step i, both the planned levels", "scalar", sigma_chain,
         _sampling("sigma_t", "sigma_next"),
+    ),
+    StructuralCheck(
+        "chain.flow", "t_flow of step i + 1 is t_flow_next of step i, both the planned times", "scalar", flow_chain,
+        _sampling("t_flow", "t_flow_next"),
     ),
     StructuralCheck(
         "step.alpha_t", "alpha_t = alpha_bar_t / alpha_bar_prev, beta_t = 1 - alpha_t", "scalar", step_alpha,

@@ -6,7 +6,9 @@ and ``labels`` is ``[B]`` int64 class labels or None (unconditional). A
 class-conditional model also exposes ``num_classes`` and ``null_label`` (the
 extra "no class" label classifier-free guidance uses; Ho and Salimans 2022).
 A network that predicts x0 or v instead of eps (tracer/samplers/prediction.py) says so
-in its ``prediction`` attribute; without one it predicts eps.
+in its ``prediction`` attribute; without one it predicts eps. A flow-matching network
+(``objective`` "flow": it predicts the velocity v = eps - x0 of x_t = (1 - t) x0 + t eps, called
+at the time t T) says so in its ``objective`` attribute; without one it is a diffusion network.
 """
 
 from __future__ import annotations
@@ -35,3 +37,8 @@ def null_label(model: object) -> int | None:
 def prediction_type(model: object) -> str:
     """What the network predicts: eps (the default), x0 or v."""
     return str(getattr(model, "prediction", None) or "eps")
+
+
+def objective(model: object) -> str:
+    """What the network was trained on: diffusion (the default) or flow (tracer/config.py, ModelConfig.objective)."""
+    return str(getattr(model, "objective", None) or "diffusion")

@@ -97,3 +97,60 @@ class GaussianOracle(nn.Module):
         eps_cond = eps_k[rows, labels.clamp(max=self.num_classes - 1)]  # null rows are replaced below
         cond_mask = conditional.reshape(view)
         return torch.where(cond_mask, eps_cond, eps_mix).to(x.dtype)
+
+
+class GaussianVelocity(nn.Module):
+    """The exact flow-matching velocity v*(x, t) = E[eps - x0 | x_t = x] for data N(mu_y, std^2 I) (or an equal-weight mixture),
+    on the path x_t = (1 - t) x0 + t eps (tracer/samplers/flow.py): a flow network's oracle, called at the time t T.
+
+    x_t | y ~ N((1 - t) mu_y, V_t I) with V_t = (1 - t)^2 std^2 + t^2; Cov(eps, x_t) = t I and Cov(x0, x_t) = (1 - t) std^2 I, so
+
+        E[eps | x_t, y] = t (x_t - (1 - t) mu_y) / V_t,   E[x0 | x_t, y] = mu_y + (1 - t) std^2 (x_t - (1 - t) mu_y) / V_t
+        v*(x_t, t, y)   = (t - (1 - t) std^2) (x_t - (1 - t) mu_y) / V_t - mu_y
+
+    defined on all of [0, 1] (v* = -x at t = 0, x - mu at t = 1). Mixed over classes with the posterior
+    p(k | x_t) = softmax_k(-||x_t - (1 - t) mu_k||^2 / (2 V_t)); the null label, or ``labels=None``, is the mixture.
+    Computes in float64 and returns x's dtype.
+    """
+
+    means: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: float = 1.0, *, T: int = 1000, per_class: bool = False) -> None:  # noqa: N803
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
+        means = torch.as_tensor(mean, dtype=torch.float64)
+        if per_class and (means.dim() < 2 or means.shape[0] < 1):
+            raise ValueError("per-class means must be stacked as [K, *D] with K >= 1")
+        self.register_buffer("means", means.clone() if per_class else means.unsqueeze(0).clone())
+        self.std = float(std)
+        self.T = int(T)
+        self.num_classes = int(self.means.shape[0]) if per_class else 0
+        self.null_label: int | None = self.num_classes if per_class else None
+        self.prediction = "v"
+        self.objective = "flow"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.means.shape[1:])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x_t = x.to(torch.float64)
+        view = (-1, *([1] * (x.dim() - 1)))
+        time = (t.to(torch.float64) / self.T).reshape(view).to(x_t.device)  # the network is called at t T
+        var = (1.0 - time) ** 2 * self.std**2 + time**2  # Var(x_t | y) per coordinate
+        centred = x_t.unsqueeze(1) - (1.0 - time).unsqueeze(1) * self.means.unsqueeze(0)  # [B, K, *D]
+        v_k = (time - (1.0 - time) * self.std**2).unsqueeze(1) * centred / var.unsqueeze(1) - self.means.unsqueeze(0)
+        if self.means.shape[0] == 1:
+            return v_k[:, 0].to(x.dtype)
+        log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * var.reshape(-1, 1))
+        weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (x.dim() - 1)))
+        v_mix = (weights * v_k).sum(1)
+        if labels is None or self.num_classes == 0:
+            return v_mix.to(x.dtype)
+        if bool(((labels < 0) | (labels > self.num_classes)).any()):
+            raise ValueError(f"labels must lie in 0..{self.num_classes} (the last is the null label)")
+        rows = torch.arange(x.shape[0], device=x.device)
+        conditional = labels.ne(self.num_classes).reshape(view)
+        v_cond = v_k[rows, labels.clamp(max=self.num_classes - 1)]
+        return torch.where(conditional, v_cond, v_mix).to(x.dtype)

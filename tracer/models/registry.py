@@ -57,9 +57,11 @@ def check_fits(config: ModelConfig) -> None:
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """The network ``config`` names, with ``prediction`` set to what it predicts (tracer/models/__init__.py)."""
+    """The network ``config`` names, with ``prediction`` and ``objective`` set to what it predicts and was trained on
+    (tracer/models/__init__.py)."""
     network = _network(config)
     object.__setattr__(network, "prediction", config.prediction)  # a plain attribute, not a parameter or buffer
+    object.__setattr__(network, "objective", config.objective)
     return network
 
 

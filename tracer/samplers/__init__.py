@@ -8,6 +8,8 @@
 - In sigma space (x = x0 + sigma eps; ``karras`` holds what they share: noise levels, the denoiser, churn):
   ``euler`` and ``heun``: Karras et al. 2022, Alg. 1 and 2; ``euler_ancestral``: Euler steps with
   k-diffusion's ancestral noise; ``dpmpp_2m``: DPM-Solver++(2M), Lu et al. 2022, Alg. 2.
+- On the flow path of a flow-matching network (x_t = (1 - t) x0 + t eps; ``flow`` holds what they share: the time
+  grid and its shift, the velocity's x0 and eps): ``flow_euler`` and ``flow_heun``, Euler and Heun steps of dx/dt = v.
 - ``config``: ``SamplerConfig``, a sampler with its validated options and the shared ones.
 - ``guidance``: classifier-free guidance (Ho and Salimans 2022, Eq. 6) and its rescale (Lin et al. 2023).
 - ``prediction``: eps, x0 and v predictions and their conversions (Salimans and Ho 2022).
@@ -22,14 +24,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracer.samplers import ddim, ddim_inversion, ddpm, dpmpp_2m, euler, euler_ancestral, heun
+from tracer.samplers import ddim, ddim_inversion, ddpm, dpmpp_2m, euler, euler_ancestral, flow_euler, flow_heun, heun
 from tracer.samplers.base import SamplerModule
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.records import StepRecord
 from tracer.samplers.timesteps import ddim_timesteps, plan, seed_report_timesteps
 
 SAMPLERS: dict[str, SamplerModule] = {module.NAME: module for module in (  # type: ignore[misc]
-    ddpm, ddim, ddim_inversion, euler, heun, euler_ancestral, dpmpp_2m)}
+    ddpm, ddim, ddim_inversion, euler, heun, euler_ancestral, dpmpp_2m, flow_euler, flow_heun)}
 
 if TYPE_CHECKING:
     from tracer.samplers.loop import initial_noise, planned_steps, run, sample
@@ -57,6 +59,8 @@ __all__ = [
     "dpmpp_2m",
     "euler",
     "euler_ancestral",
+    "flow_euler",
+    "flow_heun",
     "heun",
     "initial_noise",
     "plan",

@@ -29,6 +29,11 @@ evaluate the network more than once (Heun), draw noise before the evaluation (ch
 it (ancestral steps), and read the previous step's update (multistep solvers). The loop gives it
 ``evaluate(x, sigma)`` (the network at that noise level, as an ``Evaluation``) and ``draw()``
 (z ~ N(0, I) from the run's generator), and records what it returns.
+
+A sampler of a flow-matching network (x_t = (1 - t) x0 + t eps; tracer/samplers/flow.py) declares ``SPACE = "flow"``
+and one ``flow_step`` with the same signature: the same mechanism, its levels the flow times t_i (a ``SigmaStep``'s
+``sigma_t`` and ``sigma_next`` hold t_i and t_{i+1}), ``evaluate(x, t)`` the velocity network at t, with the
+velocity as the ``Evaluation``'s ``output``.
 """
 
 from __future__ import annotations
@@ -110,14 +115,16 @@ class SamplerModule(Protocol):
 
 
 def space(module: SamplerModule | types.ModuleType) -> str:
-    """The variable a sampler steps: ``vp`` (x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps; ``sigma`` and ``update``)
-    or ``sigma`` (x = x0 + sigma eps, Karras et al. 2022; ``sigma_step``)."""
+    """The variable a sampler steps: ``vp`` (x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps; ``sigma`` and ``update``),
+    ``sigma`` (x = x0 + sigma eps, Karras et al. 2022; ``sigma_step``) or ``flow`` (x_t = (1 - t) x0 + t eps of a
+    flow-matching network; ``flow_step``)."""
     return str(getattr(module, "SPACE", "vp"))
 
 
 @dataclass(frozen=True)
 class SigmaStep:
-    """The noise levels of one step of a sigma-space plan (float64): from ``sigma_t`` to ``sigma_next``.
+    """The noise levels of one step of a sigma-space plan (float64): from ``sigma_t`` to ``sigma_next`` (for a flow
+    sampler, the flow times t_i and t_{i+1}).
 
     ``sigma_prev`` is the previous step's sigma_t (None at the first step); ``steps`` is N, the plan's number of steps.
     """
@@ -131,12 +138,14 @@ class SigmaStep:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The network at one point (x, sigma) of sigma space: its noise prediction and clean-sample estimate."""
+    """The network at one point (x, sigma) of sigma space (or (x, t) of the flow path): its noise prediction and clean-sample
+    estimate, and its output as the network gave it (after guidance: the velocity of a flow network)."""
 
     x: Any
     sigma: float
     eps: Any
     x0_pred: Any
+    output: Any = None
 
 
 @dataclass(frozen=True)

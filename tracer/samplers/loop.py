@@ -17,19 +17,26 @@ sqrt(1 + sigma_0^2) with ``start="vp"``), each step of its noise levels calls th
 ``sigma_step`` with ``evaluate(x, sigma)`` (the network on x / sqrt(1 + sigma^2) at the timestep
 t(sigma), guided where asked, its output turned into eps and x0_pred in sigma space) and ``draw()``;
 the step's scalars are its noise levels, alpha_bar = 1 / (1 + sigma^2) of each, and the network's t.
+
+A sampler of a flow-matching network (``SPACE = "flow"``: flow_euler, flow_heun; tracer/samplers/flow.py) runs in
+the same branch with the flow path's ``_Space``: its levels are the times t_i, from x = x_T at t = 1; ``evaluate(x, t)``
+calls the network on x itself at t T and turns its velocity v into eps = x + (1 - t) v and x0_pred = x - t v; the
+step records t_flow and t_flow_next and alpha_bar = (1 - t)^2 / ((1 - t)^2 + t^2) of each (the same SNR).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from tracer.config import ConfigError
-from tracer.models import NoisePredictor, prediction_type
-from tracer.samplers import karras
+from tracer.models import NoisePredictor, objective, prediction_type
+from tracer.samplers import flow, karras
 from tracer.samplers.base import Evaluation, SigmaStep, SigmaUpdate, effective_step, space
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.guidance import Guided, check_guidance, predict
@@ -74,12 +81,17 @@ def run(
 
     Everything is checked here, before the first step; the steps run as the records are consumed.
     """
+    check_objective(config.sampler, space(config.module), objective(model))
     resolved = config.resolve(schedule.T, schedule.alpha_bar)
     pairs = config.module.plan(resolved, schedule.T)
     check_guidance(model, config.guidance, labels)
     prediction = check_prediction(prediction_type(model))
     if space(config.module) == "sigma":
-        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator)
+        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator,
+                            _sigma_space(resolved, schedule, prediction))
+    if space(config.module) == "flow":
+        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator,
+                            _flow_space(resolved, schedule))
     if prediction == "eps" and float(schedule.alpha_bar[pairs[0][0]]) == 0.0:
         raise ConfigError("this schedule has zero terminal SNR (alpha_bar = 0 at the first step): x0 from an eps "
                           "prediction divides by sqrt(alpha_bar) = 0; it needs a v-prediction model")
@@ -87,6 +99,19 @@ def run(
 
 
 sample = run  # the entry point under its old name
+
+
+FLOW_SAMPLERS = "flow_euler or flow_heun"
+
+
+def check_objective(sampler: str, sampler_space: str, network_objective: str) -> None:
+    """A flow sampler takes a flow network, and only a flow sampler does (one line, before anything runs)."""
+    if sampler_space == "flow" and network_objective != "flow":
+        raise ConfigError(f"--sampler {sampler} samples a flow-matching network (train --objective flow); this checkpoint's "
+                          f"network is a {network_objective} model: use ddpm, ddim, euler, heun, euler_ancestral or dpmpp_2m")
+    if sampler_space != "flow" and network_objective == "flow":
+        raise ConfigError(f"--sampler {sampler} samples a diffusion network; this checkpoint's network was trained with "
+                          f"--objective flow (it predicts the velocity eps - x0): use --sampler {FLOW_SAMPLERS}")
 
 
 @torch.no_grad()
@@ -142,39 +167,76 @@ def _steps(
         x_t = x_prev
 
 
+@dataclass(frozen=True)
+class _Space:
+    """What the continuous-level branch of the loop needs to know about the variable a sampler steps."""
+
+    levels: list[float]  # the plan's levels, the last the end
+    start: float  # the first x is start * x_T
+    model_input: Callable[[torch.Tensor, float], tuple[torch.Tensor, float]]  # (network input, its time) at (x, level)
+    convert: Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]  # (eps, x0_pred) of an output at (x, level)
+    alpha_bar: Callable[[float], float]  # the VP alpha_bar of a level
+    names: tuple[str, str]  # the StepRecord names of a step's two levels
+
+
+def _sigma_space(resolved: karras.SigmaOptions, schedule: Schedule, prediction: str) -> _Space:
+    """Sigma space (Karras et al. 2022): the network on x / sqrt(1 + sigma^2) at t(sigma), its output through the denoiser."""
+    assert resolved.sigmas is not None and resolved.timesteps is not None
+    log_sigmas = [math.log(s) for s in karras.schedule_sigmas(schedule.alpha_bar.tolist())]
+
+    def model_input(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+        return x * (1.0 / math.sqrt(1.0 + sigma * sigma)), karras.sigma_to_t(sigma, log_sigmas)
+
+    def convert(output: torch.Tensor, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return karras.denoise(output, x, sigma, prediction)  # type: ignore[no-any-return]
+
+    return _Space(list(resolved.sigmas), karras.start_scale(resolved), model_input, convert,
+                  karras.alpha_bar_of_sigma, ("sigma_t", "sigma_next"))
+
+
+def _flow_space(resolved: flow.FlowOptions, schedule: Schedule) -> _Space:
+    """The flow path (tracer/samplers/flow.py): the network on x itself at t T, its velocity into eps and x0_pred."""
+    assert resolved.times is not None
+    T = schedule.T  # noqa: N806
+
+    def model_input(x: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
+        return x, flow.model_time(t, T)
+
+    return _Space(list(resolved.times), 1.0, model_input, lambda v, x, t: flow.velocity_to_eps_x0(v, x, t),
+                  flow.alpha_bar_of_time, ("t_flow", "t_flow_next"))
+
+
 @torch.no_grad()
 def _sigma_steps(
     model: NoisePredictor,
     schedule: Schedule,
     config: SamplerConfig,
-    resolved: karras.SigmaOptions,
+    resolved: Any,
     pairs: list[tuple[int, int]],
     prediction: str,
     x_T: torch.Tensor,  # noqa: N803
     labels: torch.Tensor | None,
     generator: torch.Generator | None,
+    where: _Space,
 ) -> Iterator[StepRecord]:
-    """The records of a sigma-space sampler (``SPACE = "sigma"``): see the module docstring."""
-    step_fn = config.module.sigma_step  # type: ignore[attr-defined]
-    assert resolved.sigmas is not None and resolved.timesteps is not None
-    sigmas = list(resolved.sigmas)
-    log_sigmas = [math.log(s) for s in karras.schedule_sigmas(schedule.alpha_bar.tolist())]
+    """The records of a sampler with continuous levels (``SPACE = "sigma"`` or ``"flow"``): see the module docstring."""
+    step_fn = config.module.sigma_step if space(config.module) == "sigma" else config.module.flow_step  # type: ignore[attr-defined]
+    sigmas = where.levels
     calls: list[tuple[float, Guided, torch.Tensor]] = []  # (t, guided output, x) of each network call in the step
 
     def evaluate(x: torch.Tensor, sigma: float) -> Evaluation:
-        """The network at noise level sigma: on x / sqrt(1 + sigma^2) at t(sigma) (fractional, float64)."""
-        t_model = karras.sigma_to_t(sigma, log_sigmas)
-        x_in = x * (1.0 / math.sqrt(1.0 + sigma * sigma))
+        """The network at level sigma (a noise level, or a flow time): on its input at its time (fractional, float64)."""
+        x_in, t_model = where.model_input(x, sigma)
         t_batch = torch.full((x.shape[0],), t_model, dtype=torch.float64, device=x.device)
         guided = predict(model, x_in, t_batch, labels, config.guidance, config.guidance_rescale)
         calls.append((t_model, guided, x))
-        eps, x0_pred = karras.denoise(guided.output, x, sigma, prediction)
-        return Evaluation(x, sigma, eps, x0_pred)
+        eps, x0_pred = where.convert(guided.output, x, sigma)
+        return Evaluation(x, sigma, eps, x0_pred, guided.output)
 
     def draw() -> torch.Tensor:
         return torch.randn(x_T.shape, generator=generator, device=x_T.device, dtype=x_T.dtype)
 
-    x = x_T * karras.start_scale(resolved)
+    x = x_T * where.start
     previous: SigmaUpdate | None = None
     for index, (t, t_prev) in enumerate(pairs):
         sigma_t, sigma_next = sigmas[index], sigmas[index + 1]
@@ -185,11 +247,12 @@ def _sigma_steps(
         first = update.first
         eps_cond = eps_uncond = None
         if guided.cond is not None and guided.uncond is not None:
-            eps_cond = karras.denoise(guided.cond, first.x, first.sigma, prediction)[0]
-            eps_uncond = karras.denoise(guided.uncond, first.x, first.sigma, prediction)[0]
+            eps_cond = where.convert(guided.cond, first.x, first.sigma)[0]
+            eps_uncond = where.convert(guided.uncond, first.x, first.sigma)[0]
         own = prediction != "eps"
-        alpha_bar_t, alpha_bar_prev = karras.alpha_bar_of_sigma(sigma_t), karras.alpha_bar_of_sigma(sigma_next)
+        alpha_bar_t, alpha_bar_prev = where.alpha_bar(sigma_t), where.alpha_bar(sigma_next)
         fields = dict(update.fields)
+        levels: dict[str, Any] = {where.names[0]: sigma_t, where.names[1]: sigma_next}  # sigma_t/sigma_next or t_flow/t_flow_next
         unknown = set(fields) - _RECORD_FIELDS
         assert not unknown, f"{config.sampler}.sigma_step returned fields a StepRecord does not have: {sorted(unknown)}"
         yield StepRecord(
@@ -212,9 +275,8 @@ def _sigma_steps(
             model_output_cond=guided.cond if own else None,
             model_output_uncond=guided.uncond if own else None,
             model_output_cfg=guided.cfg,
-            sigma_t=sigma_t,
-            sigma_next=sigma_next,
             t_model=t_model,
+            **levels,
             **fields,
         )
         x, previous = update.x_next, update
@@ -222,4 +284,4 @@ def _sigma_steps(
 
 _RECORD_FIELDS = {f.name for f in dataclasses.fields(StepRecord)} - {
     "index", "t", "t_prev", "alpha_bar_t", "alpha_bar_prev", "alpha_t", "beta_t", "sigma", "x_t", "eps", "x0_pred", "noise",
-    "x_prev", "sigma_t", "sigma_next", "t_model"}  # what a sigma_step may add: the loop fills these itself
+    "x_prev", "sigma_t", "sigma_next", "t_flow", "t_flow_next", "t_model"}  # what a step may add: the loop fills these itself

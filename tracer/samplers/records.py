@@ -58,3 +58,7 @@ class StepRecord:
     eps_2: torch.Tensor | None = None  # [B, *D] Heun: the corrector's noise prediction
     x0_pred_2: torch.Tensor | None = None  # [B, *D] Heun: the corrector's predicted clean sample
     x0_pred_prev: torch.Tensor | None = None  # [B, *D] DPM-Solver++(2M): the previous step's x0_pred
+    # Flow samplers (tracer/samplers/flow.py; x_t = (1 - t) x0 + t eps): None for the others. Heun's corrector is
+    # x_euler, eps_2 and x0_pred_2 above; t_model is t_flow T.
+    t_flow: float | None = None  # the step's flow time t_i (1: pure noise)
+    t_flow_next: float | None = None  # the flow time it moves to, t_{i+1} (0: the clean end)

@@ -176,7 +176,8 @@ FIELDS: Final[tuple[Field, ...]] = (
        "noise level the step moves to (0: the clean end), sigma-space samplers only", optional=True),
     Field(STEPS, "t_model", F64, "scalar", r"t(\hat\sigma_i)", "t(σ̂<sub>i</sub>)", "scalar",
        "the timestep the network was called with: t of the noise level it was evaluated at, interpolated in log sigma "
-       "over the schedule (fractional between indices; t is its nearest index), sigma-space samplers only", optional=True),
+       "over the schedule (fractional between indices; t is its nearest index), sigma-space samplers; a flow sampler's "
+       "is t_flow T", optional=True),
     Field(STEPS, "sigma_hat", F64, "scalar", r"\hat\sigma_i", "σ̂<sub>i</sub>", "scalar",
        "the churned noise level sigma_t (1 + gamma) the network was evaluated at, only when churn is on", optional=True),
     Field(STEPS, "sigma_up", F64, "scalar", r"\sigma_{\uparrow}", "σ<sub>up</sub>", "scalar",
@@ -192,15 +193,21 @@ FIELDS: Final[tuple[Field, ...]] = (
        "x_t with churn noise added, where the network was evaluated (x_t + sqrt(sigma_hat^2 - sigma_t^2) S_noise z), only when churn is on",
        optional=True),
     Field(STEPS, "x_euler", TENSOR, "samples", r"x_{i+1}^{\mathrm{Euler}}", "x<sub>i+1</sub><sup>Euler</sup>", "image",
-       "Heun: the Euler predictor's output, where the corrector evaluates the network (the output itself where sigma_next = 0)",
+       "Heun: the Euler predictor's output, where the corrector evaluates the network (the output itself where sigma_next = 0; flow_heun corrects every step)",
        optional=True),
     Field(STEPS, "eps_2", TENSOR, "samples", r"\epsilon_\theta(x_{i+1}^{\mathrm{Euler}})", "ε<sub>θ</sub>(x<sub>i+1</sub><sup>Euler</sup>)",
-       "noise", "Heun: the corrector's noise prediction at x_euler and sigma_next (zeros where the step is plain Euler)", optional=True),
+       "noise", "Heun: the corrector's noise prediction at x_euler and sigma_next, or t_flow_next for flow_heun (zeros where the step is plain Euler)", optional=True),
     Field(STEPS, "x0_pred_2", TENSOR, "samples", r"\hat x_0^{(2)}", "x̂<sub>0</sub><sup>(2)</sup>", "image",
-       "Heun: the corrector's predicted clean sample at x_euler and sigma_next (zeros where the step is plain Euler)", optional=True),
+       "Heun: the corrector's predicted clean sample at x_euler and sigma_next, or t_flow_next for flow_heun (zeros where the step is plain Euler)", optional=True),
     Field(STEPS, "x0_pred_prev", TENSOR, "samples", r"\hat x_0^{(i-1)}", "x̂<sub>0</sub><sup>(i-1)</sup>", "image",
        "DPM-Solver++(2M): the previous step's x0_pred, which the update combines with this one's (zeros at the first step)",
        optional=True),
+    # Flow samplers (tracer/samplers/flow.py): x_t = (1 - t) x0 + t eps of a flow-matching network; model_output is its velocity.
+    Field(STEPS, "t_flow", F64, "scalar", r"t_i", "t<sub>i</sub>", "scalar",
+       "flow time of x_t (x_t = (1 - t) x0 + t eps; 1: pure noise); alpha_bar_t is (1 - t)^2 / ((1 - t)^2 + t^2), the same SNR; "
+       "flow samplers only", optional=True),
+    Field(STEPS, "t_flow_next", F64, "scalar", r"t_{i+1}", "t<sub>i+1</sub>", "scalar",
+       "the flow time the step moves to (0: the clean end), flow samplers only", optional=True),
     Field(ROOT, "samples", TENSOR, "samples", r"x_0", "x<sub>0</sub>", "image", "the final output: the output of the last step", core=True),
     Field(ROOT, "labels", I64, "batch", r"c", "c", "scalar", "class labels, -1 for unconditional", core=True),
     # Recorded only by integrations with other libraries, whose steps cannot be replayed.
