@@ -6,6 +6,14 @@ when playback pauses or the user scrubs; the equations and scalar plots then fol
 2-D point traces and traces still being written keep the server-side scrubber: while
 playing, or while a live trace is followed, the body is a Streamlit fragment that
 reruns on a timer (the scrubber moves on, or jumps to the newest committed step).
+
+The player shares the browser's main thread with the page (its iframe is same-origin):
+on a session's first draw, the page's plotly charts (the first one evaluates plotly.js,
+about 0.9 s of main thread) and KaTeX equations would hold its first frame back by 1.5
+to 3 s. So that first draw is the player alone (and the step label), and the rest
+follows in a second run: the body fragment's timer starts it FIRST_DRAW_DEFER_SECONDS
+later, or any value the player sends first; that run is a full one, which draws the
+page whole and stops the timer. Later runs draw the page whole at once.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from viewer.state import step_key
 from viewer.text import plain
 
 LIVE_POLL_SECONDS: Final = 1.0
+FIRST_DRAW_DEFER_SECONDS: Final = 1.0  # the player's first draw in a session: the charts and equations this much later
+DRAWN_WHOLE: Final = "playback.drawn_whole"  # session: the player's first draw is done; the playback page is drawn whole from now on
 MAX_DEFAULT_SAMPLES: Final = 16
 CHART_CONFIG: Final = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -84,7 +94,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         st.session_state[f"{key}.jump_last"] = True  # one-shot, read inside the fragment
     if live:
         st.session_state[following_key] = play.follow
-    run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else None)
+    deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
+    run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else (FIRST_DRAW_DEFER_SECONDS if deferring else None))
 
     @st.fragment(run_every=run_every)
     def body() -> None:
@@ -92,6 +103,10 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             draw()
 
     def draw() -> None:
+        if deferring:
+            if st.session_state.get(DRAWN_WHOLE):
+                st.rerun()  # the rest's turn (the timer, or a value from the player): a full run draws the page whole, without the timer
+            st.session_state[DRAWN_WHOLE] = True  # set first: whatever happens below, the next run is the whole page
         now = loaders.info(handle)
         if live and now.status != "running":
             st.rerun()  # the writer finished or failed: redraw the header and stop polling
@@ -116,7 +131,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         else:
             i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
         on_step(i)
-        failing = failing_steps(handle, registry, now)
+        failing = failing_steps(handle, registry, now) if not deferring else {}
         if failing:
             st.plotly_chart(timeline_figure(now.rows, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
@@ -134,6 +149,9 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
+        if deferring:
+            st.caption("The scalar plots and the equations of this step follow in a moment.")
+            return
         st.plotly_chart(view.strips, config=CHART_CONFIG, key=f"{key}.strips")
         head, switch = st.columns([3, 1], vertical_alignment="bottom")
         head.markdown("#### The equations of this step")
