@@ -17,9 +17,12 @@ performance.now() time) this measures:
   that waited for a chunk not yet arrived: the frame shown stays), and blank panels
   (every panel's canvas looked at every 50 ms during play; target 0);
 - one scrub once every frame has arrived: the slider's input event to the frame painted
-  (two animation frames later), median and worst of 20 (target <= 50 ms);
-- the memory of the browser's processes (resident set, from /proc) once the DDPM trace's
-  frames are all loaded (target <= 300 MB for the page's renderer), as found and again after
+  (two animation frames later), median and worst of 20 (target <= 50 ms); and to the
+  frame drawn on the canvas (the player's own stats);
+- the memory of the browser's processes (resident set, from /proc) once the trace's frames
+  are all loaded (target <= 300 MB for the page's renderer with the DDPM trace): after the
+  play and the scrubs (the play's looks at every panel read the canvases back, garbage of
+  their own), and on a DDPM page loaded and left idle; as found and again after
   a forced garbage collection (CDP HeapProfiler.collectGarbage: what is live, without the
   garbage a collection has not reclaimed yet); and the page's JS heap (CDP
   Performance.getMetrics, Runtime.getHeapUsage: the V8 heap and the ArrayBuffer backing
@@ -222,7 +225,10 @@ def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     seconds = min(10.0, rows / REQUESTED + 0.5)
     played = frame.evaluate(PLAY_JS, [REQUESTED, seconds])
     frame.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=120_000)
+    frame.evaluate("() => { window.__noisescopePlayer.scrubLatencies.length = 0; }")
     scrubs = frame.evaluate(SCRUB_JS, [int(k * (rows - 1) / 19) for k in range(20)])
+    page.wait_for_timeout(200)
+    drawn = frame.evaluate("() => window.__noisescopePlayer.scrubLatencies.slice()") or [float("nan")]
     renderer, total = renderer_rss()
     mem = js_memory(page)
     times = [t for _, t in played["shown"]]
@@ -232,6 +238,7 @@ def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     return {"first_paint_ms": first_paint, "whole_ms": whole, "mem": mem, "achieved": (len(set(steps)) - 1) / span, "frames": len(steps),
             "median_ms": statistics.median(gaps) if gaps else float("nan"), "worst_ms": max(gaps, default=float("nan")),
             "stalls": played["stalls"], "unloaded": played["unloaded"], "blank": played["blank"], "checks": played["checks"], "scrub_median_ms": statistics.median(scrubs),
+            "drawn_median_ms": statistics.median(drawn), "drawn_worst_ms": max(drawn),
             "scrub_worst_ms": max(scrubs), "renderer_mb": renderer, "browser_mb": total}
 
 
@@ -273,9 +280,22 @@ def run(quick: bool) -> list[Ratio]:
                         f"frame interval median {r['median_ms']:.1f} ms, worst {r['worst_ms']:.1f} ms, {r['blank']} blank panels "
                         f"in {r['checks']} looks at every panel during play, "
                         f"{r['stalls']} ticks waiting for a chunk; scrub to frame painted median {r['scrub_median_ms']:.1f} ms, "
-                        f"worst {r['scrub_worst_ms']:.1f} ms; {memory_text(r['renderer_mb'], r['mem'])}; all chromium processes "
+                        f"worst {r['scrub_worst_ms']:.1f} ms (to the frame drawn: median {r['drawn_median_ms']:.1f} ms, worst {r['drawn_worst_ms']:.1f} ms); "
+                        f"{memory_text(r['renderer_mb'], r['mem'])}; all chromium processes "
                         f"{r['browser_mb']:.0f} MB")
                     page.close()
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                page.goto(f"{base}/?view=playback&trace=ddpm1000.h5", timeout=90_000)
+                player_frame(page).wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal",
+                                                     timeout=120_000)
+                page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)
+                page.wait_for_timeout(3000)
+                renderer, total = renderer_rss()
+                mem = js_memory(page)
+                load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+                _REPORT.append(f"- ddpm1000 loaded and left idle (no play, no scrub), load average {load}: {memory_text(renderer, mem)}; "
+                               f"all chromium processes {total:.0f} MB")
+                page.close()
             finally:
                 browser.close()
     return []
