@@ -8,16 +8,27 @@ performance.now() time) this measures:
 
 - first paint: from the request (page.goto) to the first frame drawn (target <= 2 s), the
   first player page of a fresh browser (its cache cold: Streamlit's scripts for
-  components and KaTeX are fetched then) and the next ones;
+  components and KaTeX are fetched then) and the next ones; and the page drawn whole (the
+  scalar strips plotted and the equations typeset: on a session's first draw they follow
+  the player, viewer/panels/playback.py);
 - play at a requested 30 steps a second once the page has drawn (the equations shown: the
   Streamlit page shares the iframe's main thread), frames possibly still arriving:
   distinct steps shown a second between the first and the last frame of the play (target >= 25), the median and worst interval between frames, stalls (ticks
   that waited for a chunk not yet arrived: the frame shown stays), and blank panels
   (every panel's canvas looked at every 50 ms during play; target 0);
 - one scrub once every frame has arrived: the slider's input event to the frame painted
-  (two animation frames later), median and worst of 20 (target <= 50 ms);
-- the memory of the browser's processes (resident set, from /proc) once the DDPM trace's
-  frames are all loaded (target <= 300 MB for the page's renderer).
+  (two animation frames later), median and worst of 20 (target <= 50 ms); and to the
+  frame drawn on the canvas (the player's own stats);
+- the memory of the browser's processes (resident set, from /proc) once the trace's frames
+  are all loaded (target <= 300 MB for the page's renderer with the DDPM trace): after the
+  play and the scrubs (the play's looks at every panel read the canvases back, garbage of
+  their own), and on a DDPM page loaded and left idle; as found and again after
+  a forced garbage collection (CDP HeapProfiler.collectGarbage: what is live, without the
+  garbage a collection has not reclaimed yet); and the page's JS heap (CDP
+  Performance.getMetrics, Runtime.getHeapUsage: the V8 heap and the ArrayBuffer backing
+  stores outside it, where the player's frames are). The player's iframe is same-origin: it
+  runs in the page's renderer, on its main thread and in its V8 isolate, so these numbers
+  cover the page and the player together.
 
 Nothing here is asserted; the numbers are printed with the machine's load average.
 Skipped (a line in the report) without chromium or playwright.
@@ -138,6 +149,31 @@ def renderer_rss() -> tuple[float, float]:
     return max((rss_mb(p) for p in renderers), default=0.0), sum(rss_mb(p) for p in pids)
 
 
+def js_memory(page: Any) -> dict[str, float]:
+    """The page's V8 heap (used, total) and ArrayBuffer backing stores in MB; and the renderer's RSS after a forced GC."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("Performance.enable")
+        metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        usage = cdp.send("Runtime.getHeapUsage")
+        cdp.send("HeapProfiler.collectGarbage")
+        page.wait_for_timeout(1000)
+        after = cdp.send("Runtime.getHeapUsage")
+        renderer_gc, _ = renderer_rss()
+    finally:
+        cdp.detach()
+    mb = 2**20
+    return {"heap_used_mb": metrics["JSHeapUsedSize"] / mb, "heap_total_mb": metrics["JSHeapTotalSize"] / mb,
+            "backing_mb": usage.get("backingStorageSize", 0) / mb, "heap_used_gc_mb": after["usedSize"] / mb,
+            "backing_gc_mb": after.get("backingStorageSize", 0) / mb, "renderer_gc_mb": renderer_gc}
+
+
+def memory_text(renderer: float, mem: dict[str, float]) -> str:
+    return (f"renderer RSS {renderer:.0f} MB ({mem['renderer_gc_mb']:.0f} MB after a forced GC), JS heap used {mem['heap_used_mb']:.1f} MB "
+            f"of {mem['heap_total_mb']:.1f} ({mem['heap_used_gc_mb']:.1f} after the GC), ArrayBuffer backing stores {mem['backing_mb']:.1f} MB "
+            f"({mem['backing_gc_mb']:.1f} after the GC)")
+
+
 def player_frame(page: Any, timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -183,19 +219,26 @@ def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     frame = player_frame(page)
     first_paint = frame.evaluate("() => performance.timeOrigin + window.__noisescopePlayer.firstPaint") - start_ms
     page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)  # the rest of the page drawn (same main thread)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=90_000, polling=20)
+    whole = time.time() * 1000 - start_ms
     page.wait_for_timeout(1000)
     seconds = min(10.0, rows / REQUESTED + 0.5)
     played = frame.evaluate(PLAY_JS, [REQUESTED, seconds])
     frame.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=120_000)
+    frame.evaluate("() => { window.__noisescopePlayer.scrubLatencies.length = 0; }")
     scrubs = frame.evaluate(SCRUB_JS, [int(k * (rows - 1) / 19) for k in range(20)])
+    page.wait_for_timeout(200)
+    drawn = frame.evaluate("() => window.__noisescopePlayer.scrubLatencies.slice()") or [float("nan")]
     renderer, total = renderer_rss()
+    mem = js_memory(page)
     times = [t for _, t in played["shown"]]
     steps = [i for i, _ in played["shown"]]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     span = (times[-1] - times[0]) / 1000 if len(times) > 1 else float("nan")
-    return {"first_paint_ms": first_paint, "achieved": (len(set(steps)) - 1) / span, "frames": len(steps),
+    return {"first_paint_ms": first_paint, "whole_ms": whole, "mem": mem, "achieved": (len(set(steps)) - 1) / span, "frames": len(steps),
             "median_ms": statistics.median(gaps) if gaps else float("nan"), "worst_ms": max(gaps, default=float("nan")),
             "stalls": played["stalls"], "unloaded": played["unloaded"], "blank": played["blank"], "checks": played["checks"], "scrub_median_ms": statistics.median(scrubs),
+            "drawn_median_ms": statistics.median(drawn), "drawn_worst_ms": max(drawn),
             "scrub_worst_ms": max(scrubs), "renderer_mb": renderer, "browser_mb": total}
 
 
@@ -223,21 +266,36 @@ def run(quick: bool) -> list[Ratio]:
                 page.get_by_text("distinct timesteps").first.wait_for(timeout=90_000)
                 page.wait_for_timeout(3000)
                 baseline, _ = renderer_rss()
+                mem = js_memory(page)
                 page.close()
-                _REPORT.append(f"- baseline: the Schedule page (Streamlit and plotly, no player) has a renderer RSS of {baseline:.0f} MB")
+                _REPORT.append(f"- baseline: the Schedule page (Streamlit and plotly, no player): {memory_text(baseline, mem)}")
                 for name, rows, cache in (("ddim50", 50, "cold"), ("ddim50", 50, "warm"), ("ddpm1000", 1000, "warm")):
                     page = browser.new_page(viewport={"width": 1400, "height": 1400})
                     r = measure(page, base, name, rows)
                     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
                     _REPORT.append(
                         f"- {name} ({rows} steps, browser cache {cache}), load average {load} ({os.cpu_count()} cores): first frame {r['first_paint_ms']:.0f} ms "
-                        f"after the request; play at {REQUESTED} steps/s requested: {r['achieved']:.1f} distinct steps/s achieved, "
+                        f"after the request, the page drawn whole after {r['whole_ms']:.0f} ms; play at {REQUESTED} steps/s requested: "
+                        f"{r['achieved']:.1f} distinct steps/s achieved, "
                         f"frame interval median {r['median_ms']:.1f} ms, worst {r['worst_ms']:.1f} ms, {r['blank']} blank panels "
                         f"in {r['checks']} looks at every panel during play, "
                         f"{r['stalls']} ticks waiting for a chunk; scrub to frame painted median {r['scrub_median_ms']:.1f} ms, "
-                        f"worst {r['scrub_worst_ms']:.1f} ms; renderer RSS {r['renderer_mb']:.0f} MB (all chromium processes "
-                        f"{r['browser_mb']:.0f} MB)")
+                        f"worst {r['scrub_worst_ms']:.1f} ms (to the frame drawn: median {r['drawn_median_ms']:.1f} ms, worst {r['drawn_worst_ms']:.1f} ms); "
+                        f"{memory_text(r['renderer_mb'], r['mem'])}; all chromium processes "
+                        f"{r['browser_mb']:.0f} MB")
                     page.close()
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                page.goto(f"{base}/?view=playback&trace=ddpm1000.h5", timeout=90_000)
+                player_frame(page).wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal",
+                                                     timeout=120_000)
+                page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)
+                page.wait_for_timeout(3000)
+                renderer, total = renderer_rss()
+                mem = js_memory(page)
+                load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+                _REPORT.append(f"- ddpm1000 loaded and left idle (no play, no scrub), load average {load}: {memory_text(renderer, mem)}; "
+                               f"all chromium processes {total:.0f} MB")
+                page.close()
             finally:
                 browser.close()
     return []

@@ -23,6 +23,7 @@ from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer import symbols
 from viewer.equations_panel import load_registry
+from viewer.panels.playback import DRAWN_WHOLE
 from viewer.paths import ROOTS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,7 @@ APP = ROOT / "viewer" / "app.py"
 def run_app(**query: str) -> AppTest:
     """The app run once under AppTest with these URL query parameters."""
     at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state[DRAWN_WHOLE] = True  # the playback page whole from the first run (its two-phase first draw: tested below)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()
@@ -112,6 +114,29 @@ def test_the_tensors_picker_offers_guidance_delta_unpicked_and_no_z_where_sigma_
     assert "noise" not in options and not [o for o in options if "guidance_delta" in o] and "eps" in options
     ddpm = traces.name(traces.images_ddpm)
     assert "noise" in app(view="playback", trace=ddpm).sidebar.multiselect(key=f"step:{ddpm}.tensors").options  # σ > 0 but at the end
+
+
+def test_a_sessions_first_playback_draw_is_the_player_alone_and_a_second_run_draws_the_rest(traces: Traces, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The player shares the browser's main thread with the page: on a session's first draw the plotly charts and
+    KaTeX equations wait for a second run (the body fragment's timer or the player's first value start it), which
+    draws the page whole; later runs draw it whole at once."""
+    monkeypatch.setenv(ROOTS_ENV, str(traces.root))
+    name = traces.name(traces.images_ddim)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["view"], at.query_params["trace"] = "playback", name
+    at.run()
+    no_failures(at)
+    assert step_label(at).startswith("**Step 1 of ")
+    assert not at.get("plotly_chart") and "#### The equations of this step" not in texts(at)
+    assert any("follow in a moment" in c.value for c in at.caption)
+    assert at.session_state[DRAWN_WHOLE]
+    at.run()  # what the fragment's rerun starts: a full run
+    no_failures(at)
+    assert len(at.get("plotly_chart")) == 1 and "#### The equations of this step" in texts(at)
+    assert not any("follow in a moment" in c.value for c in at.caption)
+    at.session_state[f"step:{name}.player"] = {"step": 4, "seq": 1}
+    at.run()
+    assert step_label(at).startswith("**Step 5 of ") and len(at.get("plotly_chart")) == 1
 
 
 def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> None:

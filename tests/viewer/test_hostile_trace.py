@@ -23,6 +23,7 @@ from tests.viewer.hostile import FILE_NAME, RECOVERED_FROM, URL, Hostile, make_h
 from tests.viewer.markdown_text import code_spans
 from tracer.trace.reader import open_trace
 from viewer.describe import distinguishing_labels
+from viewer.panels.playback import DRAWN_WHOLE
 from viewer.paths import ROOTS_ENV
 from viewer.text import plain, plotly_text
 
@@ -43,6 +44,7 @@ def app(hostile: Hostile, monkeypatch: pytest.MonkeyPatch):
 
     def run(**query: str) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=60)
+        at.session_state[DRAWN_WHOLE] = True  # the playback page whole from the first run (not the player alone, then the rest)
         for key, value in query.items():
             at.query_params[key] = value
         return at.run()

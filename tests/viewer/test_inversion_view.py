@@ -28,6 +28,7 @@ from viewer.figures.inversion import (
     state_error,
     states,
 )
+from viewer.panels.playback import DRAWN_WHOLE
 from viewer.paths import ROOTS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +98,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_app(root: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
     monkeypatch.setenv(ROOTS_ENV, str(root))
     at = AppTest.from_file(str(APP), default_timeout=60)
+    at.session_state[DRAWN_WHOLE] = True  # the playback page whole from the first run (not the player alone, then the rest)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()

@@ -8,6 +8,14 @@ still being written keeps the server-side scrubber: while playing, or while a li
 trace is followed, the body is a Streamlit fragment that reruns on a timer (the scrubber
 moves on, or jumps to the newest committed step), so new steps show as they commit.
 Derived tensors (guidance_delta: eps_cond − eps_uncond) play like recorded ones.
+
+The player shares the browser's main thread with the page (its iframe is same-origin):
+on a session's first draw, the page's plotly charts (the first one evaluates plotly.js,
+about 0.9 s of main thread) and KaTeX equations would hold its first frame back by 1.5
+to 3 s. So that first draw is the player alone (and the step label), and the rest
+follows in a second run: the player sends its step once its first frame is up, or the
+body fragment's timer (FIRST_DRAW_DEFER_SECONDS) fires; that run is a full one, which
+draws the page whole and stops the timer. Later runs draw the page whole at once.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from viewer.state import step_key
 from viewer.text import plain
 
 LIVE_POLL_SECONDS: Final = 1.0
+FIRST_DRAW_DEFER_SECONDS: Final = 3.0  # the charts and equations of a session's first draw, at the latest (the player's first frame starts them)
+DRAWN_WHOLE: Final = "playback.drawn_whole"  # session: the player's first draw is done; the playback page is drawn whole from now on
 MAX_DEFAULT_SAMPLES: Final = 16
 CHART_CONFIG: Final = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -98,7 +108,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         st.session_state[f"{key}.jump_last"] = True  # one-shot, read inside the fragment
     if live:
         st.session_state[following_key] = play.follow
-    run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else None)
+    deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
+    run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else (FIRST_DRAW_DEFER_SECONDS if deferring else None))
 
     @st.fragment(run_every=run_every)
     def body() -> None:
@@ -106,6 +117,10 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             draw()
 
     def draw() -> None:
+        if deferring:
+            if st.session_state.get(DRAWN_WHOLE):
+                st.rerun()  # the rest's turn (the timer, or a value from the player): a full run draws the page whole, without the timer
+            st.session_state[DRAWN_WHOLE] = True  # set first: whatever happens below, the next run is the whole page
         now = loaders.info(handle)
         if live and now.status != "running":
             st.rerun()  # the writer finished or failed: redraw the header and stop polling
@@ -134,7 +149,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         else:
             i = scrubber_ui(key, t, follow=(live and play.follow and not play.playing) or jump_to_last)
         on_step(i)
-        failing = failing_steps(handle, registry, now)
+        failing = failing_steps(handle, registry, now) if not deferring else {}
         if failing:
             st.plotly_chart(timeline_figure(t, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
             bad = sorted({s for steps in failing.values() for s in steps})
@@ -152,6 +167,9 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
+        if deferring:
+            st.caption("The scalar plots and the equations of this step follow in a moment.")
+            return
         if not in_browser:  # the player dims z itself at the steps where sigma = 0
             for note in view.notes:
                 st.caption(note)
