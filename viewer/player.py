@@ -17,6 +17,7 @@ background thread, so a long trace starts playing before every frame has arrived
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -288,6 +289,8 @@ def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], Chunk],
     """
     folder = root / key
     if (folder / "done").exists():
+        with contextlib.suppress(OSError):
+            os.utime(folder)  # in use: the newest, so pruning (oldest first) keeps it while a page may fetch from it
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     bounds = chunks(rows)

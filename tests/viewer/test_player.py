@@ -5,6 +5,7 @@ real traces (read back and decoded)."""
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -152,7 +153,9 @@ def test_write_frames_writes_every_chunk_and_the_final_one(tmp_path: Path) -> No
     assert sheet.shape == (10 * layout["height"], layout["width"])  # steps 50..59 stacked
     assert sheet[0, 0] == player.encode(np.array(0.5), -1, 1)
     assert json.loads((folder / "chunk_2.json").read_text())["steps"] == 10
+    os.utime(folder, (1, 1))  # as if written long ago
     assert player.write_frames("k", 60, read_chunk, final, root=tmp_path, background=False) == folder  # reused
+    assert folder.stat().st_mtime > 1  # and marked as in use: pruning, oldest first, keeps it
 
 
 def test_an_image_track_of_a_real_trace_writes_frames_the_browser_can_decode(traces: Traces, tmp_path: Path,
