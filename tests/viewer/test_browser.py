@@ -198,6 +198,13 @@ def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(se
         assert blank == 0  # every panel has something drawn
         player.locator("canvas.img").first.hover(position={"x": 2, "y": 2})  # sample #0's top-left pixel
         expect(player.locator("#tip")).to_contain_text("sample #0 · pixel (0, 0) · x_t ≈")
+        page.set_viewport_size({"width": 1024, "height": 900})  # a small screen: the panels wrap, the tiles stay readable
+        player.wait_for_function("() => document.body.clientWidth < 800", timeout=10_000)
+        page.wait_for_timeout(300)  # the player's resize handler lays the panels out again
+        widths = player.evaluate("() => Array.from(document.querySelectorAll('canvas.img')).map(c => [c.getBoundingClientRect().width, c.getBoundingClientRect().right])")
+        width = player.evaluate("() => document.body.clientWidth")
+        assert all(w / 35 >= 3 and right <= width + 1 for w, right in widths), (widths, width)  # 4 tiles of 8 px + 3 gaps, >= 3 px a pixel, none cut off
+        page.set_viewport_size({"width": 1400, "height": 1600})
         player.locator("#every").select_option("5")
         player.locator("body").press("Home")
         player.get_by_role("button", name="Next").click()
