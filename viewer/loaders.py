@@ -9,8 +9,9 @@
 - One step's tensors are read on demand (one chunk per tensor) and never cached, so
   memory does not grow with the number of steps visited or with the trace's length.
 - The tensors the viewer derives (viewer/symbols.py DERIVED: guidance_delta =
-  eps_cond - eps_uncond) are computed here, from the two rows, wherever a recorded
-  tensor would be read (``step_tensors``, ``colour_ranges``): nowhere else.
+  eps_cond - eps_uncond; x_t_scaled = x_t / sqrt(1 + sigma_t^2) of a sigma-space
+  trace) are computed here (``read_step``), from the rows and the step's scalars,
+  wherever a recorded tensor would be read (``step_tensors``, ``colour_ranges``): nowhere else.
 
 Nothing here computes the diffusion math; statistics are summaries for the plots.
 """
@@ -29,6 +30,7 @@ import streamlit as st
 
 from tracer.trace import schema
 from tracer.trace.reader import Trace, TraceError, open_trace
+from viewer.noise import nearest, noise_level
 from viewer.symbols import DERIVED
 
 COLOUR_PROBE_STEPS = 12  # steps sampled to fix a tensor's colour range for the whole trace
@@ -53,6 +55,7 @@ class TraceInfo:
     schedule_T: int | None
     created: str
     recovered_from: str | None
+    scalar_names: tuple[str, ...] = ()  # the per-step scalars of its steps series (sigma_t, t_flow, ...)
 
     @property
     def is_2d(self) -> bool:
@@ -124,6 +127,8 @@ def _static(handle: TraceHandle) -> dict[str, Any]:
         "sample_shape": trace.sample_shape,
         "batch": trace.batch_size,
         "tensors": tuple(trace.tensor_names(schema.STEPS)),
+        "scalar_names": tuple(n for n in trace.field_names(schema.STEPS) if n not in trace.tensor_names(schema.STEPS))
+        if trace.kind == "sampling" else (),
         "tensor_dtype": trace.tensor_dtype,
         "config": trace.config,
         "schedule_T": None if schedule is None else schedule.T,
@@ -160,22 +165,48 @@ def read_row(handle: TraceHandle, name: str, i: int, rows: int, series: str = sc
         return handle.trace.tensor(name, i, series)
 
 
-def derivable(present: Sequence[str]) -> tuple[str, ...]:
-    """The derived tensors (symbols.DERIVED) a trace whose step tensors are ``present`` can show: those it records both terms of."""
-    return tuple(name for name, derived in DERIVED.items() if all(term in present for term in derived.terms))
+def derivable(present: Sequence[str], scalars: Sequence[str] = ()) -> tuple[str, ...]:
+    """The derived tensors (symbols.DERIVED) a trace can show: those whose every term is among its step tensors
+    ``present`` and every scalar among its per-step ``scalars`` (x_t_scaled needs sigma_t: sigma-space traces only)."""
+    return tuple(name for name, derived in DERIVED.items()
+                 if all(term in present for term in derived.terms) and all(name in scalars for name in derived.scalars))
+
+
+def scalar_at(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS) -> float:
+    """Row ``i`` of a per-step scalar; the column is read once per handle and again only when a live trace grows past it."""
+    if not 0 <= i < rows:
+        raise IndexError(f"step {i} is out of range: {rows} steps recorded")
+    with handle.lock:
+        key = ("column", series, name)
+        column = handle.memo.get(key)
+        if column is None or len(column) <= i:
+            column = handle.memo[key] = np.asarray(handle.trace.column(name, series), dtype=np.float64)
+        return float(column[i])
+
+
+def derive(name: str, terms: Sequence[np.ndarray], scalars: Sequence[float]) -> np.ndarray:
+    """A derived tensor (symbols.DERIVED[name]) from its terms' rows and its scalars' values at the step, float32."""
+    op = DERIVED[name].op
+    if op == "difference":
+        return (terms[0] - terms[1]).astype(np.float32)
+    if op == "vp_input":  # x_t / sqrt(1 + sigma_t^2), in float64 (sigma_t up to ~160)
+        return (terms[0].astype(np.float64) / np.sqrt(1.0 + scalars[0] ** 2)).astype(np.float32)
+    raise ValueError(f"unknown derived tensor operation {op!r}")
 
 
 def read_step(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS,
               read: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """Row ``i`` of a recorded tensor (``read_row``), or of a derived one: the difference of its two terms' rows, float32.
+    """Row ``i`` of a recorded tensor (``read_row``), or of a derived one (``derive``: from its terms' rows and the
+    step's scalars), float32.
 
     ``read`` keeps the rows already read in one call (eps_cond shown beside guidance_delta is read once).
     """
     read = {} if read is None else read
     if name not in read:
         if name in DERIVED:
-            a, b = (read_step(handle, term, i, rows, series, read) for term in DERIVED[name].terms)
-            read[name] = a - b
+            derived = DERIVED[name]
+            terms = [read_step(handle, term, i, rows, series, read) for term in derived.terms]
+            read[name] = derive(name, terms, [scalar_at(handle, s, i, rows, series) for s in derived.scalars])
         else:
             read[name] = read_row(handle, name, i, rows, series)
     return read[name]
@@ -265,12 +296,13 @@ def colour_ranges(path: str, inode: int, rows: int, names: tuple[str, ...], seri
 def step_tensors(handle: TraceHandle, i: int, names: Sequence[str], samples: Sequence[int], rows: int) -> dict[str, np.ndarray]:
     """Step tensors of row ``i`` (of ``rows`` committed) for the chosen samples, [N, *D] float32: one chunk each, not cached.
 
-    A derived name (``derivable``: guidance_delta of a guided trace) is the difference of its two terms' rows;
+    A derived name (``derivable``: guidance_delta of a guided trace, x_t_scaled of a sigma-space one) is computed by ``read_step``;
     a name the trace neither records nor can derive is left out.
     """
     index = np.asarray(samples, dtype=np.int64)
-    present = static_info(handle)["tensors"]
-    shown = set(present) | set(derivable(present))
+    static = static_info(handle)
+    present = static["tensors"]
+    shown = set(present) | set(derivable(present, static["scalar_names"]))
     read: dict[str, np.ndarray] = {}
     return {name: read_step(handle, name, i, rows, read=read)[index] for name in names if name in shown}
 
@@ -283,26 +315,35 @@ def trajectory(path: str, inode: int, rows: int, name: str = "x_t") -> np.ndarra
         return np.asarray(handle.trace.column(name)[:rows], dtype=np.float32)
 
 
-def nearest_steps(t_ref: np.ndarray, t_other: np.ndarray) -> np.ndarray:
-    """For each timestep of the reference, the step of the other trace whose t is closest (ties: the earlier step)."""
-    if t_other.size == 0:
-        return np.zeros(t_ref.shape, dtype=np.int64)
-    gaps = np.abs(t_ref.astype(np.int64)[:, None] - t_other.astype(np.int64)[None, :])
-    return np.argmin(gaps, axis=1)
+def nearest_steps(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """For each value of the reference (a t, or a noise level), the step of the other trace whose value is closest
+    (ties: the earlier step; viewer/noise.py ``nearest``)."""
+    return nearest(ref, other)
+
+
+def step_levels(path: str, inode: int, rows: int, measure: str | None) -> np.ndarray | None:
+    """Each step's noise level in ``measure`` (viewer/noise.py) from its recorded alpha_bar_t; None where the trace does not
+    record alpha_bar_t, or ``measure`` is None."""
+    alpha_bar = scalars(path, inode, rows).get("alpha_bar_t") if measure is not None else None
+    return None if alpha_bar is None or measure is None else noise_level(alpha_bar, measure)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def aligned_distance(
-    path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int, name: str
+    path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int, name: str, measure: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(t of A, distance) over A's steps: mean over the batch of ||A_i - B_j|| / sqrt(d), j the step of B nearest in t.
+    """(x of A, distance) over A's steps: mean over the batch of ||A_i - B_j|| / sqrt(d), j the step of B nearest to A's
+    step i in noise level ``measure`` (log_snr, sigma, flow_t: viewer/noise.py, from alpha_bar_t), x A's level in it;
+    by t (x the t of A) where ``measure`` is None or a trace lacks alpha_bar_t.
 
     Batches of different sizes are compared over their common leading samples.
     """
     handle_a, handle_b = _handle(path_a, inode_a), _handle(path_b, inode_b)
-    t_a = scalars(path_a, inode_a, rows_a)["t"]
-    t_b = scalars(path_b, inode_b, rows_b)["t"]
-    match = nearest_steps(t_a, t_b)
+    level_a, level_b = step_levels(path_a, inode_a, rows_a, measure), step_levels(path_b, inode_b, rows_b, measure)
+    if level_a is None or level_b is None:
+        level_a = scalars(path_a, inode_a, rows_a)["t"]
+        level_b = scalars(path_b, inode_b, rows_b)["t"]
+    match = nearest_steps(level_a, level_b)
     distance = np.full(rows_a, np.nan)
     for i in range(rows_a):
         a = read_row(handle_a, name, i, rows_a).astype(np.float64)
@@ -312,7 +353,7 @@ def aligned_distance(
             raise TraceError(f"{name} has shape {a.shape[1:]} in one trace and {b.shape[1:]} in the other: they cannot be compared")
         diff = (a[:n] - b[:n]).reshape(n, -1)
         distance[i] = float(np.mean(np.linalg.norm(diff, axis=1) / np.sqrt(diff.shape[1])))
-    return t_a, distance
+    return level_a, distance
 
 
 # -- training traces -------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 ``step_view`` is the whole server-side cost of moving the scrubber (besides the
 equations): one chunk read per tensor shown, cached O(steps) summaries, and the figure
 builders. benchmarks/bench_viewer.py times exactly this path. Also here: which tensors
-the picker offers and shows by default (``offered_tensors``, ``default_tensors``), and
-the notes a step's view carries (z left out where σ = 0).
+the picker offers and shows by default (``offered_tensors``, ``default_tensors``: x_t_scaled in x_t's place
+in sigma space), the scalar plots of each family (``strip_series``), and the notes a step's view carries (z left out
+where σ = 0).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ COLOUR_MODES: Final[dict[str, str]] = {
     "step": "per step (jumps)",
 }
 SCALAR_PLOTS: Final = ("alpha_bar_t", "sigma", "std_x_t", "rms_eps")
+# A trace's own noise level, where it records one: sigma_t (sigma space: x_t = x0 + sigma_t eps), t_flow (flow: x_t =
+# (1 - t) x0 + t eps). Plotted beside alpha_bar_t, in place of sigma (the std of the noise a step adds) where that is 0.
+LEVEL_PLOTS: Final = ("sigma_t", "t_flow")
+SCALED: Final = "x_t_scaled"  # symbols.DERIVED: x_t / sqrt(1 + sigma_t^2), shown for x_t by default in sigma space
 Z: Final = schema.field(schema.STEPS, "noise").name  # z, the noise a step draws
 SIGMA: Final = schema.field(schema.STEPS, "sigma").name  # the std of the noise it adds: sigma z
 Z_UNUSED: Final = "z is not shown at this step: σ = 0, so σ z adds nothing (DDIM with η = 0, or the last step)."
@@ -67,17 +72,43 @@ def z_never_used(info: loaders.TraceInfo) -> bool:
     return sigma is not None and sigma.size > 0 and bool(np.all(sigma == 0))
 
 
-def default_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
+def recorded_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
     """Every step tensor the trace has, in reading order (eps_cond and eps_uncond only when guided), but z where σ is 0
     at every step (``z_never_used``)."""
     unused = z_never_used(info)
     return tuple(name for name in IMAGE_TENSORS if name in info.tensors and not (name == Z and unused))
 
 
+def default_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
+    """``recorded_tensors``, but in a sigma-space trace x_t_scaled in x_t's place: its x_t = x0 + σ_t ε reaches |x| ~ 150,
+    all saturated on the data range, and x_t / √(1 + σ_t²) is the same state on the data scale (the network's input)."""
+    scaled = SCALED in derivable_tensors(info)
+    return tuple(SCALED if name == "x_t" and scaled else name for name in recorded_tensors(info))
+
+
+def derivable_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
+    """The derived tensors (symbols.DERIVED) the trace's tensors and scalars allow."""
+    return loaders.derivable(info.tensors, info.scalar_names)
+
+
 def offered_tensors(info: loaders.TraceInfo) -> tuple[str, ...]:
-    """The Tensors picker's options: ``default_tensors``, then those the viewer derives from them (guidance_delta
-    when guided, symbols.DERIVED), which are not shown until picked."""
-    return (*default_tensors(info), *loaders.derivable(info.tensors))
+    """The Tensors picker's options: ``default_tensors``, then x_t where x_t_scaled took its place, then the other
+    tensors the viewer derives (guidance_delta when guided, symbols.DERIVED), which are not shown until picked."""
+    shown = default_tensors(info)
+    return tuple(dict.fromkeys((*shown, *recorded_tensors(info), *derivable_tensors(info))))
+
+
+def strip_series(scalars: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The scalar plots: alpha_bar_t; the trace's own noise level (sigma_t in sigma space, t_flow for flow) where it records
+    one; sigma (the std of the noise a step adds) unless that level took its place because sigma is 0 at every step
+    (a deterministic sigma-space or flow sampler); the std of x_t and the RMS of eps."""
+    levels = [name for name in LEVEL_PLOTS if name in scalars]
+    sigma = scalars.get(SIGMA)
+    sigma_zero = sigma is not None and bool(np.all(np.asarray(sigma) == 0))
+    names = ["alpha_bar_t", *levels, *([SIGMA] if not (levels and sigma_zero) else [])]
+    out = {name: scalars[name] for name in names if name in scalars}
+    out.update(stats)
+    return out
 
 
 def value_range(name: str, images: np.ndarray, mode: ColourMode, fixed: dict[str, tuple[float, float]]) -> tuple[float, float]:
@@ -104,9 +135,7 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
         scalars={name: float(values[i]) for name, values in scalars.items()},
     )
     stats = loaders.step_stats(handle, rows)
-    strips: dict[str, np.ndarray] = {name: scalars[name] for name in ("alpha_bar_t", "sigma") if name in scalars}
-    strips.update(stats)
-    view.strips = scalar_strips_figure(strips, t, i)
+    view.strips = scalar_strips_figure(strip_series(scalars, stats), t, i)
     if info.is_2d and not draw_images:
         return view  # the browser's player draws the points
     if info.is_2d:
@@ -118,7 +147,7 @@ def step_view(handle: loaders.TraceHandle, info: loaders.TraceInfo, i: int, disp
         view.points = point_cloud_figure(history[i], past, x0_now, display.x0_mode, bounds,
                                          title=f"x<sub>t</sub> at t = {view.t} (step {i + 1} of {rows})")
         return view
-    shown = set(info.tensors) | set(loaders.derivable(info.tensors))
+    shown = set(info.tensors) | set(derivable_tensors(info))
     names = [name for name in display.tensors if name in shown]
     if Z in names and SIGMA in scalars and scalars[SIGMA][i] == 0:
         names.remove(Z)

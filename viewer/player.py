@@ -6,7 +6,7 @@ range [-1, 1], saturating beyond it; noise-like ones on their own symmetric rang
 PNG writer (grey: one index a pixel, coloured in the page; RGB: each channel encoded
 alike), 2-D point clouds as 16-bit coordinates on the trace's fixed extent, the
 chunking of the steps, the share of saturated values, the timeline that lines traces
-up by noise level (Compare plays every trace at the same noise level), and how the
+up by noise level in the measure the user picks (viewer/noise.py; Compare plays every trace at the same noise level), and how the
 value the component sends back is read.
 
 ``write_frames`` writes two files per chunk (the payload, a PNG sheet or the points'
@@ -35,6 +35,7 @@ from typing import Any, Final
 import numpy as np
 
 from viewer.figures.images import DIVERGING, GREY, grid_columns, mosaic
+from viewer.noise import nearest, noise_level
 from viewer.symbols import is_noise_like
 
 CHUNK_STEPS: Final = 25  # steps a chunk file holds
@@ -190,19 +191,20 @@ def points_chunk(steps: Sequence[np.ndarray], bounds: tuple[float, float, float,
 
 
 def log_snr(alpha_bar: np.ndarray) -> np.ndarray:
-    """log(alpha_bar / (1 - alpha_bar)): the noise level lined up across traces (+inf where alpha_bar = 1, -inf where 0)."""
-    a = np.asarray(alpha_bar, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.log(a) - np.log1p(-a)
+    """log(alpha_bar / (1 - alpha_bar)): the default noise level lined up across traces (+inf where alpha_bar = 1, -inf where 0)."""
+    return noise_level(alpha_bar, "log_snr")
 
 
-def timeline(levels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def timeline(levels: Sequence[np.ndarray], noisy_high: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Line traces up by noise level: every distinct level any trace visits, noisiest first, and each trace's step nearest to it.
 
-    ``levels[k]`` is trace k's log-SNR per step. Returns (steps [P, K] int, level [P]): at position p trace k shows
-    step ``steps[p, k]``. A trace with no steps maps to -1. Levels closer than 1e-9 count as one.
+    ``levels[k]`` is trace k's noise level per step in one measure (viewer/noise.py): log SNR by default, where lower is
+    noisier; ``noisy_high`` for a measure where higher is noisier (sigma, flow time). Returns (steps [P, K] int,
+    level [P]): at position p trace k shows step ``steps[p, k]``. A trace with no steps maps to -1. Levels closer than
+    1e-9 count as one.
     """
-    finite = [np.asarray(v, dtype=np.float64) for v in levels]
+    sign = -1.0 if noisy_high else 1.0
+    finite = [sign * np.asarray(v, dtype=np.float64) for v in levels]
     every = np.concatenate([v for v in finite if v.size]) if any(v.size for v in finite) else np.zeros(0)
     every = np.sort(every[~np.isnan(every)])
     if every.size:
@@ -211,13 +213,9 @@ def timeline(levels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         every = every[keep]
     steps = np.full((every.size, len(finite)), -1, dtype=np.int64)
     for k, v in enumerate(finite):
-        if not v.size:
-            continue
-        with np.errstate(invalid="ignore"):
-            distance = np.abs(v[None, :] - every[:, None])
-        distance = np.where(np.isnan(distance), 0.0, distance)  # inf - inf: the same level (alpha_bar 0 or 1)
-        steps[:, k] = np.argmin(distance, axis=1)
-    return steps, every
+        if v.size:
+            steps[:, k] = nearest(every, v)
+    return steps, sign * every
 
 
 def frames_key(*parts: Any) -> str:

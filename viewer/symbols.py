@@ -2,8 +2,8 @@
 
 The symbols of trace fields come from the schema (tracer/trace/schema.py, FIELDS); the
 names only the viewer computes (log_snr, std_x_t, rms_eps) have theirs here, and so do
-the tensors it derives from a trace's step tensors (``DERIVED``: guidance_delta, which
-viewer/loaders.py computes) and which names are noise-like (``is_noise_like``).
+the tensors it derives from a trace's step tensors and scalars (``DERIVED``: guidance_delta,
+x_t_scaled, which viewer/loaders.py computes) and which names are noise-like (``is_noise_like``).
 
 The same name everywhere: the code says ``x0_pred``, the trace holds
 ``steps/x0_pred``, and the screen shows \\(\\hat x_0\\) with the name beside it.
@@ -12,28 +12,44 @@ The same name everywhere: the code says ``x0_pred``, the trace holds
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from tracer.trace import schema
 from viewer.text import plain, plotly_text
 
 
+DerivedOp = Literal["difference", "vp_input"]
+
+
 @dataclass(frozen=True)
 class Derived:
-    """A step tensor the viewer derives from two tensors a trace records: ``terms[0] - terms[1]`` (viewer/loaders.py computes it)."""
+    """A step tensor the viewer derives from what a trace records (viewer/loaders.py ``read_step`` computes it, nowhere else).
 
-    terms: tuple[str, str]
+    ``op`` says how: ``difference`` is ``terms[0] - terms[1]``; ``vp_input`` is ``terms[0] / sqrt(1 + scalars[0]^2)``.
+    ``terms`` are step tensors, ``scalars`` per-step scalars; a trace lacking any of them is not offered it.
+    """
+
+    terms: tuple[str, ...]
     latex: str
     html: str
     text: str  # the symbol in plain text, for the picker
     meaning: str
+    op: DerivedOp = "difference"
+    scalars: tuple[str, ...] = ()
+    noise_like: bool = True  # drawn on a diverging scale of its own symmetric range; else image-like (grey, data range)
 
 
-# The viewer's derived step tensors; each a difference of noise-like tensors, so noise-like itself.
+# The viewer's derived step tensors.
 DERIVED: Final[dict[str, Derived]] = {
     "guidance_delta": Derived(("eps_cond", "eps_uncond"), r"\epsilon_{\mathrm{cond}} - \epsilon_{\mathrm{uncond}}",
                               "ε<sub>cond</sub> − ε<sub>uncond</sub>", "ε_cond − ε_uncond",
                               "what guidance scales: ε = ε_uncond + s (ε_cond − ε_uncond)"),
+    # A sigma-space state x = x0 + sigma eps reaches |x| ~ 150 at the first step; divided by sqrt(1 + sigma^2) it is the
+    # VP x_t the network sees (Karras et al. 2022, Table 1, VP), on the data scale.
+    "x_t_scaled": Derived(("x_t",), r"x_t / \sqrt{1 + \sigma_t^2}", "x<sub>t</sub>/√(1 + σ<sub>t</sub><sup>2</sup>)",
+                          "x_t / √(1 + σ_t²)",
+                          "the network's input, the VP state: x_t = x0 + σ_t ε scaled onto the data range",
+                          op="vp_input", scalars=("sigma_t",), noise_like=False),
 }
 
 # Names the viewer computes and labels that are not trace fields.
@@ -57,8 +73,8 @@ HTML: Final[dict[str, str]] = {**{f.name: f.html for f in map(schema.named, sche
 
 def is_noise_like(name: str) -> bool:
     """Whether ``name`` is drawn as noise (a diverging scale on a symmetric range): the schema's display class "noise",
-    and every derived tensor (a difference of two noise-like ones)."""
-    return schema.display_class(name) == "noise" or name in DERIVED
+    and the noise-like derived tensors (guidance_delta, a difference of two noise-like ones; not x_t_scaled)."""
+    return schema.display_class(name) == "noise" or (name in DERIVED and DERIVED[name].noise_like)
 
 
 def latex(name: str) -> str:

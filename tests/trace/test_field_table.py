@@ -188,9 +188,11 @@ def test_the_viewer_takes_labels_and_colour_classes_from_the_table() -> None:
         assert symbols.HTML[name] == schema.named(name).html  # type: ignore[union-attr]
         assert colours_for(name) is (DIVERGING if schema.display_class(name) == "noise" else GREY)
     assert not set(symbols.VIEWER_LATEX) & set(schema.names())  # the viewer's own names are not trace fields
-    assert NOISE_LIKE == {name for name in schema.names() if schema.display_class(name) == "noise"} | set(symbols.DERIVED) | {"difference"}
+    noise_derived = {name for name, d in symbols.DERIVED.items() if d.noise_like}
+    assert NOISE_LIKE == {name for name in schema.names() if schema.display_class(name) == "noise"} | noise_derived | {"difference"}
     assert not set(symbols.DERIVED) & set(schema.names())  # derived names are the viewer's, not trace fields
     assert all(set(d.terms) <= set(schema.names_of(schema.STEPS)) for d in symbols.DERIVED.values())  # made of step tensors
+    assert all(schema.field(schema.STEPS, s).shape == "scalar" for d in symbols.DERIVED.values() for s in d.scalars)  # and step scalars
     assert IMAGE_TENSORS == ("x_t", "eps", "eps_cond", "eps_uncond", "x0_pred", "x0_pred_raw", "noise", "model_output",
                              "model_output_cond", "model_output_uncond", "model_output_cfg", "x_hat", "x_euler", "eps_2", "x0_pred_2",
                              "x0_pred_prev")

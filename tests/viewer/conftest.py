@@ -2,6 +2,8 @@
 
 - 2-D point clouds: DDPM (T = 50, 50 steps) and DDIM (10 steps) from the same x_T.
 - 1x8x8 images: DDPM, DDIM, and DDIM with classifier-free guidance (s = 3, two classes).
+- three sampler families from the same x_T (families/): DDIM 50, Heun 25 (sigma space) and flow Euler 50 (a flow
+  schedule and the exact Gaussian velocity of the same data), for Compare by noise level.
 - a training trace written with TraceWriter in the layout of tracer/training.py.
 - bad files: corrupt bytes, a foreign HDF5 file, a truncated trace.
 Everything lives under one folder, the allowed root the app is started with.
@@ -20,7 +22,7 @@ import pytest
 import torch
 
 from tracer.samplers.config import SamplerConfig
-from tracer.models.analytic import GaussianOracle
+from tracer.models.analytic import GaussianOracle, GaussianVelocity
 from tracer.recording import record_run
 from tracer.samplers.loop import initial_noise
 from tracer.schedules import make_schedule
@@ -39,6 +41,9 @@ class Traces:
     images_ddpm: Path
     images_ddim: Path
     images_guided: Path
+    family_ddim: Path
+    family_heun: Path
+    family_flow: Path
     training: Path
     corrupt: Path
     foreign: Path
@@ -59,8 +64,10 @@ def image_means(k: int) -> torch.Tensor:
     return torch.stack(patterns[:k]).unsqueeze(1).to(torch.float64)  # [k, 1, 8, 8]
 
 
-def sample_trace(path: Path, model: GaussianOracle, config: SamplerConfig, shape: tuple[int, ...], labels: torch.Tensor | None = None, seed: int = 0) -> Path:
-    schedule = make_schedule("linear", T)
+def sample_trace(path: Path, model: GaussianOracle | GaussianVelocity, config: SamplerConfig, shape: tuple[int, ...], labels: torch.Tensor | None = None,
+                 seed: int = 0, schedule_name: str = "linear") -> Path:
+    """A trace of ``model`` from x_T = initial_noise of ``seed`` (the same x_T for every trace of one seed and shape)."""
+    schedule = make_schedule(schedule_name, T)
     generator = torch.Generator().manual_seed(seed)
     x_T = initial_noise((BATCH, *shape), generator=generator)  # noqa: N806
     record_run(model, schedule, config, x_T=x_T, labels=labels, generator=generator, out=path, progress=False, extra_config={"seed": seed})
@@ -111,6 +118,7 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Traces:
     classes = GaussianOracle(schedule, image_means(2), 0.3, per_class=True)
     labels = torch.tensor([k % 2 for k in range(BATCH)])
     (root / "sweep").mkdir()
+    (root / "families").mkdir()
     made = Traces(
         root=root,
         points_ddpm=sample_trace(root / "points_ddpm.h5", points, SamplerConfig(sampler="ddpm"), (2,)),
@@ -118,6 +126,10 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Traces:
         images_ddpm=sample_trace(root / "images_ddpm.h5", images, SamplerConfig(sampler="ddpm"), (1, 8, 8)),
         images_ddim=sample_trace(root / "images_ddim.h5", images, SamplerConfig(sampler="ddim", steps=10), (1, 8, 8)),
         images_guided=sample_trace(root / "sweep" / "guided_s3.h5", classes, SamplerConfig(sampler="ddim", steps=10, guidance=3.0), (1, 8, 8), labels),
+        family_ddim=sample_trace(root / "families" / "ddim50.h5", images, SamplerConfig(sampler="ddim", steps=50), (1, 8, 8)),
+        family_heun=sample_trace(root / "families" / "heun25.h5", images, SamplerConfig(sampler="heun", steps=25), (1, 8, 8)),
+        family_flow=sample_trace(root / "families" / "flow_euler50.h5", GaussianVelocity(image_means(1)[0], 0.3, T=T),
+                                 SamplerConfig(sampler="flow_euler", steps=50), (1, 8, 8), schedule_name="flow"),
         training=training_trace(root / "train.h5"),
         corrupt=root / "zz_corrupt.h5",
         foreign=root / "zz_foreign.h5",

@@ -23,6 +23,7 @@ from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer import symbols
 from viewer.equations_panel import load_registry
+from viewer.noise import noise_level
 from viewer.panels.playback import DRAWN_WHOLE
 from viewer.paths import ROOTS_ENV
 
@@ -61,8 +62,12 @@ def no_failures(at: AppTest) -> None:
 
 
 def t_column(path: Path) -> np.ndarray:
+    return column(path, "t")
+
+
+def column(path: Path, name: str) -> np.ndarray:
     with open_trace(path) as trace:
-        return trace.column("t")
+        return trace.column(name)
 
 
 # -- playback -----------------------------------------------------------------------------------------
@@ -257,9 +262,10 @@ def test_the_equations_of_the_step_are_shown_with_their_values(app, traces: Trac
 # -- compare ------------------------------------------------------------------------------------------
 
 
-def test_compare_aligns_the_traces_by_t(app, traces: Traces) -> None:
+def test_compare_aligns_the_traces_by_noise_level(app, traces: Traces) -> None:
     a, b = traces.name(traces.points_ddpm), traces.name(traces.points_ddim)
     t_a, t_b = t_column(traces.points_ddpm), t_column(traces.points_ddim)
+    snr_a, snr_b = (noise_level(column(path, "alpha_bar_t"), "log_snr") for path in (traces.points_ddpm, traces.points_ddim))
     at = app(view="compare", compare=f"{a},{b}")
     no_failures(at)
     key = f"step:compare:{a}"
@@ -270,10 +276,11 @@ def test_compare_aligns_the_traces_by_t(app, traces: Traces) -> None:
     at.session_state[f"{key}.player"] = {"step": i, "seq": 1}
     at.run()
     no_failures(at)
-    j = int(np.argmin(np.abs(t_b - 37)))
+    j = int(np.argmin(np.abs(snr_b - snr_a[i])))  # one schedule: nearest in log SNR is nearest in t here
+    assert j == int(np.argmin(np.abs(t_b - 37)))
     (alignment,) = [text for text in texts(at) if text.startswith("**A**")]
-    assert f"step {i + 1}, $t = 37$" in alignment
-    assert f"step {j + 1}, $t = {t_b[j]}$ (Δt = {t_b[j] - 37:+d})" in alignment
+    assert f"step {i + 1}, $t = 37$, log SNR = {snr_a[i]:.3g}" in alignment
+    assert f"step {j + 1}, $t = {t_b[j]}$, log SNR = {snr_b[j]:.3g} (Δ log SNR = {snr_b[j] - snr_a[i]:+.2g})" in alignment
     assert len(at.get("plotly_chart")) >= 2  # side by side and distances (the sweep grid is for images)
 
 

@@ -289,6 +289,41 @@ def test_compare_plays_every_trace_at_the_same_noise_level_and_pause_lines_the_t
         expect(page.locator(".st-key-compare-alignment")).to_contain_text(f": step {a_step},", timeout=30_000)
 
 
+def test_compare_plays_ddim_heun_and_flow_euler_by_noise_level(server: str, traces: Traces, tmp_path: Path) -> None:
+    """Three families from one x_T (DDIM 50, Heun 25, flow Euler 50) in one player: three tracks, the label naming the
+    noise level and each trace's step; played and paused, the alignment follows A's step; lined up by sigma instead,
+    the label says sigma. A screenshot is saved."""
+    names = ",".join(quote(traces.name(p)) for p in (traces.family_ddim, traces.family_heun, traces.family_flow))
+    with chromium_page() as page:
+        from playwright.sync_api import expect
+
+        page.goto(f"{server}/?view=compare&compare={names}", timeout=60_000)
+        player = player_frame(page)
+        player.wait_for_function("() => window.__noisescopePlayer.chunksLoaded >= window.__noisescopePlayer.chunksTotal", timeout=60_000)
+        assert player.locator("canvas.img").count() == 3  # x0_pred of A, B and C
+        label = player.locator("#label")
+        expect(label).to_contain_text("log SNR = -inf · A step 1 (t = 49) · B step 1 (t = 49) · C step 1 (t = 49)")
+        player.locator("#speed").select_option("20")
+        player.get_by_role("button", name="Play").click()
+        page.wait_for_timeout(1500)
+        player.get_by_role("button", name="Pause").click()
+        text = label.inner_text()
+        a_step = text.split("A step ")[1].split()[0]
+        assert text.startswith("log SNR = ") and "B step " in text and "C step " in text and a_step != "1", text
+        alignment = page.locator(".st-key-compare-alignment")
+        expect(alignment).to_contain_text(f": step {a_step},", timeout=30_000)
+        expect(alignment).to_contain_text("Δ log SNR")
+        page.get_by_text("Distances over noise level").first.click()
+        expect(page.locator(".st-key-compare-distances .js-plotly-plot")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "compare_families.png"), full_page=True)
+        page.get_by_text("σ = √((1 − ᾱ)/ᾱ)").click()  # line up by sigma
+        player = player_frame(page)
+        expect(player.locator("#label")).to_contain_text("σ = ", timeout=30_000)
+        expect(alignment).to_contain_text("Δσ", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "compare_families_sigma.png"), full_page=True)
+    assert (tmp_path / "compare_families.png").stat().st_size > 10_000
+
+
 def test_a_trace_being_written_grows_on_screen_and_then_plays_in_the_page(tmp_path: Path) -> None:
     """A trace still being written is followed (the step shown moves to the newest committed step as the writer goes
     on); once it is complete, the page reloads it into the player."""

@@ -10,6 +10,7 @@ import pytest
 
 from tracer.schedules import make_schedule
 from viewer.figures.compare import distance_figure
+from viewer.noise import MEASURES, noise_level
 from viewer.figures.images import DIVERGING, GREY, Panel, as_images, colours_for, grid_columns, image_grids_figure, mosaic, sweep_grid_figure, tile_centres, to_uint8
 from viewer.figures.points import extent, point_cloud_figure, polylines
 from viewer.figures.scalars import scalar_strips_figure, step_axis, thin, timeline_figure
@@ -303,11 +304,29 @@ def test_loss_by_bucket_lines_and_bars_follow_the_bucket_edges() -> None:
 
 def test_distance_figure_runs_t_from_high_to_low_with_the_cursor() -> None:
     t, d = np.arange(49, -1, -1), RNG.uniform(0, 1, 50)
-    fig = distance_figure({"ddim − ddpm": (t, d)}, cursor_t=30)
+    fig = distance_figure({"ddim − ddpm": (t, d)}, cursor=30)
     np.testing.assert_array_equal(fig.data[0].x, t)
     np.testing.assert_array_equal(fig.data[0].y, d)
     assert fig.layout.xaxis.autorange == "reversed" and fig.layout.shapes[0].x0 == 30
     assert math.isfinite(fig.layout.height)
+
+
+@pytest.mark.parametrize("measure", list(MEASURES))
+def test_distance_figure_over_a_noise_level_runs_noisy_to_clean_and_leaves_pure_noise_off_the_axis(measure: str) -> None:
+    """x is A's noise level: log SNR rising, sigma (log axis) and flow t reversed, so noisy is on the left in each; the flow
+    trace's first step (alpha_bar 0: log SNR -inf, sigma inf) has no place on the axis; flow t = 1 has."""
+    alpha_bar = np.array([0.0, 0.1, 0.5, 0.9])
+    x, d = noise_level(alpha_bar, measure), np.array([1.0, 0.5, 0.2, 0.1])
+    spec = MEASURES[measure]
+    fig = distance_figure({"b − a": (x, d)}, cursor=float(x[2]), measure=spec)
+    kept = np.isfinite(x)
+    np.testing.assert_array_equal(fig.data[0].x, x[kept])
+    np.testing.assert_array_equal(fig.data[0].y, d[kept])
+    assert (fig.layout.xaxis.autorange == "reversed") == spec.noisy_high  # log SNR grows left to right; sigma and t fall
+    assert (fig.layout.xaxis.type == "log") == (measure == "sigma")
+    assert spec.html in fig.layout.xaxis.title.text and fig.layout.shapes[0].x0 == x[2]
+    assert distance_figure({"b − a": (x, d)}, cursor=float(x[0]), measure=spec).layout.shapes == () or measure == "flow_t"
+    go.Figure(fig.to_dict())
 
 
 def test_every_builder_emits_only_valid_plotly_properties() -> None:

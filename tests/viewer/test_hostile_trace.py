@@ -133,7 +133,7 @@ def test_compare_shows_hostile_names_and_labels_as_text(app, hostile: Hostile) -
             configs.append(trace.config)
     label_a, label_b = distinguishing_labels([a, b], configs)  # the legend names traces by their settings
     assert_shown(shown, "plotly", plotly_text(f"{label_b} − {label_a}"))  # the distance curve's legend, as text
-    for tab in ("Side by side", "Sweep grid", "Distances over t"):
+    for tab in ("Side by side", "Sweep grid", "Distances over noise level"):
         assert any(t.label == tab for t in at.tabs)
     (player,) = [e for e in at.get("component_instance") if "player" in e.proto.component_name]
     titles = [track["title"] for track in json.loads(player.proto.json_args)["spec"]["tracks"]]

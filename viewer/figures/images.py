@@ -24,7 +24,7 @@ from viewer.figures.layout import axis_name, base_layout, domains, figure, panel
 # Explicit [position, colour] lists: figures skip plotly's validation, which is what would expand a name.
 GREY: list[list[Any]] = [[0.0, "rgb(0, 0, 0)"], [1.0, "rgb(255, 255, 255)"]]  # linear, as the exported frames
 DIVERGING: list[list[Any]] = get_colorscale("RdBu_r")
-# Noise-like names (symbols.is_noise_like: the schema's display class "noise" and the derived tensors), and the
+# Noise-like names (symbols.is_noise_like: the schema's display class "noise" and the noise-like derived tensors), and the
 # viewer's differences of two tensors.
 NOISE_LIKE = frozenset({*filter(symbols.is_noise_like, (*schema.names(), *symbols.DERIVED)), "difference"})
 TILE_GAP = 1  # pixels between the tiles of a mosaic

@@ -1,4 +1,5 @@
-"""Small multiples of per-step scalars (alpha_bar_t, sigma, std of x_t, norm of eps), each with a cursor at the current step.
+"""Small multiples of per-step scalars (alpha_bar_t, sigma or the trace's own noise level, std of x_t, norm of eps), each with a
+cursor at the current step.
 
 The x axis is t, as the scrubber labels its steps (running T -> 0 left to right for sampling,
 0 -> T for an inversion), or the step index where t is not monotone; hovering shows both.
@@ -18,6 +19,9 @@ from viewer.figures.layout import ACCENT, LINE, axis_name, base_layout, cursor_s
 
 
 MAX_POINTS = 400  # points per strip line: a 250-pixel plot shows no more, and plotly validates every one
+# Titled with their trace name beside the symbol: a sigma-space trace's sigma_t (σ_i, its state's noise level, not the
+# std σ_t of the noise a step adds) and a flow trace's t_flow (t_i in [0, 1], not the schedule index t of the x axis).
+NAMED = frozenset({"sigma_t", "t_flow"})
 
 
 def thin(count: int, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -62,10 +66,11 @@ def scalar_strips_figure(series: Mapping[str, np.ndarray], t: np.ndarray, cursor
                          "xaxis": x_ref, "yaxis": y_ref, "hoverinfo": "skip", "name": f"{name} now"})
             shapes.append(cursor_shape(x[cursor], k))
         now = f" = {values[cursor]:.4g}" if 0 <= cursor < len(values) else ""
-        annotations.append(panel_title(f"{symbols.html(name, with_name=False)}{now}", slot))
+        label = symbols.html(name, with_name=name in NAMED)
+        annotations.append(panel_title(f"{label}{now}", slot))
         layout[axis_name("xaxis", k)] = {"domain": list(slot), "anchor": y_ref, "showgrid": False, "tickfont": {"size": 9}, "automargin": True, **x_axis}
         layout[axis_name("yaxis", k)] = {"anchor": x_ref, "tickfont": {"size": 9}, "nticks": 4, "automargin": True,
-                                         "title": {"text": symbols.html(name, with_name=False), "standoff": 2, "font": {"size": 10}}}
+                                         "title": {"text": label, "standoff": 2, "font": {"size": 10}}}
     layout["annotations"], layout["shapes"] = annotations, shapes
     return figure(data, layout)
 

@@ -1,15 +1,16 @@
 """The compare page: two or more sampling traces on one timeline.
 
-Finished traces of one kind (images, or 2-D points) play in the browser's player
-(viewer/panels/player.py), one track per trace, every trace advancing to the same noise
-level together (log SNR from alpha_bar_t: DDPM's 1,000 steps beside DDIM's 50, each
-showing its step nearest in noise level); pausing or scrubbing sends back the position,
-which picks the reference trace's step for the tabs below. Otherwise a scrubber runs
-over the steps of the reference trace, and every other trace shows its step whose t is
-nearest (DDPM at t = 980 beside DDIM at the nearest t it visits).
+Traces are lined up by noise level, in the measure the sidebar's "Line up by" picks (log SNR, sigma or flow time,
+each from the recorded alpha_bar_t: viewer/noise.py), not by step index or t, so traces of different families
+(DDIM 50, Heun 25, flow Euler 50 from one x_T) sit side by side at equal noise. Finished traces of one kind (images,
+or 2-D points) play in the browser's player (viewer/panels/player.py), one track per trace, every trace advancing
+to the same noise level together (DDPM's 1,000 steps beside DDIM's 50, each showing its step nearest in noise
+level); pausing or scrubbing sends back the position, which picks the reference trace's step for the tabs below.
+Otherwise a scrubber runs over the steps of the reference trace. Either way every other trace shows its step
+nearest in noise level to the reference's (nearest in t where a trace lacks alpha_bar_t).
 Side by side: the tensors of each trace and their difference from the reference.
 Sweep grid: one column per trace, the same samples in the same rows. Distances:
-||A - B|| / sqrt(d) per step, plotted over t. Traces are named in legends and columns by
+||A - B|| / sqrt(d) per step of A, plotted over A's noise level. Traces are named in legends and columns by
 the settings that tell them apart (s=3, η=0), samples (the sweep grid's rows too) by their class label; comparing
 x0_pred of a clipped and an unclipped run is warned about.
 
@@ -29,8 +30,9 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
-from viewer import describe, loaders, player, symbols
-from viewer.figures.compare import distance_figure
+from viewer import describe, loaders, symbols
+from viewer.noise import DEFAULT, MEASURES, delta, fmt
+from viewer.figures.compare import distance_figure, placeable
 from viewer.figures.images import DIVERGING, Panel, as_images, colours_for, image_grids_figure, sweep_grid_figure
 from viewer.figures.inversion import SAMPLES, line_up, round_trip_error_figure, round_trip_images_figure, round_trip_points_figure, state_error, states
 from viewer.figures.points import extent, point_cloud_figure
@@ -57,6 +59,10 @@ class Opened:
     def label(self) -> str:
         return describe.short_label(self.entry.name, self.info.config)
 
+    def levels(self, measure: str) -> np.ndarray | None:
+        """Each step's noise level in ``measure`` (viewer/noise.py), from its alpha_bar_t; None where it records none."""
+        return loaders.step_levels(self.info.path, self.info.inode, self.info.rows, measure)
+
 
 def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
     """Open each chosen trace; one that cannot be read gets one st.error line and is left out."""
@@ -75,21 +81,57 @@ def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
     return opened
 
 
-def alignment(reference: Opened, others: Sequence[Opened], i: int) -> list[int]:
-    """The step of each other trace nearest in t to step i of the reference."""
-    t_ref = reference.t[i : i + 1]
-    return [int(loaders.nearest_steps(t_ref, o.t)[0]) for o in others]
+def line_up_measure(opened: Sequence[Opened], measure: str) -> str | None:
+    """The measure the traces are lined up by: ``measure`` where every trace records alpha_bar_t, else None (by t)."""
+    return measure if all(o.levels(measure) is not None for o in opened) else None
 
 
-def compare_ui(entries: Sequence[TraceEntry], default: Sequence[str]) -> tuple[list[TraceEntry], str]:
-    """Sidebar: the traces (two or more; the first gives the timeline) and the tensor compared."""
+def alignment(reference: Opened, others: Sequence[Opened], i: int, measure: str | None = DEFAULT) -> list[int]:
+    """The step of each other trace nearest to step i of the reference in noise level ``measure`` (viewer/noise.py), or in
+    t where ``measure`` is None."""
+    ref = reference.levels(measure) if measure is not None else None
+    if ref is None:
+        return [int(loaders.nearest_steps(reference.t[i : i + 1], o.t)[0]) for o in others]
+    out = []
+    for o in others:
+        levels = o.levels(measure)  # type: ignore[arg-type]
+        out.append(int(loaders.nearest_steps(ref[i : i + 1], levels if levels is not None else np.zeros(0))[0]))
+    return out
+
+
+def alignment_lines(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], measure: str | None) -> list[str]:
+    """Markdown, one line a trace: its step, t and noise level, and how far each other trace's is from A's
+    (``**B** heun.h5: step 3, $t = 35$, σ = 2.1 (Δσ = +0.02)``); by t where ``measure`` is None."""
+    if measure is None:
+        lines = [f"**A** {plain(reference.entry.name)}: step {i + 1}, $t = {int(reference.t[i])}$"]
+        for letter, other, j in zip("BCDEFGH", others, matched, strict=False):
+            gap = int(other.t[j]) - int(reference.t[i])
+            lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
+        return lines
+    spec = MEASURES[measure]
+    ref = float(reference.levels(measure)[i])  # type: ignore[index]
+    lines = [f"**A** {plain(reference.entry.name)}: step {i + 1}, $t = {int(reference.t[i])}$, {spec.text} = {fmt(ref)}"]
+    for letter, other, j in zip("BCDEFGH", others, matched, strict=False):
+        level = float(other.levels(measure)[j])  # type: ignore[index]
+        lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$, {spec.text} = {fmt(level)} "
+                     f"(Δ{'' if spec.text == 'σ' else ' '}{spec.text} = {delta(level, ref)})")
+    return lines
+
+
+def compare_ui(entries: Sequence[TraceEntry], default: Sequence[str]) -> tuple[list[TraceEntry], str, str]:
+    """Sidebar: the traces (two or more; the first gives the timeline), the tensor compared and the noise level measure
+    they are lined up by (viewer/noise.py: log SNR, sigma or flow time)."""
     names = [e.name for e in entries]
     if "compare" not in st.session_state:
         st.session_state["compare"] = [n for n in default if n in names][:8] or names[:2]
     chosen = st.sidebar.multiselect("Traces to compare (the first sets the timeline)", names, key="compare")
     tensor = st.sidebar.radio("Compare", COMPARED, key="compare.tensor", horizontal=True)
+    measure = st.sidebar.radio("Line up by", list(MEASURES), format_func=lambda m: MEASURES[m].label, key="compare.measure",
+                               help="The noise level every trace is lined up by, from the alpha_bar_t it records: "
+                                    "log SNR = log(ᾱ/(1 − ᾱ)), σ = √((1 − ᾱ)/ᾱ) (sigma-space samplers' level), or the flow time "
+                                    "t = σ/(1 + σ) (the flow path's time at that SNR). Each trace shows its step nearest in it.")
     by_name = {e.name: e for e in entries}
-    return [by_name[n] for n in chosen if n in by_name], tensor
+    return [by_name[n] for n in chosen if n in by_name], tensor, measure
 
 
 def sample_label(k: int, labels: np.ndarray | None) -> str:
@@ -140,7 +182,7 @@ def samples_ui(batch: int, labels: np.ndarray | None = None) -> list[int]:
 
 
 def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state: Callable[[list[str], int], None]) -> None:
-    chosen, tensor = compare_ui(entries, default)
+    chosen, tensor, choice = compare_ui(entries, default)
     if len(chosen) == 1:
         partner = linked_entry(chosen[0], entries)
         if partner is not None:
@@ -163,45 +205,47 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         st.info(f"{plain(reference.entry.name)} has no steps yet.")
         return
     key = step_key(f"compare:{reference.entry.name}")[: -len(".index")]
-    if playable(opened, tensor):
-        st.markdown("Every trace at the same noise level (log SNR), played in the browser; pause to line the tabs below up on "
-                    "**A**'s step nearest to it.")
+    measure = line_up_measure(opened, choice)
+    if measure is None:
+        lacking = ", ".join(plain(o.entry.name) for o in opened if o.levels(choice) is None)
+        st.caption(f"{lacking} record{'s' if ',' not in lacking else ''} no alpha_bar_t, so no noise level: the traces are lined up "
+                   "by t instead (the step of each whose t is nearest to A's).")
+    what = "nearest in $t$" if measure is None else f"nearest in {MEASURES[measure].text}"
+    if measure is not None and playable(opened, tensor):
+        st.markdown(f"Every trace at the same noise level ({MEASURES[measure].text}), played in the browser; pause to line the "
+                    "tabs below up on **A**'s step nearest to it.")
         with guard("player"):
-            compare_player(key, opened, tensor, samples, labels)
+            compare_player(key, opened, tensor, samples, labels, measure)
         i = current_index(key, reference.info.rows)
     else:
-        st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step nearest in $t$.")
+        st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step {what}.")
         i = scrubber_ui(key, reference.t)
     on_state([o.entry.name for o in opened], i)
-    matched = alignment(reference, others, i)
-    lines = [f"**A** {plain(reference.entry.name)}: step {i + 1}, $t = {int(reference.t[i])}$"]
-    for letter, other, j in zip("BCDEFGH", others, matched, strict=False):
-        gap = int(other.t[j]) - int(reference.t[i])
-        lines.append(f"**{letter}** {plain(other.entry.name)}: step {j + 1}, $t = {int(other.t[j])}$ (Δt = {gap:+d})")
+    matched = alignment(reference, others, i, measure)
     with st.container(key="compare-alignment"):
-        st.markdown("  \n".join(lines))
+        st.markdown("  \n".join(alignment_lines(reference, others, i, matched, measure)))
     warning = clipping_warning(opened, legend_labels(opened)) if tensor == "x0_pred" else None
     if warning:
         st.warning(plain(warning), icon=":material/warning:")
     pair = round_trip_pair(opened, entries)
-    titles = ["Side by side", "Sweep grid", "Distances over t"]
+    titles = ["Side by side", "Sweep grid", "Distances over t" if measure is None else "Distances over noise level"]
     tabs = st.tabs(["Round trip", *titles] if pair is not None else titles)
     if pair is not None:
         with tabs[0], guard("round trip"):
             round_trip_ui(pair[0], pair[1], int(reference.t[i]), samples)
         tabs = tabs[1:]
     with tabs[0], guard("side by side"):
-        side_by_side(reference, others, i, matched, tensor, samples)
+        side_by_side(reference, others, i, matched, tensor, samples, measure)
     with tabs[1], guard("sweep grid"):
-        sweep(reference, others, i, matched, tensor, samples, labels)
+        sweep(reference, others, i, matched, tensor, samples, labels, measure)
     with tabs[2], guard("distances"), st.container(key=DISTANCES):
-        distances(reference, others, i, tensor)
+        distances(reference, others, i, tensor, measure)
 
 
-def noise_levels(o: Opened) -> np.ndarray | None:
-    """log SNR of each step's t, from the recorded alpha_bar_t; None where the trace does not record it."""
-    alpha_bar = loaders.scalars(o.info.path, o.info.inode, o.info.rows).get("alpha_bar_t")
-    return None if alpha_bar is None else player.log_snr(alpha_bar)
+def noise_levels(o: Opened, measure: str = DEFAULT) -> np.ndarray | None:
+    """Each step's noise level in ``measure`` (log SNR by default), from the recorded alpha_bar_t; None where the trace
+    does not record it."""
+    return o.levels(measure)
 
 
 def playable(opened: Sequence[Opened], tensor: str) -> bool:
@@ -212,10 +256,12 @@ def playable(opened: Sequence[Opened], tensor: str) -> bool:
             and all(noise_levels(o) is not None for o in opened))
 
 
-def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Sequence[int], labels: np.ndarray | None) -> None:
-    """The traces' ``tensor`` in one player, lined up by noise level; the position sent back picks A's step (``key``.index)."""
-    levels = [noise_levels(o) for o in opened]
-    steps, level = compare_steps([v for v in levels if v is not None], [loaders.has_final(o.handle) for o in opened])
+def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Sequence[int], labels: np.ndarray | None,
+                   measure: str = DEFAULT) -> None:
+    """The traces' ``tensor`` in one player, lined up by noise level in ``measure``; the position sent back picks A's step
+    (``key``.index)."""
+    levels = [noise_levels(o, measure) for o in opened]
+    steps, level = compare_steps([v for v in levels if v is not None], [loaders.has_final(o.handle) for o in opened], MEASURES[measure])
     letters = list("ABCDEFGH"[: len(opened)])
     names = [f"{letter}: {plotly_text(label)}" for letter, label in zip(letters, legend_labels(opened), strict=True)]
     reference = opened[0]
@@ -228,7 +274,9 @@ def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Seq
                   for o, name in zip(opened, names, strict=True)]
     i = current_index(key, reference.info.rows)
     at = np.flatnonzero(steps[:, 0] == i)
-    spec = compare_spec(tracks, letters, [o.t for o in opened], steps, level, int(at[0]) if at.size else 0, DISTANCES)
+    cursor = levels[0] if levels[0] is not None else reference.t
+    spec = compare_spec(tracks, letters, [o.t for o in opened], steps, level, int(at[0]) if at.size else 0, DISTANCES, MEASURES[measure],
+                        cursor_x=cursor)
     sent = player_ui(key, spec)
     if sent is not None:
         st.session_state[f"{key}.index"] = int(min(steps[sent, 0], reference.info.rows - 1))
@@ -239,23 +287,33 @@ def _images(o: Opened, step: int, tensor: str, samples: Sequence[int]) -> np.nda
     return loaders.step_tensors(o.handle, step, [tensor], picked, o.info.rows)[tensor]
 
 
-def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int]) -> None:
+def where(o: Opened, step: int, measure: str | None) -> str:
+    """A trace's step for plot titles: 'step 3, σ = 2.1' (its noise level in ``measure``), or 't = 35' when lined up by t."""
+    levels = o.levels(measure) if measure is not None else None
+    if levels is None or measure is None:
+        return f"t = {int(o.t[step])}"
+    return f"step {step + 1}, {MEASURES[measure].html} = {fmt(float(levels[step]))}"
+
+
+def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int],
+                 measure: str | None = DEFAULT) -> None:
     if reference.info.is_2d:
         cols = st.columns(len(others) + 1)
         bounds = extent(loaders.trajectory(reference.info.path, reference.info.inode, reference.info.rows, tensor))
         for col, o, step in zip(cols, [reference, *others], [i, *matched], strict=True):
             cloud = loaders.trajectory(o.info.path, o.info.inode, o.info.rows, tensor)
-            col.plotly_chart(point_cloud_figure(cloud[step], cloud[step : step + 1], None, "none", bounds, title=f"{plotly_text(o.entry.name)}, t = {int(o.t[step])}", height=340),
+            title = f"{plotly_text(o.entry.name)}, {where(o, step, measure)}"
+            col.plotly_chart(point_cloud_figure(cloud[step], cloud[step : step + 1], None, "none", bounds, title=title, height=340),
                              config=CHART_CONFIG, key=f"cmp.pts.{o.entry.name}")
         return
     ref_images = as_images(_images(reference, i, tensor, samples))
     fixed = loaders.colour_ranges(reference.info.path, reference.info.inode, reference.info.rows, (tensor,))
     low, high = fixed[tensor]
-    ref_panel = Panel(f"A: {symbols.html(tensor, False)} at t = {int(reference.t[i])}", ref_images, low, high, colours_for(tensor))
+    ref_panel = Panel(f"A: {symbols.html(tensor, False)} at {where(reference, i, measure)}", ref_images, low, high, colours_for(tensor))
     for letter, o, step in zip("BCDEFGH", others, matched, strict=False):
         images = as_images(_images(o, step, tensor, samples))
         n = min(len(images), len(ref_images))
-        panel = Panel(f"{letter}: {symbols.html(tensor, False)} at t = {int(o.t[step])}", images, low, high, colours_for(tensor))
+        panel = Panel(f"{letter}: {symbols.html(tensor, False)} at {where(o, step, measure)}", images, low, high, colours_for(tensor))
         if images.shape[1:] != ref_images.shape[1:]:
             st.warning(f"{plain(o.entry.name)}: sample shape {images.shape[1:]} differs from A's {ref_images.shape[1:]}; no difference image.")
             st.plotly_chart(image_grids_figure([ref_panel, panel], per_row=3), config=CHART_CONFIG, key=f"cmp.{letter}")
@@ -270,7 +328,7 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
 
 
 def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int],
-          labels: np.ndarray | None = None) -> None:
+          labels: np.ndarray | None = None, measure: str | None = DEFAULT) -> None:
     if reference.info.is_2d:
         st.info("The sweep grid shows images; for 2-D traces see Side by side.")
         return
@@ -279,7 +337,7 @@ def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence
     columns = []
     traces = [reference, *others]
     for o, step, label in zip(traces, [i, *matched], legend_labels(traces), strict=True):
-        columns.append(Panel(f"{plotly_text(label)}<br>t = {int(o.t[step])}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
+        columns.append(Panel(f"{plotly_text(label)}<br>{where(o, step, measure)}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
     rows = [sample_label(k, labels) for k in _shown(samples, reference.info.batch)]
     st.plotly_chart(sweep_grid_figure(columns, rows), config=CHART_CONFIG, key="cmp.sweep")
     st.caption("One column per trace; each row one sample, the same in every column (the same x_T when the runs share a seed).")
@@ -290,15 +348,28 @@ def _shown(samples: Sequence[int], batch: int) -> list[int]:
     return [s for s in samples if 0 <= s < batch] or [0]
 
 
-def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str) -> None:
+def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, measure: str | None = DEFAULT) -> None:
+    """Per step of A: the mean RMS distance to each other trace at its step nearest in noise level (``measure``; in t where
+    None), over A's noise level, the cursor at A's step."""
     curves = {}
     names = dict(zip((o.entry.name for o in (reference, *others)), legend_labels([reference, *others]), strict=True))
     for o in others:
-        t_ref, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows, tensor)
-        curves[plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")] = (t_ref, d)
+        x, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows,
+                                        tensor, measure)
+        curves[plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")] = (x, d)
     title = f"‖{symbols.HTML.get(tensor, tensor)}(B) − {symbols.HTML.get(tensor, tensor)}(A)‖ / √d"
-    st.plotly_chart(distance_figure(curves, int(reference.t[i]), y_title=title), config=CHART_CONFIG, key="cmp.dist")
-    st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")
+    spec = MEASURES[measure] if measure is not None else None
+    levels = reference.levels(measure) if measure is not None else None
+    cursor = float(levels[i]) if levels is not None else float(reference.t[i])
+    st.plotly_chart(distance_figure(curves, cursor, y_title=title, measure=spec), config=CHART_CONFIG, key="cmp.dist")
+    if spec is None or levels is None:
+        st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")
+        return
+    off_axis = levels[~placeable(levels, spec)]
+    st.caption(f"Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in {spec.text}, "
+               f"plotted over A's {spec.text} (noisy on the left, clean on the right)"
+               + (f"; {off_axis.size} step(s) of A at {spec.text} = {fmt(float(off_axis[0]))} (pure noise) have no place on the axis."
+                  if off_axis.size else "."))
 
 
 # -- a DDIM inversion's round trip -------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from viewer.panels.player import CURSOR_CONTAINER, image_track, player_ui, point
 from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
 from viewer.paths import TraceEntry
-from viewer.playback_view import COLOUR_MODES, SCALAR_PLOTS, Display, StepView, default_tensors, offered_tensors, step_view
+from viewer.playback_view import (COLOUR_MODES, LEVEL_PLOTS, SCALAR_PLOTS, Display, StepView, default_tensors, derivable_tensors,
+                                  offered_tensors, step_view)
 from viewer.state import step_key
 from viewer.text import plain
 
@@ -135,7 +136,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         if in_browser:
             i = now.rows - 1 if jump_to_last else current_index(key, now.rows)  # a followed trace just finished: its last step
             st.session_state[f"{key}.index"] = i
-            names = [name for name in display.tensors if name in now.tensors or name in loaders.derivable(now.tensors)]
+            names = [name for name in display.tensors if name in now.tensors or name in derivable_tensors(now)]
             track = None
             if now.is_2d:
                 track = points_track(handle, now, ["x_t", "x0_pred"], labels, display.x0_mode, display.trajectories)
@@ -193,8 +194,10 @@ def shown_names(view: StepView) -> list[str] | None:
     equations relating any of them are shown."""
     if not view.panel_names:
         return None  # a 2-D trace shows x_t and x0_pred together: every equation
-    recorded = [term for name in view.panel_names for term in (symbols.DERIVED[name].terms if name in symbols.DERIVED else (name,))]  # guidance_delta: eps_cond, eps_uncond
-    return [*dict.fromkeys(recorded), *SCALAR_PLOTS, "t", "t_prev", "alpha_bar_prev"]
+    recorded = [term for name in view.panel_names
+                for term in ((*symbols.DERIVED[name].terms, *symbols.DERIVED[name].scalars) if name in symbols.DERIVED else (name,))]
+    # guidance_delta: eps_cond, eps_uncond; x_t_scaled: x_t, sigma_t
+    return [*dict.fromkeys(recorded), *SCALAR_PLOTS, *LEVEL_PLOTS, "t", "t_prev", "alpha_bar_prev"]
 
 
 def failing_steps(handle: loaders.TraceHandle, registry: Any, info: loaders.TraceInfo) -> dict[str, list[int]]:

@@ -2,8 +2,8 @@
 
 A player holds one or more tracks on one timeline of positions. The playback page has
 one track (position i is step i, then the final samples); Compare has one track per
-trace, lined up by noise level (viewer/player.py ``timeline``), every trace advancing
-to the same noise level together. A track is either image panels (one- or three-channel
+trace, lined up by noise level in the measure picked (viewer/noise.py; viewer/player.py
+``timeline``), every trace advancing to the same noise level together. A track is either image panels (one- or three-channel
 tensors, PNG chunk files) or a 2-D point cloud (x_t with its trajectory and x0_pred as
 arrows or ghost points, 16-bit chunk files).
 
@@ -27,6 +27,7 @@ import streamlit.components.v1 as components
 from viewer import loaders, player, symbols
 from viewer.figures.points import extent
 from viewer.figures.scalars import step_axis
+from viewer.noise import DEFAULT, MEASURES, MeasureSpec, fmt
 from viewer.player import CACHE_DIR
 
 FRONTEND: Final = Path(__file__).resolve().parents[1] / "player_frontend"
@@ -157,29 +158,42 @@ def single_spec(track: dict[str, Any], info: loaders.TraceInfo, step: int) -> di
     return _spec([track], positions, step_labels(t, t_prev, track["final"]), step, {"container": CURSOR_CONTAINER, "x": cursor})
 
 
-def compare_steps(levels: Sequence[np.ndarray], finals: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
-    """The traces lined up by noise level (``player.timeline``), then one last position: each trace's final samples
-    (step = rows) where it has them, else its last step. Returns (steps [P, K], level [P], +inf at the end)."""
-    steps, level = player.timeline(levels)
+def compare_steps(levels: Sequence[np.ndarray], finals: Sequence[bool], measure: MeasureSpec = MEASURES[DEFAULT]) -> tuple[np.ndarray, np.ndarray]:
+    """The traces lined up by noise level in ``measure`` (``player.timeline``), then one last position: each trace's final
+    samples (step = rows) where it has them, else its last step. Returns (steps [P, K], level [P], the clean end's level
+    at the end: log SNR +inf, sigma and flow time 0)."""
+    steps, level = player.timeline(levels, noisy_high=measure.noisy_high)
     last = np.array([[len(v) if f else len(v) - 1 for v, f in zip(levels, finals, strict=True)]], dtype=np.int64)
-    return np.concatenate([steps, last]), np.append(level, np.inf)
+    return np.concatenate([steps, last]), np.append(level, measure.clean_end)
+
+
+def cursor_values(x: np.ndarray) -> list[float]:
+    """Cursor positions the page can draw: each non-finite x (pure noise: log SNR -inf, sigma inf) as its nearest finite one."""
+    x = np.asarray(x, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(x))
+    if not finite.size:
+        return [0.0] * len(x)
+    return [float(x[k]) if np.isfinite(x[k]) else float(x[finite[np.argmin(np.abs(finite - k))]]) for k in range(len(x))]
 
 
 def compare_spec(tracks: Sequence[dict[str, Any]], letters: Sequence[str], t: Sequence[np.ndarray], steps: np.ndarray,
-                 level: np.ndarray, position: int, cursor_container: str | None = None) -> dict[str, Any]:
-    """Several traces on one timeline of noise levels; the label names each trace's step and t."""
+                 level: np.ndarray, position: int, cursor_container: str | None = None, measure: MeasureSpec = MEASURES[DEFAULT],
+                 cursor_x: np.ndarray | None = None) -> dict[str, Any]:
+    """Several traces on one timeline of noise levels (in ``measure``); the label names the level and each trace's step and
+    t. The cursor of the plot in ``cursor_container`` moves to A's ``cursor_x`` (its t by default) at A's step."""
     labels = []
     for p in range(len(steps)):
         parts = []
         for letter, times, j in zip(letters, t, steps[p], strict=True):
             parts.append(f"{letter} final sample" if j >= len(times) else f"{letter} step {int(j) + 1} (t = {int(times[j])})")
-        head = "Final samples" if not np.isfinite(level[p]) and p == len(steps) - 1 else f"log SNR = {level[p]:.3g}"
+        final = p == len(steps) - 1 and float(level[p]) == measure.clean_end  # compare_steps' last position
+        head = "Final samples" if final else f"{measure.text} = {fmt(float(level[p]))}"
         labels.append(f"{head} · " + " · ".join(parts))
     tracks = [dict(track, steps=[int(j) for j in steps[:, k]]) for k, track in enumerate(tracks)]
-    ref_t = t[0]
+    ref_x = cursor_values(t[0] if cursor_x is None else cursor_x)
     cursor = None
-    if cursor_container is not None:
-        cursor = {"container": cursor_container, "x": [float(ref_t[min(int(j), len(ref_t) - 1)]) for j in steps[:, 0]]}
+    if cursor_container is not None and ref_x:
+        cursor = {"container": cursor_container, "x": [ref_x[min(int(j), len(ref_x) - 1)] for j in steps[:, 0]]}
     return _spec(tracks, len(steps), labels, position, cursor)
 
 

@@ -434,11 +434,16 @@
     const next = d.args.spec, first = !started;
     started = true;
     if (spec && sameFrames(spec, next)) {
-      // same frames: keep playing where we are; display settings (2-D arrows, trails) and the cursor may have changed
+      // same frames: keep playing where we are; display settings (2-D arrows, trails) and the cursor may have changed, and
+      // the timeline (Compare lined up by another noise level measure: other positions, labels and steps of each track)
       const redraw = JSON.stringify(next.tracks.map((t) => [t.x0_mode, t.trails, t.title])) !== JSON.stringify(spec.tracks.map((t) => [t.x0_mode, t.trails, t.title]));
+      const timeline = JSON.stringify([next.positions, next.labels, next.tracks.map((t) => t.steps)])
+        !== JSON.stringify([spec.positions, spec.labels, spec.tracks.map((t) => t.steps)]);
       next.tracks.forEach((t, k) => { tracks[k].spec = t; tracks[k].store.track = t; });
       spec = next;
-      if (redraw) { build(); show(index); setHeight(); }
+      if (timeline) { count = spec.positions; $("slider").max = String(count - 1); index = Math.min(spec.step, count - 1); }
+      if (redraw) build();
+      if (redraw || timeline) { show(index); setHeight(); }
       return;
     }
     spec = next; count = spec.positions;
