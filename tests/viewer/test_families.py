@@ -22,7 +22,6 @@ from viewer.noise import MEASURES, delta, fmt, nearest, noise_level
 from viewer.paths import ROOTS_ENV, TraceEntry
 from viewer.playback_view import Display, default_tensors, offered_tensors, step_view, strip_series
 
-APP = Path(__file__).resolve().parents[2] / "viewer" / "app.py"
 
 
 @pytest.fixture
