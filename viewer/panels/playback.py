@@ -156,6 +156,11 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             bad = sorted({s for steps in failing.values() for s in steps})
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
                        + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
+        if deferring:  # the player alone: no tensors read, no per-step statistics computed (O(steps) on a first open)
+            with st.container(key="step-label"):
+                st.markdown(step_label(i, now.rows, int(t[i]), int(scalars["t_prev"][i]) if "t_prev" in scalars else -1))
+            st.caption("The scalar plots and the equations of this step follow in a moment.")
+            return
         view = step_view(handle, now, i, display, draw_images=not in_browser)
         with st.container(key="step-label"):
             st.markdown(step_label(i, now.rows, view.t, view.t_prev))
@@ -168,9 +173,6 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             st.plotly_chart(view.images, config=CHART_CONFIG, key=f"{key}.images")
         else:
             st.caption("Pick at least one tensor to show.")
-        if deferring:
-            st.caption("The scalar plots and the equations of this step follow in a moment.")
-            return
         if not in_browser:  # the player dims z itself at the steps where sigma = 0
             for note in view.notes:
                 st.caption(note)
