@@ -34,7 +34,7 @@ def test_bad_port_is_refused_before_anything_starts(tmp_path: Path, capsys: pyte
 
 def test_the_streamlit_command_serves_the_app_on_the_roots_only(tmp_path: Path) -> None:
     cmd = command([tmp_path], "127.0.0.1", 8600)
-    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(APP)] and APP.name == "app.py" and APP.exists()
+    assert cmd[:5] == [sys.executable, "-m", "viewer.serve", "run", str(APP)] and APP.name == "app.py" and APP.exists()
     flags = dict(zip(cmd[5:-2:2], cmd[6:-2:2], strict=False))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"

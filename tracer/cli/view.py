@@ -68,7 +68,7 @@ def url(host: str, port: int) -> str:
 def command(paths: Sequence[Path], host: str, port: int) -> list[str]:
     """The Streamlit command line that serves the viewer on these roots."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "viewer.serve", "run", str(APP),  # Streamlit, its first page's imports done first
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",
