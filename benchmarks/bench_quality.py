@@ -92,6 +92,25 @@ def final_points(model: torch.nn.Module, schedule: object, config: SamplerConfig
     return last.x_prev.numpy().astype(np.float64)
 
 
+def toy_inputs(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed x_T (seed 0) of POINTS 2-D points, and labels cycling through the model's classes (None without classes)."""
+    classes = num_classes(model)
+    labels = torch.arange(POINTS) % classes if classes else None
+    return initial_noise((POINTS, 2), generator=torch.Generator().manual_seed(0)), labels
+
+
+def reference_draws(name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Fresh draws of the toy set ``name`` to measure samples against (REFERENCE_DRAWS), and one more independent draw of
+    the same size (seed 100), whose distance to them is the floor a perfect sampler would reach."""
+    draws = [load_dataset(name, seed=seed, size=POINTS).x.numpy().astype(np.float64) for seed in REFERENCE_DRAWS]
+    return draws, load_dataset(name, seed=100, size=POINTS).x.numpy().astype(np.float64)
+
+
+def distance_to(points: np.ndarray, draws: list[np.ndarray]) -> float:
+    """The mean sliced W2 of ``points`` to each of ``draws``."""
+    return float(np.mean([sliced_wasserstein(points, draw) for draw in draws]))
+
+
 def toy_distances(workdir: Path, quick: bool) -> list[str]:
     lines = [
         f"2-D toys, sliced Wasserstein-2 distance to fresh draws of {POINTS} data points "
@@ -103,18 +122,12 @@ def toy_distances(workdir: Path, quick: bool) -> list[str]:
     for name in TOYS:
         result = train(workdir / name, data=DataConfig(name, seed=0), model=ModelConfig("mlp"),
                        config=TrainConfig(steps=300 if quick else None, seed=0), overwrite=True, progress=True)
-        draws = [load_dataset(name, seed=seed, size=POINTS).x.numpy().astype(np.float64) for seed in REFERENCE_DRAWS]
-        other = load_dataset(name, seed=100, size=POINTS).x.numpy().astype(np.float64)
-
-        def distance(points: np.ndarray) -> float:
-            return float(np.mean([sliced_wasserstein(points, draw) for draw in draws]))
-        classes = num_classes(result.model)
-        labels = torch.arange(POINTS) % classes if classes else None
-        x_T = initial_noise((POINTS, 2), generator=torch.Generator().manual_seed(0))  # noqa: N806
+        draws, other = reference_draws(name)
+        x_T, labels = toy_inputs(result.model)  # noqa: N806
         ddpm = final_points(result.model, result.schedule, SamplerConfig(sampler="ddpm"), x_T, labels)
         ddim = final_points(result.model, result.schedule, SamplerConfig(sampler="ddim", steps=DDIM_STEPS, eta=0.0), x_T, labels)
-        lines.append(f"| {name} | {result.steps} steps, {result.seconds:.0f} s | {distance(ddpm):.4f} | {distance(ddim):.4f} | "
-                     f"{distance(other):.4f} |")
+        lines.append(f"| {name} | {result.steps} steps, {result.seconds:.0f} s | {distance_to(ddpm, draws):.4f} | "
+                     f"{distance_to(ddim, draws):.4f} | {distance_to(other, draws):.4f} |")
     return lines
 
 
