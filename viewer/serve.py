@@ -13,11 +13,10 @@ import sys
 
 
 def main() -> None:
-    import h5py  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
     import tracer.equations.registry  # noqa: F401
-    import tracer.trace.reader  # noqa: F401
+    import tracer.trace.reader  # noqa: F401 - and h5py with it (the reader is the one module that imports h5py)
     from streamlit.web.cli import main as streamlit
 
     streamlit(args=sys.argv[1:], prog_name="streamlit")
