@@ -187,6 +187,7 @@ def test_the_player_plays_in_the_page_pauses_to_python_and_obeys_the_keyboard(se
         expect(player.locator("#label")).to_contain_text("Final sample")  # after the last step: the trace's samples
         player.locator("body").press("ArrowLeft")
         expect(player.locator("#label")).to_contain_text("Step 50 of 50")
+        player.locator("body").press("End")  # at the end: play starts again from the first step (5 s of play at 10 steps/s)
         player.locator("body").press(" ")
         expect(player.get_by_role("button", name="Pause")).to_be_visible()  # space plays (from the start at the end)
         player.locator("body").press(" ")
