@@ -82,21 +82,7 @@ class GaussianOracle(nn.Module):
         if self.prediction != "eps":  # E[x0 | x_t, k], and v from both
             x0_k = self.means.unsqueeze(0) + alpha_bar_t.sqrt().unsqueeze(1) * self.std**2 * centred / v_t.unsqueeze(1)
             eps_k = x0_k if self.prediction == "x0" else alpha_bar_t.sqrt().unsqueeze(1) * eps_k - (1.0 - alpha_bar_t).sqrt().unsqueeze(1) * x0_k
-        if self.means.shape[0] == 1:  # one Gaussian: nothing to mix
-            return eps_k[:, 0].to(x.dtype)
-        # p(k | x_t) of the equal-weight mixture: softmax over k of the Gaussian log-likelihoods
-        log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * v_t.reshape(-1, 1))
-        weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (x.dim() - 1)))
-        eps_mix = (weights * eps_k).sum(1)
-        if labels is None or self.num_classes == 0:
-            return eps_mix.to(x.dtype)
-        if bool(((labels < 0) | (labels > self.num_classes)).any()):
-            raise ValueError(f"labels must lie in 0..{self.num_classes} (the last is the null label)")
-        rows = torch.arange(x.shape[0], device=x.device)
-        conditional = labels.ne(self.num_classes)  # the null label is K
-        eps_cond = eps_k[rows, labels.clamp(max=self.num_classes - 1)]  # null rows are replaced below
-        cond_mask = conditional.reshape(view)
-        return torch.where(cond_mask, eps_cond, eps_mix).to(x.dtype)
+        return mix(eps_k, centred, v_t, labels, self.num_classes).to(x.dtype)
 
 
 class GaussianVelocity(nn.Module):
@@ -141,16 +127,22 @@ class GaussianVelocity(nn.Module):
         var = (1.0 - time) ** 2 * self.std**2 + time**2  # Var(x_t | y) per coordinate
         centred = x_t.unsqueeze(1) - (1.0 - time).unsqueeze(1) * self.means.unsqueeze(0)  # [B, K, *D]
         v_k = (time - (1.0 - time) * self.std**2).unsqueeze(1) * centred / var.unsqueeze(1) - self.means.unsqueeze(0)
-        if self.means.shape[0] == 1:
-            return v_k[:, 0].to(x.dtype)
-        log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * var.reshape(-1, 1))
-        weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (x.dim() - 1)))
-        v_mix = (weights * v_k).sum(1)
-        if labels is None or self.num_classes == 0:
-            return v_mix.to(x.dtype)
-        if bool(((labels < 0) | (labels > self.num_classes)).any()):
-            raise ValueError(f"labels must lie in 0..{self.num_classes} (the last is the null label)")
-        rows = torch.arange(x.shape[0], device=x.device)
-        conditional = labels.ne(self.num_classes).reshape(view)
-        v_cond = v_k[rows, labels.clamp(max=self.num_classes - 1)]
-        return torch.where(conditional, v_cond, v_mix).to(x.dtype)
+        return mix(v_k, centred, var, labels, self.num_classes).to(x.dtype)
+
+
+def mix(per_class: torch.Tensor, centred: torch.Tensor, var: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """The prediction of an equal-weight Gaussian mixture from each component's ([B, K, *D]): under a class label, that
+    class's; unconditional (no labels, or the null label K), the posterior mean over k, weighted by p(k | x_t), the softmax
+    of the components' log-likelihoods (``centred`` = x_t - its mean under k, ``var`` its variance per coordinate, [B, *1])."""
+    if per_class.shape[1] == 1:  # one Gaussian: nothing to mix
+        return per_class[:, 0]
+    log_lik = -(centred**2).flatten(2).sum(-1) / (2.0 * var.reshape(-1, 1))
+    weights = torch.softmax(log_lik, dim=1).reshape(*log_lik.shape, *([1] * (per_class.dim() - 2)))
+    mixed = (weights * per_class).sum(1)
+    if labels is None or num_classes == 0:
+        return mixed
+    if bool(((labels < 0) | (labels > num_classes)).any()):
+        raise ValueError(f"labels must lie in 0..{num_classes} (the last is the null label)")
+    rows = torch.arange(per_class.shape[0], device=per_class.device)
+    conditional = labels.ne(num_classes).reshape(-1, *([1] * (per_class.dim() - 2)))  # the null label is K
+    return torch.where(conditional, per_class[rows, labels.clamp(max=num_classes - 1)], mixed)
