@@ -3,7 +3,9 @@
 Streamlit runs the app's script in this process, so modules imported here are imported once,
 before any browser connects, instead of during the first session's first run while its page
 waits for its first frame (h5py, plotly's figure classes, the trace reader, the equation
-registry: about a third of a second on 2 cores). Nothing here touches Streamlit's runtime: the
+registry: about a third of a second on 2 cores; pandas, which Streamlit imports on the first call
+of a custom component, to check whether its arguments are a data frame: another 0.6 s, paid by
+the first player page of a fresh server). Nothing here touches Streamlit's runtime: the
 app declares its components itself when it runs.
 """
 
@@ -13,6 +15,7 @@ import sys
 
 
 def main() -> None:
+    import pandas  # noqa: F401 - Streamlit's components.v1 imports it on their first call (dataframe_util.is_dataframe_like)
     import plotly.graph_objects  # noqa: F401
 
     import tracer.equations.registry  # noqa: F401
