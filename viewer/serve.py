@@ -15,7 +15,7 @@ import sys
 
 
 def main() -> None:
-    import pandas  # noqa: F401 - Streamlit's components.v1 imports it on their first call (dataframe_util.is_dataframe_like)
+    import pandas  # noqa: F401 - Streamlit's (see the module's doc)
     import plotly.graph_objects  # noqa: F401
 
     import tracer.equations.registry  # noqa: F401
