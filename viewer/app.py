@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # `streamlit run viewer/app.py` runs this file as
 
 import streamlit as st
 
-from viewer import loaders, paths, state
+from viewer import loaders, paths, player, state
 from viewer.text import plain
 from viewer.equations_panel import load_registry
 from viewer.panels.compare import compare_page
@@ -74,4 +74,5 @@ def main() -> None:
     st.sidebar.caption(f"{len(entries)} trace(s) under " + ", ".join(plain(r) for r in roots))
 
 
-main()
+with player.script_running():
+    main()

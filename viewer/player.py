@@ -12,7 +12,12 @@ value the component sends back is read.
 ``write_frames`` writes two files per chunk (the payload, a PNG sheet or the points'
 binary, then a JSON file: the steps' saturation shares) into a cache folder the browser
 fetches from; the first chunk is written before the page is drawn, the others by a
-background thread, so a long trace starts playing before every frame has arrived.
+background thread, so a long trace starts playing before every frame has arrived. That thread
+stays out of the first frame's way: it starts once the page reports its first frame shown
+(``frames_shown``, at most ``FIRST_PAINT_WAIT_S`` later), and yields to the app's script runs
+(``script_running``): a chunk waits up to ``YIELD_S`` for every run to end. On 2 cores the
+writer's CPU time (about 2 s for a 1,000-step trace) otherwise competes with the server's
+script and the browser drawing the page.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import struct
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -45,6 +50,8 @@ DATA_RANGE: Final = (-1.0, 1.0)
 POINT_LEVELS: Final = 65534  # 16-bit point coordinates run 0..65534 over the extent; 65535 is a missing value
 CACHE_ENTRIES: Final = 48  # frame sets kept on disk
 FINAL: Final = "final"
+YIELD_S: Final = 0.5  # the longest a background chunk waits for the app's script runs to end
+FIRST_PAINT_WAIT_S: Final = 3.0  # the longest the background chunks wait for the page's first frame
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,35 @@ def step_from_value(value: Any, last_seq: int | None) -> tuple[int, int] | None:
 CACHE_DIR: Final = Path(os.environ.get("NOISESCOPE_FRAMES_DIR") or Path(tempfile.gettempdir()) / f"noisescope-frames-{os.getuid()}")
 _RUNNING: dict[str, threading.Thread] = {}
 _LOCK = threading.RLock()
+_SCRIPTS = [0]  # the app's script runs in progress
+_IDLE = threading.Condition()
+_SHOWN: dict[str, threading.Event] = {}  # set once a page has shown the first frame of the frames under a key
+
+
+def frames_shown(key: str) -> None:
+    """A page has shown its first frame from the frames under ``key``: the background writer may start."""
+    with _LOCK:
+        event = _SHOWN.get(key)
+    if event is not None:
+        event.set()
+
+
+@contextlib.contextmanager
+def script_running() -> Iterator[None]:
+    """Held by the app around each script run: background chunk writers wait (``YIELD_S`` at most a chunk) while any runs."""
+    with _IDLE:
+        _SCRIPTS[0] += 1
+    try:
+        yield
+    finally:
+        with _IDLE:
+            _SCRIPTS[0] -= 1
+            _IDLE.notify_all()
+
+
+def _yield_to_scripts() -> None:
+    with _IDLE:
+        _IDLE.wait_for(lambda: _SCRIPTS[0] == 0, timeout=YIELD_S)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -299,25 +335,32 @@ def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], Chunk],
 
     def rest() -> None:
         try:
+            shown.wait(FIRST_PAINT_WAIT_S)
             for k in range(1, len(bounds)):
+                _yield_to_scripts()
                 write(k)
             if final is not None and not (folder / f"{FINAL}.json").exists():
+                _yield_to_scripts()
                 _write_chunk(folder, FINAL, final())
             (folder / "done").write_text("")
         finally:
             with _LOCK:
                 _RUNNING.pop(key, None)
+                _SHOWN.pop(key, None)
 
     if bounds:
         write(0)
+    shown = threading.Event()
     with _LOCK:
         if key in _RUNNING:
             return folder
         if not background:
+            shown.set()
             rest()
             return folder
         thread = threading.Thread(target=rest, name=f"noisescope-frames-{key}", daemon=True)
         _RUNNING[key] = thread
+        _SHOWN[key] = shown
     try:
         _prune(root, key)
     except OSError:

@@ -8,6 +8,7 @@ import json
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,6 +157,55 @@ def test_write_frames_writes_every_chunk_and_the_final_one(tmp_path: Path) -> No
     os.utime(folder, (1, 1))  # as if written long ago
     assert player.write_frames("k", 60, read_chunk, final, root=tmp_path, background=False) == folder  # reused
     assert folder.stat().st_mtime > 1  # and marked as in use: pruning, oldest first, keeps it
+
+
+def _tiny_chunks() -> tuple[Any, Any]:
+    layout = player.tile_layout(1, 2, 2)
+    panels = player.panels_for(["x_t"], {}, {}, layout["width"])
+    row = lambda: player.frame_row({"x_t": np.zeros((1, 2, 2), np.float32)}, panels, layout)  # noqa: E731
+    return (lambda a, b: player.image_chunk([row() for _ in range(a, b)])), (lambda: player.image_chunk([row()]))
+
+
+def test_the_background_writer_waits_while_a_script_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read_chunk, final = _tiny_chunks()
+    monkeypatch.setattr(player, "YIELD_S", 60.0)
+    monkeypatch.setattr(player, "FIRST_PAINT_WAIT_S", 0.0)
+    with player.script_running():
+        folder = player.write_frames("held", 60, read_chunk, final, root=tmp_path)
+        thread = player._RUNNING["held"]
+        thread.join(0.3)
+        assert (folder / "chunk_0.json").exists()  # the first chunk is written before the page is drawn
+        assert thread.is_alive() and not (folder / "chunk_1.json").exists()  # the rest waits for the run to end
+    thread.join(30)
+    assert not thread.is_alive() and (folder / "done").exists() and (folder / "final.json").exists()
+
+
+def test_the_background_writer_starts_once_the_page_has_shown_its_first_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read_chunk, final = _tiny_chunks()
+    monkeypatch.setattr(player, "FIRST_PAINT_WAIT_S", 60.0)
+    folder = player.write_frames("shown", 60, read_chunk, final, root=tmp_path)
+    thread = player._RUNNING["shown"]
+    thread.join(0.3)
+    assert (folder / "chunk_0.json").exists() and not (folder / "chunk_1.json").exists()
+    player.frames_shown("other")  # another page's frames: still waiting
+    thread.join(0.1)
+    assert thread.is_alive()
+    player.frames_shown("shown")
+    thread.join(30)
+    assert not thread.is_alive() and (folder / "done").exists()
+    player.frames_shown("shown")  # once done: nothing to start
+
+
+def test_the_background_writer_waits_for_a_script_at_most_yield_s_a_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    read_chunk, final = _tiny_chunks()
+    monkeypatch.setattr(player, "YIELD_S", 0.01)
+    monkeypatch.setattr(player, "FIRST_PAINT_WAIT_S", 0.01)
+    with player.script_running():  # neither a script that never ends nor a page that never paints stops the frames
+        folder = player.write_frames("capped", 60, read_chunk, final, root=tmp_path)
+        thread = player._RUNNING.get("capped")  # None: already done
+        if thread is not None:
+            thread.join(30)
+        assert (folder / "done").exists()
 
 
 def test_an_image_track_of_a_real_trace_writes_frames_the_browser_can_decode(traces: Traces, tmp_path: Path,

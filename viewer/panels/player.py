@@ -65,7 +65,7 @@ def _final(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> np.ndarray |
 def _frames_of(kind: str, title: str, key: str, rows: int, read_chunk: Any, final: Any, background: bool) -> dict[str, Any]:
     """Write (or reuse) a track's chunk files under ``key``; the part of its spec that says where they are."""
     player.write_frames(key, rows, read_chunk, final, background=background)
-    return {"kind": kind, "title": title, "frames": f"../{FRAMES_NAME}/{key}/", "rows": rows, "chunk": player.CHUNK_STEPS,
+    return {"kind": kind, "title": title, "key": key, "frames": f"../{FRAMES_NAME}/{key}/", "rows": rows, "chunk": player.CHUNK_STEPS,
             "chunks": len(player.chunks(rows)), "final": final is not None}
 
 
@@ -214,6 +214,10 @@ def _spec(tracks: Sequence[dict[str, Any]], positions: int, labels: list[str], s
 def player_ui(key: str, spec: dict[str, Any]) -> int | None:
     """Draw the player; return the position it sent back when it was paused or scrubbed (once per send), else None."""
     value = _component(key=f"{key}.player", default=None, spec=spec)
+    if value is not None:  # the page has shown a frame (it sends its step back once its first frame is up)
+        for track in spec["tracks"]:
+            if "key" in track:
+                player.frames_shown(track["key"])
     seq_key = f"{key}.player_seq"
     got = player.step_from_value(value, st.session_state.get(seq_key))
     if got is None:

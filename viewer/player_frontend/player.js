@@ -95,12 +95,13 @@
     const at = (e) => new URL(track.frames + name + e + (attempt ? "?try=" + attempt : ""), window.location.href);
     const opts = { cache: attempt ? "no-store" : "default" }; // a 404 (not written yet) must not be cached
     try {
-      const r = await fetch(at(".json"), opts);
+      // both files at once; the JSON is written after its payload, so a JSON found with its payload missing only
+      // means the payload was asked for first: the retry finds both
+      const [r, body] = await Promise.all([fetch(at(".json"), opts), fetch(at(ext), opts)]);
       if (!r.ok) throw new Error(String(r.status));
-      const doc = await r.json(); // written after its payload: the payload is there
-      const body = await fetch(at(ext), opts);
       if (!body.ok) throw new Error(String(body.status));
-      return { raw: track.kind === "points" ? await body.arrayBuffer() : await body.blob(), doc: doc };
+      const [doc, raw] = await Promise.all([r.json(), track.kind === "points" ? body.arrayBuffer() : body.blob()]);
+      return { raw: raw, doc: doc };
     } catch (e) {
       if (attempt > 200) throw e;
       await new Promise((ok) => setTimeout(ok, Math.min(100 * (attempt + 1), 1000)));
