@@ -313,13 +313,23 @@ def _prune(root: Path, keep: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def chunks_needed(step: int, rows: int, trails: bool = False) -> list[int]:
+    """The chunks the page needs to draw ``step`` (``rows``: the final samples, chunk number ``len(chunks(rows))``):
+    the step's own, or with ``trails`` (a 2-D trajectory so far) every chunk up to it. The page's ``needed`` does the same."""
+    count = len(chunks(rows))
+    own = count if step >= rows else max(step, 0) // CHUNK_STEPS
+    return list(range(own + 1)) if trails else [own]
+
+
 def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], Chunk],
-                 final: Callable[[], Chunk] | None, root: Path = CACHE_DIR, background: bool = True) -> Path:
+                 final: Callable[[], Chunk] | None, root: Path = CACHE_DIR, background: bool = True,
+                 first: Sequence[int] = (0,)) -> Path:
     """Write ``chunk_<k>.png`` (or ``.bin``) and ``.json`` for each chunk of ``rows`` steps (and ``final.*``) under ``root/key``;
     returns the folder. ``read_chunk(a, b)`` makes the chunk of steps [a, b).
 
-    The first chunk is written now; the rest by one background thread per key (``background``
-    False writes all now). A folder already complete (``done`` present) is reused.
+    The chunks ``first`` (those of the step the page shows first, ``chunks_needed``; ``len(chunks(rows))`` is
+    the final one) are written now; the rest by one background thread per key (``background`` False writes all
+    now). A folder already complete (``done`` present) is reused.
     """
     folder = root / key
     if (folder / "done").exists():
@@ -329,27 +339,32 @@ def write_frames(key: str, rows: int, read_chunk: Callable[[int, int], Chunk],
     folder.mkdir(parents=True, exist_ok=True)
     bounds = chunks(rows)
 
+    def name(k: int) -> str:  # chunk k; k = len(bounds): the final samples
+        return FINAL if k == len(bounds) else f"chunk_{k}"
+
+    def pending(k: int) -> bool:
+        return (k < len(bounds) or final is not None) and not (folder / f"{name(k)}.json").exists()
+
     def write(k: int) -> None:
-        if not (folder / f"chunk_{k}.json").exists():
-            _write_chunk(folder, f"chunk_{k}", read_chunk(*bounds[k]))
+        if pending(k):
+            _write_chunk(folder, name(k), final() if k == len(bounds) and final is not None else read_chunk(*bounds[k]))
 
     def rest() -> None:
         try:
             shown.wait(FIRST_PAINT_WAIT_S)
-            for k in range(1, len(bounds)):
-                _yield_to_scripts()
-                write(k)
-            if final is not None and not (folder / f"{FINAL}.json").exists():
-                _yield_to_scripts()
-                _write_chunk(folder, FINAL, final())
+            for k in range(len(bounds) + 1):
+                if pending(k):
+                    _yield_to_scripts()
+                    write(k)
             (folder / "done").write_text("")
         finally:
             with _LOCK:
                 _RUNNING.pop(key, None)
                 _SHOWN.pop(key, None)
 
-    if bounds:
-        write(0)
+    for k in first:
+        if 0 <= k <= len(bounds):
+            write(k)
     shown = threading.Event()
     with _LOCK:
         if key in _RUNNING:

@@ -196,6 +196,24 @@ def test_the_background_writer_starts_once_the_page_has_shown_its_first_frame(tm
     player.frames_shown("shown")  # once done: nothing to start
 
 
+def test_the_chunks_of_the_step_shown_first_are_written_before_the_page_is_drawn(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert player.chunks_needed(0, 60) == [0] and player.chunks_needed(30, 60) == [1] and player.chunks_needed(59, 60) == [2]
+    assert player.chunks_needed(60, 60) == [3]  # the final samples: the chunk after the last
+    assert player.chunks_needed(30, 60, trails=True) == [0, 1] and player.chunks_needed(60, 60, trails=True) == [0, 1, 2, 3]
+    read_chunk, final = _tiny_chunks()
+    monkeypatch.setattr(player, "FIRST_PAINT_WAIT_S", 60.0)  # the background writer waits for the page
+    deep = player.write_frames("deep", 60, read_chunk, final, root=tmp_path, first=player.chunks_needed(55, 60))
+    end = player.write_frames("end", 60, read_chunk, final, root=tmp_path, first=player.chunks_needed(60, 60))
+    assert sorted(p.name for p in deep.iterdir()) == ["chunk_2.json", "chunk_2.png"]
+    assert sorted(p.name for p in end.iterdir()) == ["final.json", "final.png"]
+    for key in ("deep", "end"):
+        thread = player._RUNNING[key]
+        player.frames_shown(key)
+        thread.join(30)
+    assert len(list(deep.iterdir())) == len(list(end.iterdir())) == 9  # 3 chunks and the final one, 2 files each, and done
+
+
 def test_the_background_writer_waits_for_a_script_at_most_yield_s_a_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     read_chunk, final = _tiny_chunks()
     monkeypatch.setattr(player, "YIELD_S", 0.01)
@@ -213,7 +231,7 @@ def test_an_image_track_of_a_real_trace_writes_frames_the_browser_can_decode(tra
     from viewer import loaders
     from viewer.panels.player import image_track, single_spec
 
-    monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True))
+    monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True, (0,)))
     handle = loaders.open_handle(traces.images_ddim)
     info = loaders.info(handle)
     track = image_track(handle, info, ["x_t", "eps", "noise"], [0, 3, 5], None, background=False)
@@ -243,7 +261,7 @@ def test_a_points_track_writes_each_step_and_the_final_samples(traces: Traces, t
     from viewer import loaders
     from viewer.panels.player import points_track
 
-    monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True))
+    monkeypatch.setattr(player.write_frames, "__defaults__", (tmp_path, True, (0,)))
     handle = loaders.open_handle(traces.points_ddpm)
     info = loaders.info(handle)
     track = points_track(handle, info, ["x_t", "x0_pred"], None, background=False)

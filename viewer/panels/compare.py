@@ -265,15 +265,17 @@ def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Seq
     letters = list("ABCDEFGH"[: len(opened)])
     names = [f"{letter}: {plotly_text(label)}" for letter, label in zip(letters, legend_labels(opened), strict=True)]
     reference = opened[0]
-    if reference.info.is_2d:
-        box = extent(*(loaders.trajectory(o.info.path, o.info.inode, o.info.rows, tensor) for o in opened))
-        tracks = [points_track(o.handle, o.info, [tensor], class_labels(o), "none", True, name, box) for o, name in zip(opened, names, strict=True)]
-    else:
-        picked = _shown(samples, min(o.info.batch for o in opened))
-        tracks = [image_track(o.handle, o.info, [tensor], picked, class_labels(o), name, ranges_of=reference.info)
-                  for o, name in zip(opened, names, strict=True)]
     i = current_index(key, reference.info.rows)
     at = np.flatnonzero(steps[:, 0] == i)
+    first = steps[int(at[0]) if at.size else 0]  # each trace's step at the position shown first
+    if reference.info.is_2d:
+        box = extent(*(loaders.trajectory(o.info.path, o.info.inode, o.info.rows, tensor) for o in opened))
+        tracks = [points_track(o.handle, o.info, [tensor], class_labels(o), "none", True, name, box, step=int(s))
+                  for o, name, s in zip(opened, names, first, strict=True)]
+    else:
+        picked = _shown(samples, min(o.info.batch for o in opened))
+        tracks = [image_track(o.handle, o.info, [tensor], picked, class_labels(o), name, ranges_of=reference.info, step=int(s))
+                  for o, name, s in zip(opened, names, first, strict=True)]
     cursor = levels[0] if levels[0] is not None else reference.t
     spec = compare_spec(tracks, letters, [o.t for o in opened], steps, level, int(at[0]) if at.size else 0, DISTANCES, MEASURES[measure],
                         cursor_x=cursor)

@@ -139,9 +139,9 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             names = [name for name in display.tensors if name in now.tensors or name in derivable_tensors(now)]
             track = None
             if now.is_2d:
-                track = points_track(handle, now, ["x_t", "x0_pred"], labels, display.x0_mode, display.trajectories)
+                track = points_track(handle, now, ["x_t", "x0_pred"], labels, display.x0_mode, display.trajectories, step=i)
             elif names:
-                track = image_track(handle, now, names, [s for s in display.samples if 0 <= s < now.batch] or [0], labels)
+                track = image_track(handle, now, names, [s for s in display.samples if 0 <= s < now.batch] or [0], labels, step=i)
             if track is not None:
                 sent = player_ui(key, single_spec(track, now, i))
                 if sent is not None:

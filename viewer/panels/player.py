@@ -62,17 +62,20 @@ def _final(handle: loaders.TraceHandle, info: loaders.TraceInfo) -> np.ndarray |
     return loaders.final_array(info.path, info.inode, "samples", written) if written else None
 
 
-def _frames_of(kind: str, title: str, key: str, rows: int, read_chunk: Any, final: Any, background: bool) -> dict[str, Any]:
-    """Write (or reuse) a track's chunk files under ``key``; the part of its spec that says where they are."""
-    player.write_frames(key, rows, read_chunk, final, background=background)
+def _frames_of(kind: str, title: str, key: str, rows: int, read_chunk: Any, final: Any, background: bool,
+               first: list[int]) -> dict[str, Any]:
+    """Write (or reuse) a track's chunk files under ``key`` (``first`` now: those of the step shown first); the part of
+    its spec that says where they are."""
+    player.write_frames(key, rows, read_chunk, final, background=background, first=first)
     return {"kind": kind, "title": title, "key": key, "frames": f"../{FRAMES_NAME}/{key}/", "rows": rows, "chunk": player.CHUNK_STEPS,
             "chunks": len(player.chunks(rows)), "final": final is not None}
 
 
 def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Sequence[str], samples: Sequence[int],
                 labels: np.ndarray | None, title: str = "", ranges_of: loaders.TraceInfo | None = None,
-                background: bool = True) -> dict[str, Any]:
-    """Image panels of ``names`` for ``samples``; noise-like panels on the fixed range of ``ranges_of`` (default: this trace)."""
+                background: bool = True, step: int = 0) -> dict[str, Any]:
+    """Image panels of ``names`` for ``samples``; noise-like panels on the fixed range of ``ranges_of`` (default: this trace).
+    ``step``: the step the page shows first (``rows``: the final samples), whose chunk is written before it is drawn."""
     rows, (channels, h, w) = info.rows, info.sample_shape
     layout = player.tile_layout(len(samples), h, w)
     source = ranges_of or info
@@ -94,7 +97,8 @@ def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Seq
     key = player.frames_key(info.path, info.inode, rows, names, samples, [p.as_dict() for p in panels], player.CHUNK_STEPS,
                             final_samples is not None, channels)
     return {
-        **_frames_of("images", title, key, rows, read_chunk, final if final_samples is not None else None, background),
+        **_frames_of("images", title, key, rows, read_chunk, final if final_samples is not None else None, background,
+                     player.chunks_needed(step, rows)),
         "channels": channels,
         "panels": [p.as_dict() for p in panels],
         "layout": layout,
@@ -106,9 +110,9 @@ def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Seq
 
 def points_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, series: Sequence[str], labels: np.ndarray | None,
                  x0_mode: str = "arrows", trails: bool = True, title: str = "",
-                 bounds: tuple[float, float, float, float] | None = None, background: bool = True) -> dict[str, Any]:
+                 bounds: tuple[float, float, float, float] | None = None, background: bool = True, step: int = 0) -> dict[str, Any]:
     """A 2-D point cloud: ``series[0]`` (x_t) drawn as points with its trajectory so far, ``series[1]`` (x0_pred, if given)
-    as arrows or ghost points; all on a fixed extent (the whole trace's, unless ``bounds``)."""
+    as arrows or ghost points; all on a fixed extent (the whole trace's, unless ``bounds``). ``step``: as for ``image_track``."""
     rows = info.rows
     series = [s for s in series if s in info.tensors]
     clouds = {s: loaders.trajectory(info.path, info.inode, rows, s) for s in series}
@@ -125,7 +129,8 @@ def points_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, series: S
 
     key = player.frames_key(info.path, info.inode, rows, "points", series, box, player.CHUNK_STEPS, final_samples is not None)
     return {
-        **_frames_of("points", title, key, rows, read_chunk, final if final_samples is not None else None, background),
+        **_frames_of("points", title, key, rows, read_chunk, final if final_samples is not None else None, background,
+                     player.chunks_needed(step, rows, trails)),
         "series": series,
         "titles": [symbols.html(s, with_name=False) for s in series],
         "n": info.batch,
