@@ -8,7 +8,8 @@ keep their tables in float32).
 Where a reference takes another convention the test pins the difference (docs/samplers.md says which noisescope takes):
 diffusers' DPMSolverMultistepScheduler rounds t(sigma) to an integer for the network while stepping with the unrounded
 sigma; its Euler, Heun and Euler ancestral schedulers start at sqrt(1 + sigma_0^2) z with ``leading`` spacing and at
-sigma_0 z otherwise; k-diffusion draws a churn z at every step, also where gamma is 0.
+sigma_0 z otherwise; k-diffusion draws a churn z at every step, also where gamma is 0; diffusers' Euler churns inside
+step(), after the network was evaluated at the unchurned x_t and sigma_t.
 """
 
 from __future__ import annotations
@@ -233,3 +234,27 @@ def test_diffusers_euler_starts_at_sqrt_1_plus_sigma_squared_with_leading_spacin
         resolved = SamplerConfig("euler", sigmas=tuple(scheduler.sigmas.double().tolist()), start=start).resolve(schedule.T, schedule.alpha_bar)
         assert karras.start_scale(resolved) == pytest.approx(float(scheduler.init_noise_sigma), rel=1e-6), spacing
         assert sigma_0 == pytest.approx(resolved.sigmas[0], rel=1e-12)
+
+
+def test_diffusers_euler_churns_after_the_network_was_evaluated_at_the_unchurned_state(schedule: Schedule) -> None:
+    """diffusers' EulerDiscreteScheduler draws the churn z inside step(), once the network has seen x_t at sigma_t, and
+    steps x_hat with that output; Karras et al. (Alg. 2), k-diffusion and noisescope evaluate the network at x_hat and
+    sigma_hat (the pinned difference: the same z, the same x_hat, another x_prev)."""
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = EulerDiscreteScheduler(num_train_timesteps=schedule.T, trained_betas=schedule.beta.tolist(), use_karras_sigmas=True)
+    scheduler.set_timesteps(10)
+    model = networks(schedule)["oracle"]
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    records = ours(model, schedule, "euler", z, seed=7, sigmas=tuple(scheduler.sigmas.double().tolist()), s_churn=2.0)
+    first = records[0]
+    assert first.x_hat is not None and first.sigma_hat is not None and first.sigma_hat > first.sigma_t
+    drawn = torch.randn(z.shape, generator=torch.Generator().manual_seed(7))
+    assert diff(first.noise, drawn) == 0  # the churn z is the first draw of the seed's generator here and there
+    x, t = z * scheduler.init_noise_sigma, scheduler.timesteps[0]
+    output = model(scheduler.scale_model_input(x, t), t.reshape(1).expand(16).to(torch.float64))  # at x_t and sigma_t
+    stepped = scheduler.step(output, t, x, s_churn=2.0, generator=torch.Generator().manual_seed(7)).prev_sample
+    by_hand = first.x_hat + (first.sigma_next - first.sigma_hat) * output  # x_hat stepped with the unchurned evaluation
+    scale = 1.0 + float(stepped.abs().max())
+    assert diff(stepped, by_hand) <= 5e-5 * scale
+    assert diff(stepped, first.x_prev) > 1e-3 * scale  # noisescope's step, with the network at x_hat and sigma_hat
