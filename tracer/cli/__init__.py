@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail
 
-COMMANDS = ("train", "sample", "invert", "demo", "view", "inspect", "check", "recover")
+COMMANDS = ("train", "sample", "invert", "demo", "view", "inspect", "check", "diff", "recover")
 
 
 def version() -> str:
