@@ -356,6 +356,22 @@ def aligned_distance(
     return level_a, distance
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def parting(path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int) -> dict[str, Any]:
+    """``noisescope diff`` of two traces (tracer/diff.py): its JSON document without the per-pair gaps, plus ``error``
+    (one line) where they cannot be compared. Keyed by the row counts: a live trace is compared again as it grows."""
+    from tracer.diff import DiffError, diff_dict, diff_traces
+
+    handle_a, handle_b = _handle(path_a, inode_a), _handle(path_b, inode_b)
+    with handle_a.lock, handle_b.lock:
+        try:
+            doc = diff_dict(diff_traces(handle_a.trace, handle_b.trace, path_a=path_a, path_b=path_b))
+        except DiffError as error:
+            return {"error": str(error)}
+    doc.pop("pairs")
+    return doc
+
+
 # -- training traces -------------------------------------------------------------------------------
 
 

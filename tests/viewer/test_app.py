@@ -284,6 +284,25 @@ def test_compare_aligns_the_traces_by_noise_level(app, traces: Traces) -> None:
     assert len(at.get("plotly_chart")) >= 2  # side by side and distances (the sweep grid is for images)
 
 
+def test_compare_says_where_the_traces_part_and_marks_it_on_the_distance_plot(app, traces: Traces) -> None:
+    from tracer.diff import diff_traces
+
+    a, b = traces.name(traces.points_ddpm), traces.name(traces.points_ddim)
+    at = app(view="compare", compare=f"{a},{b}")
+    no_failures(at)
+    with open_trace(traces.points_ddpm) as trace_a, open_trace(traces.points_ddim) as trace_b:
+        result = diff_traces(trace_a, trace_b)
+        alpha_bar = trace_a.scalars()["alpha_bar_t"]
+    assert result.parts is not None and result.lined_up_by == "noise level"  # DDPM against DDIM: other samplers, same levels
+    (line,) = [text for text in texts(at) if text.startswith("**A vs B**")]
+    parts = result.parts
+    assert f"they part at A's step {parts.a + 1} (t = {parts.t_a}) and B's step {parts.b + 1} (t = {parts.t_b})" in line
+    at_level = float(noise_level(alpha_bar, "log_snr")[parts.a])
+    shapes = [s for c in at.get("plotly_chart") for s in json.loads(c.proto.spec)["layout"].get("shapes", [])
+              if s.get("line", {}).get("dash") == "dash"]
+    assert [s["x0"] for s in shapes] == [pytest.approx(at_level)]  # the mark, at A's noise level where they part
+
+
 def test_compare_images_has_difference_sweep_and_distances(app, traces: Traces) -> None:
     names = [traces.name(p) for p in (traces.images_ddpm, traces.images_ddim, traces.images_guided)]
     at = app(view="compare", compare=",".join(names))

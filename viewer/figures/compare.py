@@ -26,9 +26,10 @@ def placeable(x: np.ndarray, measure: MeasureSpec | None) -> np.ndarray:
 
 
 def distance_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cursor: float | None = None, y_title: str = "distance",
-                    height: int = 280, measure: MeasureSpec | None = None) -> go.Figure:
+                    height: int = 280, measure: MeasureSpec | None = None, parts: Mapping[str, float] | None = None) -> go.Figure:
     """``curves``: label -> (x, distance) over the reference trace's steps, x its noise level in ``measure`` (its t where
-    None); one line per compared trace, the cursor at x = ``cursor``."""
+    None); one line per compared trace, the cursor at x = ``cursor``; ``parts``: label -> x where that trace parts from
+    the reference (``noisescope diff``), a dashed line in the curve's colour."""
     palette = qualitative.Plotly
     symbol = "t" if measure is None else measure.text
     data = []
@@ -43,11 +44,19 @@ def distance_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], cursor:
     if measure is not None and measure.log_axis:
         xaxis["type"] = "log"
     show_cursor = cursor is not None and bool(placeable(np.array([cursor]), measure)[0])
+    marks = []
+    for k, label in enumerate(curves):
+        at = (parts or {}).get(label)
+        if at is not None and bool(placeable(np.array([at]), measure)[0]):
+            marks.append({**cursor_shape(at), "line": {"color": palette[k % len(palette)], "dash": "dash", "width": 1.5}})
+            data.append({"type": "scatter", "x": [at], "y": [0], "mode": "markers", "showlegend": False,
+                         "marker": {"symbol": "triangle-up", "size": 10, "color": palette[k % len(palette)]},
+                         "hovertemplate": f"{label} parts from A here ({symbol}=%{{x:.4g}})<extra></extra>"})
     layout = {
         **base_layout(height, showlegend=True),
         "xaxis": xaxis,
         "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
         "legend": {"orientation": "h", "y": 1.15},
-        "shapes": [cursor_shape(cursor)] if show_cursor and cursor is not None else [],
+        "shapes": ([cursor_shape(cursor)] if show_cursor and cursor is not None else []) + marks,
     }
     return figure(data, layout)

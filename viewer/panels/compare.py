@@ -22,6 +22,7 @@ config links (``linked``); picked alone, either trace of a linked pair brings th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,9 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     matched = alignment(reference, others, i, measure)
     with st.container(key="compare-alignment"):
         st.markdown("  \n".join(alignment_lines(reference, others, i, matched, measure)))
+    partings = {o.entry.name: parting_of(reference, o) for o in others}
+    with st.container(key="compare-parting"):
+        st.markdown("  \n".join(parting_line(doc, letter) for letter, doc in zip("BCDEFGH", partings.values())))
     warning = clipping_warning(opened, legend_labels(opened)) if tensor == "x0_pred" else None
     if warning:
         st.warning(plain(warning), icon=":material/warning:")
@@ -239,7 +243,7 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     with tabs[1], guard("sweep grid"):
         sweep(reference, others, i, matched, tensor, samples, labels, measure)
     with tabs[2], guard("distances"), st.container(key=DISTANCES):
-        distances(reference, others, i, tensor, measure)
+        distances(reference, others, i, tensor, measure, partings)
 
 
 def noise_levels(o: Opened, measure: str = DEFAULT) -> np.ndarray | None:
@@ -350,20 +354,48 @@ def _shown(samples: Sequence[int], batch: int) -> list[int]:
     return [s for s in samples if 0 <= s < batch] or [0]
 
 
-def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, measure: str | None = DEFAULT) -> None:
+def parting_of(reference: Opened, other: Opened) -> dict[str, Any]:
+    """``noisescope diff`` of A and ``other`` (viewer/loaders.py ``parting``)."""
+    a, b = reference.info, other.info
+    return loaders.parting(a.path, a.inode, a.rows, b.path, b.inode, b.rows)
+
+
+def parting_line(doc: Mapping[str, Any], letter: str) -> str:
+    """One line of what ``noisescope diff`` says of A against trace ``letter``: where they part, or that they agree."""
+    if "error" in doc:
+        return f"**A vs {letter}** (`noisescope diff`): not compared: {plain(doc['error'])}"
+    head = f"**A vs {letter}** (`noisescope diff`, lined up by {doc['lined_up_by']}, tolerance {doc['tolerance']:g}): "
+    parts = doc["parts"]
+    if parts is None:
+        return head + "they agree at every step compared."
+    beyond = sorted(parts["beyond"].items(), key=lambda kv: -kv[1] if isinstance(kv[1], float) else -math.inf)
+    values = ", ".join(f"`{name}` by {value if isinstance(value, str) else f'{value:.3g}'}" for name, value in beyond[:4])
+    if parts["final"]:
+        return head + f"they part only in their final samples ({values})."
+    return head + (f"they part at A's step {parts['step_a'] + 1} (t = {parts['t_a']}) and {letter}'s step {parts['step_b'] + 1} "
+                   f"(t = {parts['t_b']}): {values} (marked on the distance plot).")
+
+
+def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, measure: str | None = DEFAULT,
+              partings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Per step of A: the mean RMS distance to each other trace at its step nearest in noise level (``measure``; in t where
-    None), over A's noise level, the cursor at A's step."""
+    None), over A's noise level, the cursor at A's step; where ``partings`` says a trace parts from A, a mark at A's step."""
     curves = {}
+    parts: dict[str, float] = {}
     names = dict(zip((o.entry.name for o in (reference, *others)), legend_labels([reference, *others]), strict=True))
     for o in others:
         x, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows,
                                         tensor, measure)
-        curves[plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")] = (x, d)
+        label = plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")
+        curves[label] = (x, d)
+        found = (partings or {}).get(o.entry.name, {}).get("parts")
+        if found is not None and not found["final"] and found["step_a"] < len(x):
+            parts[label] = float(x[found["step_a"]])
     title = f"‖{symbols.HTML.get(tensor, tensor)}(B) − {symbols.HTML.get(tensor, tensor)}(A)‖ / √d"
     spec = MEASURES[measure] if measure is not None else None
     levels = reference.levels(measure) if measure is not None else None
     cursor = float(levels[i]) if levels is not None else float(reference.t[i])
-    st.plotly_chart(distance_figure(curves, cursor, y_title=title, measure=spec), config=CHART_CONFIG, key="cmp.dist")
+    st.plotly_chart(distance_figure(curves, cursor, y_title=title, measure=spec, parts=parts), config=CHART_CONFIG, key="cmp.dist")
     if spec is None or levels is None:
         st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")
         return
