@@ -185,7 +185,9 @@ def check_sigmas(sigmas: Sequence[float], low: float, high: float) -> None:
     if any(not math.isfinite(s) for s in sigmas) or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
         raise ConfigError(f"noise levels must be finite and strictly descending, got {list(sigmas)}")
     inside = sigmas[:-1] if sigmas[-1] == 0 else sigmas
-    out = [s for s in inside if not low * (1 - 1e-12) <= s <= high * (1 + 1e-12)]
+    # float32 rounding of the ends (k-diffusion's get_sigmas_* compute in float32 by default) counts as inside: t(sigma) is
+    # clamped to [0, T - 1] there, as k-diffusion's sigma_to_t clamps it
+    out = [s for s in inside if not low * (1 - 1e-6) <= s <= high * (1 + 1e-6)]
     if out:
         raise ConfigError(f"noise level {out[0]:.6g} is outside the schedule's range [{low:.6g}, {high:.6g}]: "
                           "the network has no timestep for it")

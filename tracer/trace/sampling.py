@@ -43,6 +43,51 @@ def step_row(record: StepRecord) -> dict[str, Any]:
     return row
 
 
+class SamplingRecorder:
+    """A sampling trace written one ``StepRecord`` at a time, for callers that push records (an adapter seeing another
+    library's steps one by one): created at the first record, complete on ``close()``, failed on ``close("failed")``.
+    Every record appended is committed: a crash keeps them readable. ``record_sampling`` is the same for an iterable."""
+
+    def __init__(self, path: str | os.PathLike[str], *, schedule: Schedule, config: Mapping[str, Any], planned: int,
+                 labels: torch.Tensor | None = None, tensor_dtype: str = "float32", overwrite: bool = False,
+                 attrs: Mapping[str, Any] | None = None) -> None:
+        self.path, self.schedule, self.config, self.planned = path, schedule, config, planned
+        self.labels, self.tensor_dtype, self.overwrite, self.attrs = labels, tensor_dtype, overwrite, attrs
+        self.writer: TraceWriter | None = None
+        self.samples: torch.Tensor | None = None
+        self.closed = False
+
+    def append(self, record: StepRecord) -> None:
+        if self.closed:
+            raise RuntimeError(f"the trace {self.path} is closed; record a new run into a new trace")
+        if self.writer is None:
+            batch, sample_shape = int(record.x_t.shape[0]), tuple(int(d) for d in record.x_t.shape[1:])
+            finals = {schema.SAMPLES: ((batch, *sample_shape), schema.TENSOR), schema.LABELS: ((batch,), "int64")}
+            self.writer = TraceWriter(
+                self.path, kind="sampling", config=self.config, series=[steps_series(record, self.planned)], schedule=self.schedule,
+                tensor_dtype=self.tensor_dtype, overwrite=self.overwrite, attrs=self.attrs, finals=finals,
+            )
+        self.writer.append(schema.STEPS, step_row(record))
+        self.samples = record.x_prev
+
+    def close(self, status: schema.Status = "complete") -> None:
+        """Write the final samples (the last record's x_prev) and labels if complete, set the status, close. No record: no trace."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.writer is None:
+            return
+        try:
+            if status == "complete" and self.samples is not None:
+                batch = int(self.samples.shape[0])
+                labels = np.full(batch, schema.NO_LABEL, dtype=np.int64) if self.labels is None else self.labels
+                self.writer.write_final({schema.SAMPLES: self.samples, schema.LABELS: labels})
+        except BaseException:
+            self.writer.close("failed")
+            raise
+        self.writer.close(status)
+
+
 def record_sampling(
     records: Iterable[StepRecord],
     path: str | os.PathLike[str],
@@ -68,17 +113,15 @@ def record_sampling(
     first = next(iterator, None)
     if first is None:
         raise ValueError("the sampler produced no steps")
-    batch, sample_shape = int(first.x_t.shape[0]), tuple(int(d) for d in first.x_t.shape[1:])
-    series = steps_series(first, planned)
-    finals = {schema.SAMPLES: ((batch, *sample_shape), schema.TENSOR), schema.LABELS: ((batch,), "int64")}
-    with TraceWriter(
-        path, kind="sampling", config=config, series=[series], schedule=schedule,
-        tensor_dtype=tensor_dtype, overwrite=overwrite, attrs=attrs, finals=finals,
-    ) as writer:
+    recorder = SamplingRecorder(path, schedule=schedule, config=config, planned=planned, labels=labels, tensor_dtype=tensor_dtype,
+                                overwrite=overwrite, attrs=attrs)
+    try:
         for record in itertools.chain([first], iterator):
-            writer.append(schema.STEPS, step_row(record))
-            samples = record.x_prev
-        label_array = np.full(batch, schema.NO_LABEL, dtype=np.int64) if labels is None else labels
-        writer.write_final({schema.SAMPLES: samples, schema.LABELS: label_array})
-    return samples
+            recorder.append(record)
+    except BaseException:
+        recorder.close("failed")
+        raise
+    recorder.close()
+    assert recorder.samples is not None
+    return recorder.samples
 
