@@ -114,7 +114,7 @@ def test_bad_input_is_one_line_and_exit_2(schedule: Schedule, tmp_path: Path, ca
         ([str(a), str(other)], "share no noise level"),
         ([str(a), str(tmp_path / "missing.h5")], "missing.h5"),
         ([str(a), str(tmp_path / "text.h5")], "text.h5"),
-        ([str(a), str(a), "--tol", "0"], "must be > 0"),
+        ([str(a), str(a), "--tol", "0"], "> 0"),
         ([str(a), str(a), "--tol", "nan"], "--tol"),
     ]
     for argv, words in cases:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tracer.cli.common import finite_float, nonempty_path
+from tracer.cli.common import float_in, nonempty_path
 
 EXIT_AGREE, EXIT_DIFFER = 0, 1
 
@@ -21,13 +21,6 @@ exit codes: 0 they agree (every compared value within the tolerance), 1 they par
 """
 
 
-def tolerance(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "diff",
@@ -40,7 +33,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("a", type=nonempty_path, metavar="A.h5", help="the first sampling trace")
     p.add_argument("b", type=nonempty_path, metavar="B.h5", help="the second sampling trace")
-    p.add_argument("--tol", type=tolerance, help="relative tolerance of a gap (default 1e-5 for float32 traces, 1e-2 "
+    p.add_argument("--tol", type=float_in(0.0, low_open=True), help="relative tolerance of a gap (default 1e-5 for float32 traces, 1e-2 "
                    "where either holds float16)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON: every pair's gaps")
     p.set_defaults(run=run)
