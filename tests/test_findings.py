@@ -23,7 +23,7 @@ from torch import nn
 from tests.trace.synthetic import records
 from tracer.check import check_trace, format_report, report_dict
 from tracer.cli import main
-from tracer.equations.findings import CLIP_MARGIN, CLIP_SHARE, EPS_LIKE_DISTANCE, Finding, trace_findings
+from tracer.equations.findings import CLIP_MARGIN, CLIP_SHARE, EPS_LIKE_DISTANCE, KINDS, TITLES, Finding, trace_findings
 from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
 from tracer.samplers.config import SamplerConfig
@@ -267,6 +267,13 @@ def test_a_non_finite_scalar_is_found_before_the_tensors_of_its_step(tmp_path: P
     assert (finding.step, finding.tensor, finding.numbers["value"]) == (4, "sigma", math.inf)
 
 
+def test_dpm_solvers_h_is_infinite_by_definition_at_a_last_step_to_sigma_0_and_not_a_finding(tmp_path: Path) -> None:
+    path = sample(tmp_path / "dpmpp.h5", SamplerConfig("dpmpp_2m", steps=8), batch=8)
+    h, sigma_next = column(path, "h"), column(path, "sigma_next")
+    assert h[-1] == math.inf and sigma_next[-1] == 0.0  # h = log(sigma_t / sigma_next) = log(sigma_t / 0)
+    assert "non-finite" not in found(path)
+
+
 # -- a guidance scale other than the declared one -----------------------------------------------------------------------
 
 
@@ -352,3 +359,10 @@ def test_findings_read_each_row_of_each_tensor_at_most_twice(tmp_path: Path) -> 
         result = trace_findings(trace)
     assert {f.kind for f in result} == {"terminal-snr"}
     assert len(reads) == T * len(names) and max(reads.values()) <= 2  # every row of every tensor, each once or twice
+
+
+def test_the_docs_describe_every_kind_of_finding() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "equations.md").read_text()
+    section = text[text.index("### Findings"):text.index("## What is checked")]
+    for kind in KINDS:
+        assert f"`{kind}`" in section and TITLES[kind] in section

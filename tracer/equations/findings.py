@@ -408,9 +408,17 @@ def _row_scan(view: TraceView) -> list[Finding]:
     return found
 
 
+# Scalars that are +inf by definition where another one is 0: DPM-Solver++'s h = log(sigma_t / sigma_next) at a last step
+# to sigma_next = 0 (tracer/trace/schema.py).
+INFINITE_WHERE_ZERO: Final[dict[str, str]] = {"h": "sigma_next"}
+
+
 def _non_finite_scalar(view: TraceView, i: int, names: list[str]) -> Finding | None:
     for name in names:
         value = float(view.scalars[name][i])
+        zero = INFINITE_WHERE_ZERO.get(name)
+        if value == math.inf and zero in view.scalars and float(view.scalars[zero][i]) == 0.0:
+            continue
         if not math.isfinite(value):
             text = f"{_where(view, i)} records the first non-finite value: {name} = {value}"
             return Finding("non-finite", i, _t(view, i), name, text, {"value": value})
