@@ -63,3 +63,17 @@ def test_the_page_lists_the_traces_findings_under_its_header_and_computes_them_o
     at = run_app(view="playback", trace="clean.h5")
     no_failures(at)
     assert not [text for text in texts(at) if text.startswith(":orange-badge[") or text.startswith("**Findings**")]
+
+
+def test_a_trace_being_written_or_a_registry_without_findings_computes_none(tmp_path: Path) -> None:
+    from viewer import loaders
+    from viewer.panels.findings import trace_findings as panel_findings
+
+    path = run(tmp_path / "seed.h5", make_schedule("seed-report", 300), SamplerConfig("ddim", steps=10, preset="seed-report"))
+    handle = loaders.TraceHandle(open_trace(path))
+    info = loaders.info(handle)
+    assert [f.kind for f in panel_findings(tracer.equations, info)] == [f.kind for f in trace_findings(handle.trace)] != []
+    running = loaders.TraceInfo(**{**info.__dict__, "status": "running"})
+    assert panel_findings(tracer.equations, running) == []  # not while the writer may still add rows
+    assert panel_findings(object(), info) == [] and panel_findings(None, info) == []
+    handle.trace.close()
