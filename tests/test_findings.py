@@ -274,6 +274,15 @@ def test_dpm_solvers_h_is_infinite_by_definition_at_a_last_step_to_sigma_0_and_n
     assert "non-finite" not in found(path)
 
 
+def test_a_scalar_nan_at_every_step_is_not_recorded_rather_than_damaged(tmp_path: Path) -> None:
+    schedule = make_schedule("linear", 1000)
+    unknown = [dataclasses.replace(r, sigma=math.nan) for r in records(schedule, 6)]  # as diffusers' recorders write "not said"
+    assert "non-finite" not in found(write(tmp_path / "unknown.h5", unknown, {}, schedule))
+    once = [dataclasses.replace(r, sigma=math.nan) if r.index == 2 else r for r in records(schedule, 6)]
+    finding = found(write(tmp_path / "once.h5", once, {}, schedule))["non-finite"]
+    assert (finding.step, finding.tensor) == (2, "sigma") and math.isnan(finding.numbers["value"])
+
+
 # -- a guidance scale other than the declared one -----------------------------------------------------------------------
 
 
@@ -366,3 +375,26 @@ def test_the_docs_describe_every_kind_of_finding() -> None:
     section = text[text.index("### Findings"):text.index("## What is checked")]
     for kind in KINDS:
         assert f"`{kind}`" in section and TITLES[kind] in section
+
+
+def test_a_pipeline_callbacks_trace_finds_its_chain_and_only_the_start_it_recorded(tmp_path: Path) -> None:
+    """diffusers' PipelineRecorder writes sigma as NaN at every step (not said) and, without x_T, starts at step 1."""
+    diffusers = pytest.importorskip("diffusers")
+    from tests.equations.test_diffusers_tracing import pipeline_loop
+    from tracer.integrations.diffusers import PipelineRecorder
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
+    latents = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    kinds = {}
+    for with_x_T in (True, False):  # noqa: N806
+        path = tmp_path / f"cb{with_x_T}.h5"
+        with PipelineRecorder(path, x_T=latents if with_x_T else None) as recorder:
+            pipeline_loop(unet, diffusers.DDIMScheduler(timestep_spacing="linspace"), latents, 10, recorder)
+        assert np.isnan(column(path, "sigma")).all()
+        kinds[with_x_T] = set(found(path))
+    assert kinds[True] == {"terminal-snr", "t-prev"}  # x_T is the pure noise it was given; the linspace chain
+    assert kinds[False] == {"t-prev"}  # its first recorded step is not the start: nothing said about x_T

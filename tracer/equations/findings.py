@@ -211,6 +211,9 @@ def _terminal_snr(view: TraceView) -> list[Finding]:
     """The first step's alpha_bar_t > 0 while x_T looks like N(0, I) (Lin et al. 2023, Sec. 3.1)."""
     if ascending(view) or "alpha_bar_t" not in view.scalars or not view.has("x_t"):
         return []
+    first = view.facts.option("first_step", 0)
+    if isinstance(first, int) and first > 0:
+        return []  # the run's start was not recorded (a pipeline callback without x_T: tracer/integrations/diffusers.py)
     alpha_bar = view.scalar("alpha_bar_t", 0)
     if not alpha_bar > TERMINAL_ALPHA_BAR_MIN:
         return []
@@ -377,7 +380,10 @@ def _row_scan(view: TraceView) -> list[Finding]:
     """Read every committed row once, every tensor of it: the first non-finite value, the clipped share, the guidance fit."""
     trace, facts = view.trace, view.facts
     tensors = list(trace.tensor_names(schema.STEPS))
-    float_scalars = [name for name, values in view.scalars.items() if np.issubdtype(np.asarray(values).dtype, np.floating)]
+    # A scalar NaN at every row is a recorder's "not said" (diffusers' sigma of a learned variance, or of a pipeline callback:
+    # tracer/integrations/diffusers.py), not a value gone bad: only the others are scanned.
+    float_scalars = [name for name, values in view.scalars.items()
+                     if np.issubdtype(np.asarray(values).dtype, np.floating) and not np.isnan(np.asarray(values)[: view.rows]).all()]
     # Dynamic thresholding (another library's option) clips to a range of its own per sample: not measured here.
     clip = _Clip(facts.clip_range * (1.0 + CLIP_MARGIN)) if "x0_pred_raw" in tensors and not facts.thresholding else None
     cond_name, uncond_name, guided_name = guidance_names(facts.prediction, facts.guidance_rescale > 0)
