@@ -6,6 +6,8 @@ and returns a ``Report``: per check and step the largest absolute residual max |
 the threshold it is held to, and pass or fail. ``format_report`` prints it for people (a
 summary line per check, then the first failing steps of each failed check with their
 numbers) and ``report_dict`` as JSON. ``noisescope check`` (tracer/cli/check.py) wires them.
+After the table come the findings (tracer/equations/findings.py): diagnoses with the step and the numbers
+(noise left at the end, a non-zero terminal SNR, ...), which change no verdict.
 
 A trace that lacks the datasets its kind always has is refused by the reader (``TraceError``: bad input); a check
 that cannot be judged is listed in ``Report.unchecked`` and makes the verdict INCOMPLETE (exit 3), never PASS.
@@ -20,6 +22,7 @@ from typing import Any
 
 from tracer.equations import EQUATION_IDS, SCALAR_TOLERANCE, STRUCTURAL_CHECKS, Residual, checks_for, evaluate, tolerance_for
 from tracer.equations.context import TraceFacts
+from tracer.equations.findings import Finding, trace_findings
 from tracer.equations.identify import STEP_EQUATIONS, unchecked
 from tracer.trace import schema
 
@@ -88,6 +91,7 @@ class Report:
     unchecked: tuple[tuple[str, str], ...] = ()  # (what, why) the checks that ran do not verify
     identification: str = ""  # how the sampler was identified, when the trace does not name it
     noise_left: float | None = None  # a sigma-space run that ends above sigma = 0: the noise level its samples keep
+    findings: tuple[Finding, ...] = ()  # diagnoses (tracer/equations/findings.py): they change no verdict
 
     @property
     def passed(self) -> bool:
@@ -192,6 +196,7 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         unchecked=tuple(_unchecked(facts, results, rows, only_ids)),
         identification=facts.identification,
         noise_left=facts.final_sigma if facts.space == "sigma" and facts.final_sigma and only_ids is None else None,
+        findings=tuple(trace_findings(trace, facts)),
     )
 
 
@@ -242,6 +247,9 @@ def format_report(report: Report, first: int = 5) -> str:
         )
     for note in report.notes:
         lines.append(f"  note: {note}")
+    if report.findings:
+        lines += ["", "findings:"]
+        lines += [f"  {f.title}: {f.sentence}" for f in report.findings]
     for c in report.failed:
         failing = [s for s in c.steps if s.passed is False]
         lines += [
@@ -315,6 +323,11 @@ def report_dict(report: Report) -> dict[str, Any]:
         "identification": report.identification or None,
         "unchecked": [{"what": what, "why": why} for what, why in report.unchecked],
         "notes": list(report.notes),
+        "findings": [
+            {"kind": f.kind, "title": f.title, "step": f.step, "t": f.t, "tensor": f.tensor, "sentence": f.sentence,
+             "numbers": {k: _json_float(v) if isinstance(v, float) else v for k, v in f.numbers.items()}}
+            for f in report.findings
+        ],
         "checks": [
             {
                 "id": c.id,

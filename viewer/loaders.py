@@ -372,6 +372,15 @@ def parting(path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, r
     return doc
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def findings(path: str, inode: int, rows: int, registry_name: str, _registry: Any) -> list[Any]:
+    """The registry's ``trace_findings`` of a trace (tracer/equations/findings.py: one pass over its rows), computed once
+    per file and committed row count; ``registry_name`` keys the cache on the registry (``_registry`` is not hashed)."""
+    handle = _handle(path, inode)
+    with handle.lock:
+        return list(_registry.trace_findings(handle.trace))
+
+
 # -- training traces -------------------------------------------------------------------------------
 
 

@@ -22,6 +22,9 @@ exit codes: 0 PASS (every check passes and nothing was left unchecked), 1 FAIL (
   no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows;
   the report lists each under "not checked" with the reason), 4 NOISE LEFT (every check passes, but
   a sigma-space run ends above sigma = 0, --final-sigma sigma_min: its samples keep noise of that std)
+after the table come the findings: diagnoses with the step and the numbers (noise left at the end, a non-zero
+  terminal SNR, a t_prev that is not visited, an output unlike its declared prediction type, x0_pred clipped on a
+  large share, the first NaN or Inf, a guidance scale other than the declared one); they change no exit code
 """
 
 
@@ -43,12 +46,13 @@ def add_parser(sub: Any) -> None:
         "alpha_bar_prev are the schedule's; x_t of step i + 1 is the output of step i; samples that of the last "
         "step). Tolerances follow the trace's tensor dtype (docs/equations.md). A trace that does not name its sampler "
         "is identified by the step equation its rows satisfy (DDIM's Eq. 12 or DDPM's posterior step), and the report "
-        "says so; what cannot be verified is listed under 'not checked' and the verdict is INCOMPLETE, never PASS.",
+        "says so; what cannot be verified is listed under 'not checked' and the verdict is INCOMPLETE, never PASS. "
+        "After the table, the findings: what the recorded numbers show about the run, each a sentence with its step.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("trace", type=nonempty_path, help="the trace file (.h5), sampling or training")
-    p.add_argument("--json", action="store_true", help="print the report as JSON: every check at every step")
+    p.add_argument("--json", action="store_true", help="print the report as JSON: every check at every step, and the findings")
     p.add_argument("--tol", type=tolerance, help="relative tolerance for every check (default: 1e-5 for float32 tensors, "
                    "1e-2 for float16, 1e-6 for scalars)")
     p.add_argument("--only", help="check only these ids, separated by commas (e.g. ddim.step,chain.t_prev)")

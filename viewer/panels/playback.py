@@ -7,7 +7,8 @@ playback pauses or the user scrubs; the equations and scalar plots then follow. 
 still being written keeps the server-side scrubber: while playing, or while a live
 trace is followed, the body is a Streamlit fragment that reruns on a timer (the scrubber
 moves on, or jumps to the newest committed step), so new steps show as they commit.
-Derived tensors (guidance_delta: eps_cond − eps_uncond) play like recorded ones.
+Derived tensors (guidance_delta: eps_cond − eps_uncond) play like recorded ones. The trace's findings
+(viewer/panels/findings.py) are listed under the header, from the second draw on.
 
 The player shares the browser's main thread with the page (its iframe is same-origin):
 on a session's first draw, the page's plotly charts (the first one evaluates plotly.js,
@@ -31,6 +32,7 @@ from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
 from viewer.panels.errors import guard
+from viewer.panels.findings import findings_ui
 from viewer.panels.player import CURSOR_CONTAINER, image_track, player_ui, points_track, single_spec, supported
 from viewer.panels.scrubber import PlayState, advance, current_index, play_controls_ui, scrubber_ui
 from viewer.panels.status import header_ui
@@ -110,6 +112,8 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
     if live:
         st.session_state[following_key] = play.follow
     deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
+    if not deferring:  # under the header; they read every row once per file: not on the player's first draw
+        findings_ui(registry, info)
     run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else (FIRST_DRAW_DEFER_SECONDS if deferring else None))
 
     @st.fragment(run_every=run_every)
