@@ -127,6 +127,8 @@ def test_the_reports_ddim_loop_traced_equals_noisescopes_seed_report_ddim(tmp_pa
         report = check_trace(trace)
         assert not report.failed and report.unchecked == () and report.final_alpha_bar == pytest.approx(schedule.alpha_bar[0])
         assert {c.id: c.checked for c in report.checks}["ddim.step"] == 10
+    assert main(["inspect", str(tmp_path / "mine.h5")]) == 0  # no steps= given: no plan, and inspect says so
+    assert "steps     10 rows (no plan recorded)" in capsys.readouterr().out
 
 
 def test_the_reports_loop_declared_as_ddim_is_checked_against_the_declaration(tmp_path: Path) -> None:
