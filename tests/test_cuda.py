@@ -60,3 +60,23 @@ def test_cuda_and_cpu_land_on_the_same_samples_from_the_same_x_T(cuda_run: Path)
         *_, on_gpu = sample(gpu.model, gpu.schedule, config, x_T=x_T.cuda(), labels=labels.cuda())
     # eta 0 is deterministic: only float32 rounding (TF32 off by default for convolutions' accumulation) separates them
     torch.testing.assert_close(on_gpu.x_prev.cpu(), on_cpu.x_prev, atol=2e-3, rtol=0)
+
+
+def test_the_recording_api_records_cuda_tensors(tmp_path: Path) -> None:
+    """A loop of one's own on the GPU (docs/recording.md), traced: its tensors are copied to the CPU as they are recorded."""
+    from tests.test_record_api import oracle, report_ddim, x_T
+    from tracer import record
+    from tracer.schedules import make_schedule
+
+    schedule = make_schedule("seed-report")
+    alpha_bar = torch.tensor(schedule.alpha_bar)
+    model = oracle(schedule)
+    path = tmp_path / "gpu.h5"
+    with record(path, alpha_bar) as rec:
+        on_gpu = report_ddim(model.cuda(), alpha_bar, x_T().cuda(), 10, rec)
+    on_cpu = report_ddim(model.cpu(), alpha_bar, x_T(), 10)
+    with open_trace(path) as trace:
+        assert trace.status == "complete" and trace.num_steps == 10
+        np.testing.assert_array_equal(trace.final("samples"), on_gpu.cpu().numpy())
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), on_cpu.numpy(), rtol=1e-5, atol=1e-5)
+    assert main(["check", str(path)]) == 4  # the report's last step to alpha_bar_0: NOISE LEFT, every check passing

@@ -90,7 +90,9 @@ class Report:
 
     unchecked: tuple[tuple[str, str], ...] = ()  # (what, why) the checks that ran do not verify
     identification: str = ""  # how the sampler was identified, when the trace does not name it
-    noise_left: float | None = None  # a sigma-space run that ends above sigma = 0: the noise level its samples keep
+    noise_left: float | None = None  # a run that ends short of the clean sample: the noise level sigma its samples keep
+    final_alpha_bar: float | None = None  # the alpha_bar of that end (1 / (1 + noise_left^2))
+    space: str = "vp"  # vp | sigma | flow: how the run writes its samples (x = sqrt(alpha_bar) x0 + ..., or x0 + sigma eps)
     findings: tuple[Finding, ...] = ()  # diagnoses (tracer/equations/findings.py): they change no verdict
 
     @property
@@ -105,7 +107,8 @@ class Report:
     @property
     def verdict(self) -> str:
         """FAIL when a check fails; INCOMPLETE when nothing fails but part of the math was not verified; NOISE LEFT when
-        everything was verified but the run stops short of the clean sample (a sigma-space run ending at sigma > 0); else PASS."""
+        everything was verified but the run stops short of the clean sample (a sigma-space run ending at sigma > 0, a
+        run whose last step ends at alpha_bar_0 < 1); else PASS."""
         if self.failed:
             return "FAIL"
         if self.unchecked or not any(c.checked for c in self.checks):
@@ -182,6 +185,11 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
     if facts.kind == "sampling" and trace.status != "complete" and rows:
         notes.append(f"the run did not finish (status {trace.status}): its last committed step's output is not known, "
                      "so that step's update is not judged")
+    missing = []
+    if (facts.kind == "sampling" and trace.status == "complete" and rows and only_ids is None
+            and schema.X_PREV not in facts.step_names and not trace.has_final()):
+        missing.append(("the last step's update", "the trace records neither x_prev nor samples: the last step's output is unknown"))
+    noise_left = _noise_left(trace, facts, rows) if only_ids is None else None
     return Report(
         path=str(trace.path),
         kind=facts.kind,
@@ -193,11 +201,41 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         rows=rows,
         checks=tuple(results),
         notes=tuple(notes),
-        unchecked=tuple(_unchecked(facts, results, rows, only_ids)),
+        unchecked=tuple(_unchecked(facts, results, rows, only_ids) + missing),
         identification=facts.identification,
-        noise_left=facts.final_sigma if facts.space == "sigma" and facts.final_sigma and only_ids is None else None,
+        noise_left=noise_left,
+        final_alpha_bar=None if noise_left is None else 1.0 / (1.0 + noise_left * noise_left),
+        space=facts.space,
         findings=tuple(trace_findings(trace, facts)),
     )
+
+
+def _noise_left(trace: Any, facts: TraceFacts, rows: int) -> float | None:
+    """The noise level sigma a run's samples keep where it ends short of the clean sample, else None.
+
+    In sigma space, the plan's last level (x = x0 + sigma eps). In VP form, a run from noise to data whose last step
+    moves to t = 0 (DDIM's ``final_alpha_bar = alpha_bar_0``, the report's convention: the seed-report preset) ends at
+    x = sqrt(alpha_bar_0) x0 + sqrt(1 - alpha_bar_0) eps, the level sigma = sqrt((1 - alpha_bar_0) / alpha_bar_0)
+    (Karras et al. 2022, Table 1: x / sqrt(alpha_bar) = x0 + sigma eps). Not the re-sampling half of an inversion,
+    which ends at alpha_bar_0 because the data it inverts was taken to be x at t = 0 (tracer/inversion.py).
+    """
+    if facts.space == "sigma":
+        return facts.final_sigma or None
+    if facts.space != "vp" or facts.final_alpha_bar != "alpha_bar_0" or not rows or trace.status != "complete":
+        return None
+    config = trace.config if isinstance(trace.config, dict) else {}
+    linked = config.get("linked")
+    if isinstance(linked, dict) and linked.get("role") == "resample":
+        return None
+    scalars = trace.scalars(schema.STEPS)
+    t, t_prev = scalars.get("t"), scalars.get("t_prev")
+    alpha_bar = trace.schedule_arrays().get("alpha_bar")
+    if t is None or t_prev is None or alpha_bar is None or len(alpha_bar) == 0 or int(t_prev[rows - 1]) != 0 or int(t[rows - 1]) == 0:
+        return None
+    if rows >= 2 and int(t[1]) > int(t[0]):  # ascending: a run from data towards noise
+        return None
+    end = float(alpha_bar[0])
+    return math.sqrt((1.0 - end) / end) if 0.0 < end < 1.0 else None
 
 
 def _unchecked(facts: TraceFacts, results: list[CheckResult], rows: int, only: list[str] | None) -> list[tuple[str, str]]:
@@ -270,6 +308,12 @@ def format_report(report: Report, first: int = 5) -> str:
     if report.verdict == "FAIL":
         names = ", ".join(c.id for c in report.failed)
         lines.append(f"FAIL: {len(report.failed)} of {len(report.checks)} checks fail ({names})")
+    elif report.verdict == "NOISE LEFT" and report.space == "vp":
+        end = report.final_alpha_bar or 1.0
+        lines.append(f"NOISE LEFT: {len(judged)} checks pass at every {unit[:-1]}, but the last step ends at t = 0 (alpha_bar_0 = "
+                     f"{end:.6g}), not at the clean end (alpha_bar 1): its samples are sqrt({end:.6g}) x0 + "
+                     f"{math.sqrt(1.0 - end):.3g} eps, noise of std {math.sqrt(1.0 - end):.3g} left. "
+                     "A last step to t_prev = -1 (DDIM's final_alpha_bar one) ends at the clean sample")
     elif report.verdict == "NOISE LEFT":
         sigma = report.noise_left or 0.0
         lines.append(f"NOISE LEFT: {len(judged)} checks pass at every {unit[:-1]}, but the run ends at sigma = {sigma:.6g}, not at the "
@@ -320,6 +364,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "verdict": report.verdict,
         "passed": report.verdict == "PASS",
         "noise_left": report.noise_left,
+        "final_alpha_bar": report.final_alpha_bar,
         "identification": report.identification or None,
         "unchecked": [{"what": what, "why": why} for what, why in report.unchecked],
         "notes": list(report.notes),

@@ -21,7 +21,8 @@ exit codes: 0 PASS (every check passes and nothing was left unchecked), 1 FAIL (
   2 bad input, 3 INCOMPLETE (nothing fails, but part of the trace's math could not be verified:
   no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows;
   the report lists each under "not checked" with the reason), 4 NOISE LEFT (every check passes, but
-  a sigma-space run ends above sigma = 0, --final-sigma sigma_min: its samples keep noise of that std)
+  a sigma-space run ends above sigma = 0, --final-sigma sigma_min, or a run's last step ends at t = 0,
+  alpha_bar_0 < 1, as the report's DDIM and --preset seed-report do: its samples keep that noise)
 after the table come the findings: diagnoses with the step and the numbers (noise left at the end, a non-zero
   terminal SNR, a t_prev that is not visited, an output unlike its declared prediction type, x0_pred clipped on a
   large share, the first NaN or Inf, a guidance scale other than the declared one); they change no exit code

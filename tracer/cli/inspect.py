@@ -99,7 +99,9 @@ def _text(info: dict[str, Any], rows: int) -> str:
         lines.append(f"  sampler   {settings}")
     for name, series in info["series"].items():
         shapes = ", ".join(f"{f}{tuple(s)}" for f, s in series["shapes"].items() if s)
-        lines.append(f"  {name:<9} {series['recorded']} of {series['planned']} planned rows   tensors: {shapes or '-'}")
+        # A recording-API trace whose caller did not say how many steps its loop makes has no plan (0).
+        planned = f"of {series['planned']} planned rows" if series["planned"] else "rows (no plan recorded)"
+        lines.append(f"  {name:<9} {series['recorded']} {planned}   tensors: {shapes or '-'}")
     if info["kind"] == "sampling":
         lines.append(f"  tensors   {info['tensor_dtype']}, batch {info['batch']}, sample shape {tuple(info['sample_shape'])}")
         steps = info["steps"]

@@ -23,7 +23,8 @@ their x_t, x_prev are recorded rescaled to the VP form of our samplers, x * sqrt
 ``scale_model_input`` hands the model, so the same equations apply.
 
 The trace is created lazily, at the first ``step`` (when the shapes are known: every dataset of
-an SWMR file must exist before the first row), and is complete when the context manager exits
+an SWMR file must exist before the first row; tracer/trace/rows.py, shared with the recording
+API of tracer/recorder.py), and is complete when the context manager exits
 normally, failed on an exception. diffusers is imported lazily: without it, using this module
 raises ModuleNotFoundError with the install hint. docs/diffusers.md shows it at work.
 """
@@ -33,7 +34,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -44,7 +45,7 @@ import torch
 
 from tracer.schedules import Schedule
 from tracer.trace import schema
-from tracer.trace.writer import Series, TraceWriter
+from tracer.trace.rows import RowTrace, TraceStart
 
 INSTALL_HINT = "tracing diffusers needs the diffusers package: pip install 'noisescope[diffusers]'"
 X_PREV = schema.X_PREV
@@ -198,62 +199,6 @@ def _scaled(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x if scale == 1.0 else x.double() * scale
 
 
-@dataclass(frozen=True)
-class _Start:
-    """What creating a trace needs beyond its first row: the schedule, the config, the planned steps, root attributes."""
-
-    schedule: Schedule
-    config: dict[str, Any]
-    planned: int
-    attrs: dict[str, Any]
-
-
-class _Recording:
-    """The trace of one run, created at the first row (when the shapes are known)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, tensor_dtype: str, overwrite: bool, config: Mapping[str, Any] | None) -> None:
-        self.path = Path(path)
-        self.tensor_dtype = tensor_dtype
-        self.overwrite = overwrite
-        self.extra_config = dict(config or {})
-        self.writer: TraceWriter | None = None
-        self.last: torch.Tensor | None = None
-        self.closed = False
-
-    def append(self, row: dict[str, Any], begin: Callable[[], _Start]) -> None:
-        """Write one step; ``begin`` says how to create the trace, and is called only for the first step."""
-        if self.closed:
-            raise RuntimeError(f"the trace {self.path} is closed; record a new run into a new trace")
-        if self.writer is None:
-            start = begin()
-            fields: dict[str, tuple[tuple[int, ...], str]] = {}
-            for name, value in row.items():
-                spec = schema.field(schema.STEPS, name)  # every name is the schema's, with its dtype
-                fields[name] = (tuple(int(d) for d in value.shape) if spec.dtype == schema.TENSOR else (), spec.dtype)
-            x_prev = row[X_PREV]
-            finals = {schema.SAMPLES: (tuple(int(d) for d in x_prev.shape), schema.TENSOR), schema.LABELS: ((int(x_prev.shape[0]),), "int64")}
-            self.writer = TraceWriter(
-                self.path, kind="sampling", config={**start.config, **self.extra_config},
-                series=[Series(schema.STEPS, fields, planned=start.planned)], schedule=start.schedule,
-                tensor_dtype=self.tensor_dtype, overwrite=self.overwrite, attrs=start.attrs, finals=finals,
-            )
-        self.writer.append(schema.STEPS, row)
-        self.last = row[X_PREV]
-
-    def close(self, status: schema.Status) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.writer is None:
-            return  # no step ran: no trace
-        try:
-            if self.last is not None and status == "complete":
-                batch = int(self.last.shape[0])
-                self.writer.write_final({schema.SAMPLES: self.last, schema.LABELS: np.full(batch, schema.NO_LABEL, dtype=np.int64)})
-        finally:
-            self.writer.close(status)
-
-
 def _rng_state(generator: Any, device: torch.device) -> tuple[str, Any] | None:
     """The state of the random stream a scheduler will draw its noise from, to draw the same noise again."""
     if isinstance(generator, torch.Generator):
@@ -295,14 +240,10 @@ def _replay_noise(state: tuple[str, Any], generator: Any, like: torch.Tensor) ->
         torch.cuda.set_rng_state(now, like.device)
 
 
-def _new_recording(path: str | os.PathLike[str], *, overwrite: bool, tensor_dtype: str, config: Mapping[str, Any] | None) -> _Recording:
-    """Check what both recorders are given, and set up the (not yet created) trace."""
+def _new_recording(path: str | os.PathLike[str], *, overwrite: bool, tensor_dtype: str, config: Mapping[str, Any] | None) -> RowTrace:
+    """Check what both recorders are given, and set up the (not yet created) trace (tracer/trace/rows.py)."""
     require_diffusers()
-    if tensor_dtype not in schema.TENSOR_DTYPES:
-        raise ValueError(f"unknown tensor dtype {tensor_dtype!r}; choose float32 or float16")
-    if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    return _Recording(path, tensor_dtype=tensor_dtype, overwrite=overwrite, config=config)
+    return RowTrace(path, tensor_dtype=tensor_dtype, overwrite=overwrite, config=config)
 
 
 _Recorder = TypeVar("_Recorder", bound="_OneRun")
@@ -311,7 +252,7 @@ _Recorder = TypeVar("_Recorder", bound="_OneRun")
 class _OneRun:
     """What both recorders share: one trace for one run, complete on leaving ``with``, failed on an exception."""
 
-    _trace_recording: _Recording
+    _trace_recording: RowTrace
 
     @property
     def path(self) -> Path:
@@ -444,7 +385,7 @@ class TracedScheduler(_OneRun):
         if kind in ("ddim", "ddpm", "euler"):
             row["noise"] = noise if noise is not None else torch.zeros_like(model_output)
         row[X_PREV] = _scaled(prev_sample, scalars.scale_prev)
-        self._trace_recording.append(row, lambda: _Start(
+        self._trace_recording.append(row, lambda: TraceStart(
             schedule_of(scheduler),
             {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")},
             len(scheduler.timesteps),
@@ -493,7 +434,7 @@ class PipelineRecorder(_OneRun):
             row: dict[str, Any] = scalars.row()
             row["x_t"] = _scaled(self.previous, scalars.scale_t)
             row[X_PREV] = _scaled(latents, scalars.scale_prev)
-            self._trace_recording.append(row, lambda: _Start(
+            self._trace_recording.append(row, lambda: TraceStart(
                 schedule_of(scheduler),
                 {"sampler": {**sampler_config(scheduler, kind), "eta": None, "first_step": int(step_index)},
                  "integration": integration_config(scheduler, "PipelineRecorder")},
