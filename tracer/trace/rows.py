@@ -103,5 +103,7 @@ class RowTrace:
                 batch = int(self.last.shape[0])
                 labels = np.full(batch, schema.NO_LABEL, dtype=np.int64) if self.labels is None else self.labels
                 self.writer.write_final({schema.SAMPLES: self.last, schema.LABELS: labels})
-        finally:
-            self.writer.close(status)
+        except BaseException:
+            self.writer.close("failed")  # no samples written: not a complete trace
+            raise
+        self.writer.close(status)

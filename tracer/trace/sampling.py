@@ -12,24 +12,12 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from tracer.samplers.records import StepRecord
 from tracer.schedules import Schedule
 from tracer.trace import schema
-from tracer.trace.writer import Series, TraceWriter
-
-
-def steps_series(first: StepRecord, planned: int) -> Series:
-    """The ``steps`` series: every scalar of STEP_SCALARS, and the optional scalars and tensors the run's first record carries."""
-    fields: dict[str, tuple[tuple[int, ...], str]] = {name: ((), dtype) for name, dtype in schema.STEP_SCALARS.items()}
-    fields.update({name: ((), dtype) for name, dtype in schema.OPTIONAL_STEP_SCALARS.items() if getattr(first, name) is not None})
-    for name in (*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS):
-        value = getattr(first, name)
-        if value is not None:
-            fields[name] = (tuple(int(d) for d in value.shape), schema.TENSOR)
-    return Series(schema.STEPS, fields, planned=planned)
+from tracer.trace.rows import RowTrace, TraceStart
 
 
 def step_row(record: StepRecord) -> dict[str, Any]:
@@ -45,47 +33,24 @@ def step_row(record: StepRecord) -> dict[str, Any]:
 
 class SamplingRecorder:
     """A sampling trace written one ``StepRecord`` at a time, for callers that push records (an adapter seeing another
-    library's steps one by one): created at the first record, complete on ``close()``, failed on ``close("failed")``.
-    Every record appended is committed: a crash keeps them readable. ``record_sampling`` is the same for an iterable."""
+    library's steps one by one): tracer/trace/rows.py's RowTrace, fed our records' rows. Created at the first record,
+    complete on ``close()``, failed on ``close("failed")``; every record appended is committed (a crash keeps them).
+    ``record_sampling`` is the same for an iterable."""
 
     def __init__(self, path: str | os.PathLike[str], *, schedule: Schedule, config: Mapping[str, Any], planned: int,
                  labels: torch.Tensor | None = None, tensor_dtype: str = "float32", overwrite: bool = False,
                  attrs: Mapping[str, Any] | None = None) -> None:
-        self.path, self.schedule, self.config, self.planned = path, schedule, config, planned
-        self.labels, self.tensor_dtype, self.overwrite, self.attrs = labels, tensor_dtype, overwrite, attrs
-        self.writer: TraceWriter | None = None
+        self.trace = RowTrace(path, tensor_dtype=tensor_dtype, overwrite=overwrite)
+        self.start = TraceStart(schedule, dict(config), planned, dict(attrs or {}), labels)
         self.samples: torch.Tensor | None = None
-        self.closed = False
 
     def append(self, record: StepRecord) -> None:
-        if self.closed:
-            raise RuntimeError(f"the trace {self.path} is closed; record a new run into a new trace")
-        if self.writer is None:
-            batch, sample_shape = int(record.x_t.shape[0]), tuple(int(d) for d in record.x_t.shape[1:])
-            finals = {schema.SAMPLES: ((batch, *sample_shape), schema.TENSOR), schema.LABELS: ((batch,), "int64")}
-            self.writer = TraceWriter(
-                self.path, kind="sampling", config=self.config, series=[steps_series(record, self.planned)], schedule=self.schedule,
-                tensor_dtype=self.tensor_dtype, overwrite=self.overwrite, attrs=self.attrs, finals=finals,
-            )
-        self.writer.append(schema.STEPS, step_row(record))
-        self.samples = record.x_prev
+        self.trace.append(step_row(record), lambda: self.start)
+        self.trace.last = self.samples = record.x_prev  # our rows carry no x_prev: the samples are the last record's
 
     def close(self, status: schema.Status = "complete") -> None:
-        """Write the final samples (the last record's x_prev) and labels if complete, set the status, close. No record: no trace."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.writer is None:
-            return
-        try:
-            if status == "complete" and self.samples is not None:
-                batch = int(self.samples.shape[0])
-                labels = np.full(batch, schema.NO_LABEL, dtype=np.int64) if self.labels is None else self.labels
-                self.writer.write_final({schema.SAMPLES: self.samples, schema.LABELS: labels})
-        except BaseException:
-            self.writer.close("failed")
-            raise
-        self.writer.close(status)
+        """The final samples and labels if complete, the status, closed. No record: no trace."""
+        self.trace.close(status)
 
 
 def record_sampling(
