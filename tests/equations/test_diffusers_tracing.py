@@ -90,8 +90,7 @@ def test_ddim_fails_check_exactly_where_its_previous_alpha_bar_is_not_the_next(
     (lambda: diffusers.DDIMScheduler(clip_sample=False), 20, {}),
     (lambda: diffusers.DDPMScheduler(), 25, {"generator": "generator"}),
     (lambda: diffusers.DDPMScheduler(variance_type="fixed_large", timestep_spacing="trailing"), 10, {}),
-    (lambda: diffusers.EulerDiscreteScheduler(timestep_spacing="trailing"), 10, {}),
-], ids=["ddim-eta0.5", "ddim-eta1-alpha_bar_0", "ddim-noclip", "ddpm", "ddpm-beta-trailing", "euler"])
+], ids=["ddim-eta0.5", "ddim-eta1-alpha_bar_0", "ddim-noclip", "ddpm", "ddpm-beta-trailing"])  # the sigma-space families: test_diffusers_families.py
 def test_traced_runs_are_unchanged_and_pass_check(unet: Any, tmp_path: Path, make: Callable[[], Any], steps: int, kwargs: dict[str, Any]) -> None:
     untraced = denoise(unet, make(), steps, **kwargs)
     with TracedScheduler(make(), tmp_path / "t.h5") as scheduler:
@@ -102,12 +101,10 @@ def test_traced_runs_are_unchanged_and_pass_check(unet: Any, tmp_path: Path, mak
         assert failing_steps(trace) == {}
         evaluations = {e.check.id: e for e in evaluate(trace)}
         assert "chain.x_t" in evaluations and "x0_from_eps" in evaluations
-        step_eq = {"ddim": "ddim.step", "ddpm": "ddpm.step"}.get(str(trace.attr("sampler")))
-        if step_eq:  # the step's equation was checked at every step, with the recorded noise
-            assert None not in evaluations[step_eq].residuals
-        report = check_trace(trace)  # Euler has no registered step equation yet: never PASS, said why
-        assert report.verdict == ("PASS" if step_eq else "INCOMPLETE")
-        assert [what for what, _ in report.unchecked] == ([] if step_eq else ["the step update"])
+        step_eq = {"ddim": "ddim.step", "ddpm": "ddpm.step"}[str(trace.attr("sampler"))]
+        assert None not in evaluations[step_eq].residuals  # the step's equation was checked at every step, with the recorded noise
+        report = check_trace(trace)
+        assert report.verdict == "PASS" and report.unchecked == ()
         noise = torch.stack([torch.from_numpy(trace.tensor("noise", i)) for i in range(steps)])
         assert bool((noise != 0).any()) == (kwargs.get("eta", 0) > 0 or "DDPM" in str(trace.config["integration"]["scheduler"]))
 
@@ -182,7 +179,7 @@ def test_the_trace_is_failed_on_an_exception_and_absent_without_steps(unet: Any,
 
 
 def test_schedulers_without_pred_original_sample_are_refused(tmp_path: Path) -> None:
-    scheduler = TracedScheduler(diffusers.DPMSolverMultistepScheduler(), tmp_path / "t.h5")
+    scheduler = TracedScheduler(diffusers.DEISMultistepScheduler(), tmp_path / "t.h5")
     scheduler.set_timesteps(5)
     with pytest.raises(TypeError, match="pred_original_sample"):
         scheduler.step(torch.zeros(SHAPE), scheduler.timesteps[0], torch.randn(SHAPE))

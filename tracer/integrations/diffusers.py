@@ -354,11 +354,21 @@ class TracedScheduler(_OneRun):
         overwrite: bool = False,
         tensor_dtype: str = "float32",
         config: Mapping[str, Any] | None = None,
+        model_prediction: str | None = None,
     ) -> None:
+        from tracer.integrations import diffusers_families  # it builds on this module's helpers
+
         recording = _new_recording(path, overwrite=overwrite, tensor_dtype=tensor_dtype, config=config)
-        kind = family(scheduler)  # ValueError for a scheduler this cannot record
+        if model_prediction is not None and model_prediction not in diffusers_families.PREDICTIONS:
+            raise ValueError(f"model_prediction must be epsilon, v_prediction or sample, got {model_prediction!r}")
+        declared = None if model_prediction is None else diffusers_families.PREDICTIONS[model_prediction]
+        noisescope_family = diffusers_families.family_of(scheduler)
+        kind = noisescope_family or family(scheduler)  # ValueError for a scheduler this cannot record
+        families = None if noisescope_family is None else diffusers_families.FamilyRecording(scheduler, noisescope_family, declared)
         object.__setattr__(self, "_trace_scheduler", scheduler)
         object.__setattr__(self, "_trace_family", kind)
+        object.__setattr__(self, "_trace_families", families)
+        object.__setattr__(self, "_trace_model_prediction", declared)
         object.__setattr__(self, "_trace_recording", recording)
         object.__setattr__(self, "_trace_signature", inspect.signature(scheduler.step))
 
@@ -386,6 +396,17 @@ class TracedScheduler(_OneRun):
         bound = self._trace_signature.bind(model_output, timestep, sample, *args, **kwargs)
         bound.apply_defaults()
         arguments = bound.arguments
+        families = self._trace_families
+        if families is not None:  # recorded in the names of a noisescope family (diffusers_families.py)
+            output, row = families.step(scheduler, arguments, lambda: scheduler.step(*bound.args, **bound.kwargs))
+            if row is not None:
+                self._trace_recording.append(row, lambda: _Start(
+                    families.schedule(scheduler),
+                    {"sampler": families.sampler_config(scheduler), "integration": integration_config(scheduler, "TracedScheduler")},
+                    families.planned(scheduler),
+                    {"sampler": kind},
+                ))
+            return output
         eta = float(arguments.get("eta", 0.0) or 0.0)
         noise: torch.Tensor | None = None
         rng = None
@@ -436,8 +457,11 @@ class TracedScheduler(_OneRun):
         if kind == "ddim":
             row[ETA] = eta
         row["x_t"] = _scaled(sample, scalars.scale_t)
+        declared = self._trace_model_prediction  # what the network predicts, where the caller said
         if prediction == "epsilon" and not clipped_eps:
             row["eps"] = model_output  # the eps the update used
+            if declared not in (None, "eps"):
+                row[MODEL_OUTPUT] = model_output  # the network's own output, to check against what it predicts
         else:
             row[MODEL_OUTPUT] = model_output
         row["x0_pred"] = x0_pred
@@ -446,7 +470,8 @@ class TracedScheduler(_OneRun):
         row[X_PREV] = _scaled(prev_sample, scalars.scale_prev)
         self._trace_recording.append(row, lambda: _Start(
             schedule_of(scheduler),
-            {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")},
+            {"sampler": {**sampler_config(scheduler, kind, eta if kind == "ddim" else None), **({"prediction": declared} if declared else {})},
+             "integration": integration_config(scheduler, "TracedScheduler")},
             len(scheduler.timesteps),
             {"sampler": kind},
         ))
