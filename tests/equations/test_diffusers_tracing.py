@@ -2,7 +2,7 @@
 DDIMScheduler's "previous" timestep is not the next one it visits with linspace (or trailing with a step count that
 does not divide 1000) spacing, caught by ``noisescope check`` at exactly those steps.
 
-A tiny UNet2DModel with random weights is built here; nothing is downloaded.
+A tiny UNet2DModel with random weights is built (conftest.py ``unet``); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -25,15 +25,6 @@ from tracer.check import check_trace  # noqa: E402
 from tracer.trace.reader import open_trace  # noqa: E402
 
 SHAPE = (2, 1, 8, 8)
-
-
-@pytest.fixture(scope="module")
-def unet() -> Any:
-    torch.manual_seed(0)
-    return diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()
 
 
 def denoise(unet: Any, scheduler: Any, steps: int, *, seed: int = 1, **step_kwargs: Any) -> torch.Tensor:

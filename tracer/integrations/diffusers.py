@@ -398,7 +398,7 @@ class TracedScheduler(_OneRun):
         arguments = bound.arguments
         families = self._trace_families
         if families is not None:  # recorded in the names of a noisescope family (diffusers_families.py)
-            output, row = families.step(scheduler, arguments, lambda: scheduler.step(*bound.args, **bound.kwargs))
+            output, row = families.step(scheduler, model_output, timestep, sample, arguments, lambda: scheduler.step(*bound.args, **bound.kwargs))
             if row is not None:
                 self._trace_recording.append(row, lambda: _Start(
                     families.schedule(scheduler),

@@ -193,11 +193,13 @@ class FamilyRecording:
         return out
 
     # -- one call of the scheduler's step -----------------------------------------------------------------------------
-    def step(self, scheduler: Any, arguments: Mapping[str, Any], call: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
+    def step(self, scheduler: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, arguments: Mapping[str, Any],
+             call: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
+        """Run ``call`` (the scheduler's step with ``arguments``) and return its output and the row it makes, if any."""
         if not self.checked_plan:
             check_plan(scheduler, self.family)
             self.checked_plan = True
-        model_output, sample, timestep = _tensor(arguments["model_output"]), _tensor(arguments["sample"]), arguments["timestep"]
+        model_output, sample = _tensor(model_output), _tensor(sample)
         if float(arguments.get("s_churn", 0.0) or 0.0) > 0:
             raise ValueError("TracedScheduler records sigma-based schedulers with s_churn = 0 only (the churn noise is not exposed)")
         if arguments.get("per_token_timesteps") is not None:
