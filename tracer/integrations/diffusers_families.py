@@ -111,7 +111,8 @@ def check_plan(scheduler: Any, family: str) -> None:
         sigmas = sigmas[0::2] + sigmas[-1:]
     if any(a <= b for a, b in zip(sigmas, sigmas[1:])):
         _refuse(scheduler, "final_sigmas_type", scheduler.config.get("final_sigmas_type"),
-                f"its levels {sigmas[-3:]} repeat a level (a step of size 0); use timestep_spacing trailing or linspace")
+                f"its levels {sigmas[-3:]} repeat a level (a step of size 0); choose timestep_spacing='trailing' "
+                "(its timesteps end above t = 0) or final_sigmas_type='zero'")
 
 
 @dataclass(frozen=True)
