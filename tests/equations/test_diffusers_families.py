@@ -240,3 +240,25 @@ def test_bad_input_mid_run_keeps_the_trace_written_so_far_readable(unet: Any, tm
     with open_trace(tmp_path / "t.h5") as trace:
         assert trace.status == "failed" and trace.num_steps == 3
         assert failing_steps(trace) == {}  # the steps it recorded are right; the unfinished end is not judged
+
+
+# -- other sigma-based schedulers: recorded in sigma space, no step equation ---------------------------------------------------
+
+
+def test_another_sigma_based_scheduler_is_incomplete_never_failed(unet: Any, tmp_path: Path) -> None:
+    untraced = denoise(unet, diffusers.LMSDiscreteScheduler())
+    with TracedScheduler(diffusers.LMSDiscreteScheduler(), tmp_path / "t.h5") as scheduler:  # linspace: fractional timesteps
+        traced = denoise(unet, scheduler)
+    assert torch.equal(traced, untraced)
+    with open_trace(tmp_path / "t.h5") as trace:
+        report = check_trace(trace)
+        assert report.verdict == "INCOMPLETE", format_report(report)
+        assert [what for what, _ in report.unchecked] == ["the step update"]
+        assert judged_everywhere(trace, ("sigma.denoised", "chain.sigma", "chain.x_t")) == dict.fromkeys(
+            ("sigma.denoised", "chain.sigma", "chain.x_t"), True)
+
+
+def test_a_generic_scheduler_with_two_calls_a_step_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="order=2"):
+        TracedScheduler(diffusers.KDPM2DiscreteScheduler(), tmp_path / "t.h5")
+    assert not (tmp_path / "t.h5").exists()

@@ -10,6 +10,7 @@
 | HeunDiscreteScheduler | ``heun`` | Karras et al. 2022, Alg. 2, lines 7-11 (heun.py) |
 | DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint) | ``dpmpp_2m`` | Lu et al. 2022, Alg. 2 (dpmpp_2m.py) |
 | FlowMatchEulerDiscreteScheduler | ``flow_euler`` | Liu et al. 2023, Eq. 1 (flow_euler.py) |
+| another sigma-based one (LMSDiscrete, ...) | ``sigma`` | the denoiser, the levels and the chain; no step equation: INCOMPLETE |
 
 Sigma space (Karras et al. 2022, tracer/samplers/karras.py): x = x0 + sigma eps. Euler, Euler ancestral and Heun
 step that variable themselves (their ``scale_model_input`` divides by sqrt(1 + sigma^2)): x_t and x_prev are their
@@ -54,6 +55,7 @@ FAMILIES: dict[str, str] = {
     "DPMSolverMultistepScheduler": "dpmpp_2m",
     "FlowMatchEulerDiscreteScheduler": "flow_euler",
 }
+GENERIC = "sigma"  # another sigma-based scheduler (LMSDiscrete, ...): recorded in sigma space with no step equation
 PREDICTIONS: dict[str, str] = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "eps": "eps", "v": "v", "x0": "x0"}
 
 
@@ -72,6 +74,11 @@ def _refuse(scheduler: Any, option: str, value: Any, why: str) -> None:
 def check_supported(scheduler: Any, family: str) -> None:
     """Raise one ValueError naming the first option this recording does not describe (before any trace exists)."""
     config = scheduler.config
+    if family == GENERIC:
+        if not hasattr(scheduler, "alphas_cumprod"):
+            _refuse(scheduler, "alphas_cumprod", None, "a sigma-based scheduler is recorded against its training schedule, and this one has none")
+        if getattr(scheduler, "order", 1) != 1:
+            _refuse(scheduler, "order", scheduler.order, "one step() call per step is recorded generically; only Heun's two calls are paired")
     flags = {"use_karras_sigmas": "karras", "use_exponential_sigmas": "exponential", "use_beta_sigmas": "beta",
              "use_lu_lambdas": "Lu's lambda", "use_flow_sigmas": "flow"}
     for flag, what in flags.items():
@@ -178,6 +185,9 @@ class FamilyRecording:
         start = math.sqrt(1.0 + levels[0] ** 2)  # DPMSolver steps x / sqrt(1 + sigma^2) from z: the vp start in sigma space
         if self.family != "dpmpp_2m":
             start = _float(scheduler.init_noise_sigma)
+        if self.family == GENERIC:
+            return {**common, "sigmas": levels, "prediction_type": config.get("prediction_type", "epsilon"),
+                    "prediction": self.model_prediction or self.prediction}
         out = {
             **common, "sigmas": levels, "sigma_schedule": "schedule", "sigma_interpolation": "linear",
             "final_sigma": "zero" if levels[-1] == 0 else "sigma_min",
@@ -219,8 +229,12 @@ class FamilyRecording:
         rng = _rng_state(arguments.get("generator"), model_output.device) if self.family == "euler_ancestral" else None
         output = call()
         prev, x0_pred = _unpack(output)
-        assert x0_pred is not None, f"{type(scheduler).__name__}.step returns pred_original_sample"
+        if x0_pred is None:
+            raise TypeError(f"{type(scheduler).__name__}.step returns no pred_original_sample: it cannot be traced")
         row = self._sigma_row(scheduler, at, sample.double(), model_output, x0_pred)
+        if self.family == GENERIC:  # its noise, and how its timesteps map to levels, are its own: not claimed
+            del row["t_model"], row["noise"]
+            row["sigma"] = float("nan")
         if self.family == "euler_ancestral":
             self._ancestral(row, at, rng, arguments.get("generator"), model_output)
         elif self.family == "heun":
