@@ -262,3 +262,9 @@ def test_a_generic_scheduler_with_two_calls_a_step_is_refused(tmp_path: Path) ->
     with pytest.raises(ValueError, match="order=2"):
         TracedScheduler(diffusers.KDPM2DiscreteScheduler(), tmp_path / "t.h5")
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_an_unknown_model_prediction_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model_prediction must be epsilon, v_prediction or sample, got 'velocity'"):
+        TracedScheduler(diffusers.EulerDiscreteScheduler(), tmp_path / "t.h5", model_prediction="velocity")
+    assert not (tmp_path / "t.h5").exists()
