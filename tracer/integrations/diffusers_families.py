@@ -182,12 +182,12 @@ class FamilyRecording:
         common: dict[str, Any] = {"sampler": self.family, "steps": len(levels) - 1, "guidance": None, "spacing": config.get("timestep_spacing")}
         if self.family == "flow_euler":
             return {**common, "times": levels, "shift": config.get("shift", 1.0)}
-        start = math.sqrt(1.0 + levels[0] ** 2)  # DPMSolver steps x / sqrt(1 + sigma^2) from z: the vp start in sigma space
-        if self.family != "dpmpp_2m":
-            start = _float(scheduler.init_noise_sigma)
         if self.family == GENERIC:
             return {**common, "sigmas": levels, "prediction_type": config.get("prediction_type", "epsilon"),
                     "prediction": self.model_prediction or self.prediction}
+        start = math.sqrt(1.0 + levels[0] ** 2)  # DPMSolver steps x / sqrt(1 + sigma^2) from z: the vp start in sigma space
+        if self.family != "dpmpp_2m":
+            start = _float(scheduler.init_noise_sigma)
         out = {
             **common, "sigmas": levels, "sigma_schedule": "schedule", "sigma_interpolation": "linear",
             "final_sigma": "zero" if levels[-1] == 0 else "sigma_min",
