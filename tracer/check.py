@@ -318,7 +318,7 @@ def format_report(report: Report, first: int = 5) -> str:
         sigma = report.noise_left or 0.0
         lines.append(f"NOISE LEFT: {len(judged)} checks pass at every {unit[:-1]}, but the run ends at sigma = {sigma:.6g}, not at the "
                      f"clean sample: its samples keep noise of std {sigma:.6g} (x = x0 + sigma eps; alpha_bar "
-                     f"{1.0 / (1.0 + sigma * sigma):.6g}). Sample with --final-sigma zero for clean samples")
+                     f"{1.0 / (1.0 + sigma * sigma):.6g}). Sample with --final-sigma zero (diffusers: final_sigmas_type=\"zero\") for clean samples")
     elif report.verdict == "INCOMPLETE":
         what = "; ".join(w for w, _ in report.unchecked) or "no check could be judged"
         lines.append(f"INCOMPLETE: {len(judged)} checks pass, but not everything could be checked ({what})")

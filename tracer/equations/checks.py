@@ -405,9 +405,14 @@ def _log_sigmas(view: TraceView) -> np.ndarray:
 
 
 def schedule_timestep(view: TraceView, sigma: float) -> float:
-    """t(sigma): where log sigma falls on the schedule's log sigmas, linearly interpolated (np.interp; clamped at the ends)."""
+    """t(sigma): where log sigma falls on the schedule's log sigmas, linearly interpolated (np.interp; clamped at the ends);
+    where the config says ``sigma_interpolation = "linear"`` (diffusers' schedulers place a fractional timestep's sigma
+    linearly between the schedule's levels), where sigma itself falls between the levels."""
     log_sigmas = _log_sigmas(view)
-    return float(np.interp(math.log(sigma), log_sigmas, np.arange(len(log_sigmas), dtype=np.float64)))
+    steps = np.arange(len(log_sigmas), dtype=np.float64)
+    if view.facts.option("sigma_interpolation") == "linear":
+        return float(np.interp(sigma, np.exp(log_sigmas), steps))
+    return float(np.interp(math.log(sigma), log_sigmas, steps))
 
 
 def sigma_alpha_bar(view: TraceView, i: int) -> Residual | None:
@@ -544,9 +549,18 @@ def ancestral_step(view: TraceView, i: int) -> Residual | None:
     return _residual(out, x + term + noise_term, x, term, noise_term)
 
 
+def _first_order(view: TraceView, i: int) -> bool:
+    """A DPM-Solver++(2M) step is first order at the first step, where sigma_next = 0, and at the planned last step where the
+    config says ``first_order_final`` (diffusers' lower_order_final and euler_at_final, also when it ends at sigma_min)."""
+    if i == 0 or view.scalar("sigma_next", i) == 0:
+        return True
+    planned = view.facts.option("sigmas")
+    return view.facts.option("first_order_final") is True and isinstance(planned, tuple) and i == len(planned) - 2
+
+
 def dpmpp_h(view: TraceView, i: int) -> Residual | None:
     """h = log(sigma_t / sigma_next) (inf at sigma_next = 0), r = h_{i-1} / h with h_{i-1} = log(sigma_{i-1} / sigma_t), 0 at a
-    first-order step (the first, and one to sigma 0)  (Lu et al. 2022, Alg. 2)."""
+    first-order step (``_first_order``)  (Lu et al. 2022, Alg. 2)."""
     s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
     h, r = view.scalar("h", i), view.scalar("r", i)
     if s_next == 0:
@@ -554,7 +568,7 @@ def dpmpp_h(view: TraceView, i: int) -> Residual | None:
         return _worst([h_ok, _scalar_residual(r, 0.0, "r")])
     expected_h = math.log(s / s_next)
     residuals = [_scalar_residual(h, expected_h, "h")]
-    if i == 0:
+    if _first_order(view, i):
         residuals.append(_scalar_residual(r, 0.0, "r"))
     else:
         s_prev = view.scalar("sigma_t", i - 1)
@@ -571,7 +585,7 @@ def dpmpp_2m_step(view: TraceView, i: int) -> Residual | None:
     s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
     x, x0, x0_prev = view.tensor("x_t", i), view.tensor("x0_pred", i), view.tensor("x0_pred_prev", i)
     residuals = [_residual(x0_prev, view.tensor("x0_pred", i - 1) if i > 0 else np.zeros_like(x0_prev), x0_prev)]
-    first_order = i == 0 or s_next == 0
+    first_order = _first_order(view, i)
     factor = 1.0 if s_next == 0 else -math.expm1(-math.log(s / s_next))  # 1 - e^{-h}, recomputed from the noise levels
     a = (s_next / s) * x
     if first_order:

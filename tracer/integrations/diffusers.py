@@ -1,12 +1,14 @@
 """Tracing diffusers: record any diffusers scheduler's steps into a noisescope trace.
 
-- ``TracedScheduler(scheduler, path)`` wraps a scheduler whose ``step`` returns
-  ``pred_original_sample`` (DDPMScheduler, DDIMScheduler, EulerDiscreteScheduler, and other
-  sigma-based ones). It behaves like the scheduler (every attribute is delegated; ``step``
-  takes the same arguments and returns the same result) and writes one row of the ``steps``
-  series per call: the input x_t, the model output (``eps`` when ``prediction_type`` is
-  epsilon, else ``model_output``), x0_pred, the result (``x_prev``), t, the timestep the step
-  really moved to (``t_prev``), the alpha_bar values it used, sigma and the noise z.
+- ``TracedScheduler(scheduler, path)`` wraps DDPMScheduler or DDIMScheduler, the schedulers of
+  noisescope's sigma-space and flow families (Euler, Euler ancestral, Heun, DPMSolverMultistep,
+  FlowMatchEuler: recorded by tracer/integrations/diffusers_families.py in those families' names),
+  or another sigma-based scheduler whose ``step`` returns ``pred_original_sample``. It behaves
+  like the scheduler (every attribute is delegated; ``step`` takes the same arguments and returns
+  the same result) and writes one row of the ``steps`` series per step: for DDPM and DDIM the
+  input x_t, the model output (``eps`` when ``prediction_type`` is epsilon, else
+  ``model_output``), x0_pred, the result (``x_prev``), t, the timestep the step really moved to
+  (``t_prev``), the alpha_bar values it used, sigma and the noise z.
 - ``PipelineRecorder(path)`` is a ``callback_on_step_end`` for pipelines: it records what the
   pipeline exposes (the latents after every step, and t, from which the scheduler's own
   arithmetic gives t_prev and the alpha_bars).
@@ -18,9 +20,9 @@ previous alpha_bar), which is not the next timestep it visits when the spacing i
 ``t_prev`` is taken from that arithmetic, not from the next timestep, so ``noisescope check``
 (chain.t_prev) shows where the two differ.
 
-Sigma-based schedulers (Euler) work on x / sqrt(alpha_bar) ("VE" scaling, sigma^2 = (1 - alpha_bar) / alpha_bar):
-their x_t, x_prev are recorded rescaled to the VP form of our samplers, x * sqrt(alpha_bar), which is what
-``scale_model_input`` hands the model, so the same equations apply.
+Sigma-based schedulers are recorded in sigma space, x = x0 + sigma eps (Karras et al. 2022), as noisescope's own
+sigma-space samplers record theirs (diffusers_families.py). ``PipelineRecorder`` records their latents rescaled to the
+VP form, x * sqrt(alpha_bar) (what ``scale_model_input`` hands the model), as before.
 
 The trace is created lazily, at the first ``step`` (when the shapes are known: every dataset of
 an SWMR file must exist before the first row; tracer/trace/rows.py, shared with the recording
@@ -295,11 +297,23 @@ class TracedScheduler(_OneRun):
         overwrite: bool = False,
         tensor_dtype: str = "float32",
         config: Mapping[str, Any] | None = None,
+        model_prediction: str | None = None,
     ) -> None:
+        from tracer.integrations import diffusers_families  # it builds on this module's helpers
+
         recording = _new_recording(path, overwrite=overwrite, tensor_dtype=tensor_dtype, config=config)
-        kind = family(scheduler)  # ValueError for a scheduler this cannot record
+        if model_prediction is not None and model_prediction not in diffusers_families.PREDICTIONS:
+            raise ValueError(f"model_prediction must be epsilon, v_prediction or sample, got {model_prediction!r}")
+        declared = None if model_prediction is None else diffusers_families.PREDICTIONS[model_prediction]
+        noisescope_family = diffusers_families.family_of(scheduler)
+        kind = noisescope_family or family(scheduler)  # ValueError for a scheduler this cannot record
+        if kind == diffusers_families.GENERIC:  # other sigma-based schedulers: in sigma space too
+            noisescope_family = kind
+        families = None if noisescope_family is None else diffusers_families.FamilyRecording(scheduler, noisescope_family, declared)
         object.__setattr__(self, "_trace_scheduler", scheduler)
         object.__setattr__(self, "_trace_family", kind)
+        object.__setattr__(self, "_trace_families", families)
+        object.__setattr__(self, "_trace_model_prediction", declared)
         object.__setattr__(self, "_trace_recording", recording)
         object.__setattr__(self, "_trace_signature", inspect.signature(scheduler.step))
 
@@ -327,6 +341,17 @@ class TracedScheduler(_OneRun):
         bound = self._trace_signature.bind(model_output, timestep, sample, *args, **kwargs)
         bound.apply_defaults()
         arguments = bound.arguments
+        families = self._trace_families
+        if families is not None:  # recorded in the names of a noisescope family (diffusers_families.py)
+            output, row = families.step(scheduler, model_output, timestep, sample, arguments, lambda: scheduler.step(*bound.args, **bound.kwargs))
+            if row is not None:
+                self._trace_recording.append(row, lambda: TraceStart(
+                    families.schedule(scheduler),
+                    {"sampler": families.sampler_config(scheduler), "integration": integration_config(scheduler, "TracedScheduler")},
+                    families.planned(scheduler),
+                    {"sampler": kind},
+                ))
+            return output
         eta = float(arguments.get("eta", 0.0) or 0.0)
         noise: torch.Tensor | None = None
         rng = None
@@ -337,21 +362,12 @@ class TracedScheduler(_OneRun):
                 # Drawn as DDIMScheduler.step would draw it, and handed over instead of the generator.
                 noise = _randn_tensor()(model_output.shape, generator=arguments.get("generator"), device=model_output.device, dtype=model_output.dtype)
                 arguments["variance_noise"], arguments["generator"] = noise, None
-        elif kind == "ddpm":
+        else:  # ddpm: every other scheduler is recorded by diffusers_families
             scalars = ddpm_scalars(scheduler, timestep)
             if scalars.t > 0:
                 rng = _rng_state(arguments.get("generator"), model_output.device)
                 if rng is None:
                     raise ValueError(f"cannot replay the noise of a DDPM step on device {model_output.device.type}")
-        else:
-            if float(arguments.get("s_churn", 0.0) or 0.0) > 0:
-                raise ValueError("TracedScheduler records sigma-based schedulers with s_churn = 0 only (the churn noise is not exposed)")
-            index = scheduler.step_index
-            if index is None:
-                index = scheduler.begin_index if getattr(scheduler, "begin_index", None) is not None else scheduler.index_for_timestep(timestep)
-            scalars = sigma_scalars(scheduler, int(index))
-            if kind == "euler":  # s_churn = 0: the Euler step adds no noise
-                scalars = StepScalars(scalars.t, scalars.t_prev, scalars.alpha_bar_t, scalars.alpha_bar_prev, 0.0, scalars.scale_t, scalars.scale_prev)
         output = scheduler.step(*bound.args, **bound.kwargs)
         if isinstance(output, tuple):
             if len(output) < 2:
@@ -376,18 +392,21 @@ class TracedScheduler(_OneRun):
         row: dict[str, Any] = scalars.row()
         if kind == "ddim":
             row[ETA] = eta
-        row["x_t"] = _scaled(sample, scalars.scale_t)
+        row["x_t"] = sample
+        declared = self._trace_model_prediction  # what the network predicts, where the caller said
         if prediction == "epsilon" and not clipped_eps:
             row["eps"] = model_output  # the eps the update used
+            if declared not in (None, "eps"):
+                row[MODEL_OUTPUT] = model_output  # the network's own output, to check against what it predicts
         else:
             row[MODEL_OUTPUT] = model_output
         row["x0_pred"] = x0_pred
-        if kind in ("ddim", "ddpm", "euler"):
-            row["noise"] = noise if noise is not None else torch.zeros_like(model_output)
-        row[X_PREV] = _scaled(prev_sample, scalars.scale_prev)
+        row["noise"] = noise if noise is not None else torch.zeros_like(model_output)
+        row[X_PREV] = prev_sample
         self._trace_recording.append(row, lambda: TraceStart(
             schedule_of(scheduler),
-            {"sampler": sampler_config(scheduler, kind, eta if kind == "ddim" else None), "integration": integration_config(scheduler, "TracedScheduler")},
+            {"sampler": {**sampler_config(scheduler, kind, eta if kind == "ddim" else None), **({"prediction": declared} if declared else {})},
+             "integration": integration_config(scheduler, "TracedScheduler")},
             len(scheduler.timesteps),
             {"sampler": kind},
         ))
