@@ -129,13 +129,10 @@ def test_bad_input_is_one_line_and_exit_2(schedule: Schedule, tmp_path: Path, ca
 @pytest.mark.parametrize(("spacing", "agree"), [("leading", True), ("linspace", False)])
 def test_our_ddim_against_diffusers_ddim(tmp_path: Path, spacing: str, agree: bool) -> None:
     diffusers = pytest.importorskip("diffusers")
+    from tests.tiny_unet import tiny_unet
     from tracer.integrations.diffusers import TracedScheduler
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()
+    unet = tiny_unet()
 
     class Ours(torch.nn.Module):  # the same network in noisescope's calling convention
         def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +36,7 @@ MEAN = torch.tensor([0.5, -0.3])
 STD = 0.4
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Declared(nn.Module):
@@ -382,13 +376,10 @@ def test_a_pipeline_callbacks_trace_finds_its_chain_and_only_the_start_it_record
     """diffusers' PipelineRecorder writes sigma as NaN at every step (not said) and, without x_T, starts at step 1."""
     diffusers = pytest.importorskip("diffusers")
     from tests.equations.test_diffusers_tracing import pipeline_loop
+    from tests.tiny_unet import tiny_unet
     from tracer.integrations.diffusers import PipelineRecorder
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()
+    unet = tiny_unet()
     latents = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     kinds = {}
     for with_x_T in (True, False):  # noqa: N806

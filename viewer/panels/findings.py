@@ -23,16 +23,20 @@ def trace_findings(registry: Any, info: loaders.TraceInfo) -> list[Any]:
     return loaders.findings(info.path, info.inode, info.rows, str(getattr(registry, "__name__", id(registry))), registry)
 
 
-def findings_ui(registry: Any, info: loaders.TraceInfo) -> None:
-    """A short list: one line per finding, its title as an orange badge and its sentence."""
-    try:
-        found = trace_findings(registry, info)
-    except Exception as error:  # noqa: BLE001 - a finding that cannot be computed hides nothing else on the page
-        st.caption(f"Findings not computed: {plain(error)}")
-        return
-    if not found:
-        return
+def findings_ui(registry: Any, info: loaders.TraceInfo, compute: bool = True) -> None:
+    """A short list: one line per finding, its title as an orange badge and its sentence. The container is drawn on every
+    run, empty where ``compute`` is False (the player's first draw): the elements after it keep their place, so the
+    player's iframe is not drawn again when the findings arrive."""
     with st.container(key="findings"):
+        if not compute:
+            return
+        try:
+            found = trace_findings(registry, info)
+        except Exception as error:  # noqa: BLE001 - a finding that cannot be computed hides nothing else on the page
+            st.caption(f"Findings not computed: {plain(error)}")
+            return
+        if not found:
+            return
         st.markdown("**Findings** (diagnoses, as `noisescope check` lists them)")
         for finding in found:
             st.markdown(f":orange-badge[{finding.title}] {plain(finding.sentence)}")

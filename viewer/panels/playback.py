@@ -112,8 +112,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
     if live:
         st.session_state[following_key] = play.follow
     deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
-    if not deferring:  # under the header; they read every row once per file: not on the player's first draw
-        findings_ui(registry, info)
+    findings_ui(registry, info, compute=not deferring)  # under the header; they read every row once per file: not on the first draw
     run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else (FIRST_DRAW_DEFER_SECONDS if deferring else None))
 
     @st.fragment(run_every=run_every)
