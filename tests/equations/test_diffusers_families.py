@@ -94,6 +94,22 @@ def test_each_family_is_unchanged_by_tracing_and_passes_check(unet: Any, tmp_pat
         assert torch.equal(torch.from_numpy(trace.final("samples")), traced)  # the last level is 0 (t = 0): no rescale
 
 
+@pytest.mark.parametrize("name", ["EulerDiscreteScheduler", "HeunDiscreteScheduler"])
+def test_karras_levels_pass_check_with_the_networks_timestep_judged(unet: Any, tmp_path: Path, name: str) -> None:
+    """use_karras_sigmas: fractional timesteps at t(sigma) with log sigma interpolated (as k-diffusion and noisescope do)."""
+    untraced = denoise(unet, make(name, "epsilon", use_karras_sigmas=True))
+    with TracedScheduler(make(name, "epsilon", use_karras_sigmas=True), tmp_path / "t.h5") as scheduler:
+        traced = denoise(unet, scheduler)
+    assert torch.equal(traced, untraced)
+    with open_trace(tmp_path / "t.h5") as trace:
+        assert trace.config["sampler"]["sigma_schedule"] == "karras" and trace.config["sampler"]["sigma_interpolation"] == "log"
+        assert any(t % 1 for t in trace.scalars()["t_model"])  # fractional: the interpolation is what is checked
+        report = check_trace(trace)
+        assert report.verdict == "PASS", format_report(report)
+        equations = (*FAMILIES[name][1], "sigma.timestep")
+        assert judged_everywhere(trace, equations) == dict.fromkeys(equations, True)
+
+
 def test_the_recorded_levels_and_timesteps_are_the_schedulers(unet: Any, tmp_path: Path) -> None:
     scheduler = diffusers.EulerDiscreteScheduler()  # linspace: fractional timesteps, sigma linear between the schedule's levels
     with TracedScheduler(scheduler, tmp_path / "t.h5") as traced:
@@ -209,7 +225,8 @@ def test_a_loop_that_feeds_the_wrong_sample_fails_the_chain(unet: Any, tmp_path:
     ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, "algorithm_type"),
     ("DPMSolverMultistepScheduler", {"solver_type": "heun"}, "solver_type"),
     ("DPMSolverMultistepScheduler", {"thresholding": True}, "thresholding"),
-    ("EulerDiscreteScheduler", {"use_karras_sigmas": True}, "use_karras_sigmas"),
+    ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, "use_karras_sigmas"),  # its network t is rounded
+    ("EulerDiscreteScheduler", {"use_exponential_sigmas": True}, "use_exponential_sigmas"),
     ("EulerDiscreteScheduler", {"timestep_type": "continuous"}, "timestep_type"),
     ("EulerAncestralDiscreteScheduler", {"prediction_type": "sample"}, "prediction_type"),
     ("HeunDiscreteScheduler", {"clip_sample": True}, "clip_sample"),

@@ -31,7 +31,9 @@ What diffusers does its own way is recorded as it did it, and declared in the co
   x_euler, eps_2 and x0_pred_2 of the corrector; the last step (to sigma 0) is Euler's alone.
 
 A configuration none of those equations describes is refused with one ValueError naming the option, before the
-trace is created (churn, karras/exponential/beta sigmas, other DPM-Solver variants, thresholding, clipping...).
+trace is created (churn, exponential/beta sigmas, DPM-Solver's karras sigmas, other DPM-Solver variants, thresholding,
+clipping...). Euler's and Heun's karras sigmas are recorded: diffusers calls the network at t(sigma) with log sigma
+interpolated there (``sigma_interpolation = "log"``), at the schedule's levels with sigma linear in t ("linear").
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def check_supported(scheduler: Any, family: str) -> None:
     flags = {"use_karras_sigmas": "karras", "use_exponential_sigmas": "exponential", "use_beta_sigmas": "beta",
              "use_lu_lambdas": "Lu's lambda", "use_flow_sigmas": "flow"}
     for flag, what in flags.items():
-        if config.get(flag, False) and not (family == "flow_euler" and flag == "use_flow_sigmas"):
+        if config.get(flag, False) and not (family == "flow_euler" and flag == "use_flow_sigmas") and not (
+                flag == "use_karras_sigmas" and family in ("euler", "heun")):
             _refuse(scheduler, flag, True, f"{what} noise levels call the network at a timestep the recording does not check; "
                     "use the schedule's own levels")
     if family == "flow_euler":
@@ -189,7 +192,8 @@ class FamilyRecording:
         if self.family != "dpmpp_2m":
             start = _float(scheduler.init_noise_sigma)
         out = {
-            **common, "sigmas": levels, "sigma_schedule": "schedule", "sigma_interpolation": "linear",
+            **common, "sigmas": levels, "sigma_schedule": "karras" if config.get("use_karras_sigmas") else "schedule",
+            "sigma_interpolation": "log" if config.get("use_karras_sigmas") else "linear",
             "final_sigma": "zero" if levels[-1] == 0 else "sigma_min",
             "start": "vp" if abs(start - math.sqrt(1.0 + levels[0] ** 2)) <= 1e-6 * start else "sigma",
             "s_churn": 0.0, "s_tmin": 0.0, "s_tmax": None, "s_noise": 1.0,
