@@ -184,7 +184,7 @@ class KDiffusionRecorder:
         self.done = True
 
     # -- the trace ------------------------------------------------------------------------------------------------
-    def _begin(self, x: torch.Tensor) -> None:
+    def _begin(self) -> None:
         schedule = schedule_of(self.denoiser)
         options: dict[str, Any] = {"sigmas": tuple(self.levels), "start": "sigma"}
         if self.sampler == "euler_ancestral":
@@ -201,7 +201,7 @@ class KDiffusionRecorder:
         assert self.current is not None
         i, x, first = self.current
         if self.recorder is None:
-            self._begin(x)
+            self._begin()
         assert self.recorder is not None
         if i >= len(self.plan):
             raise ValueError(f"the run has more steps than the {len(self.plan)} its sigmas give")
