@@ -1,8 +1,12 @@
 """Training and sampling on a CUDA GPU: the same commands as on the CPU, traces that pass ``check``,
-and samples that agree with the CPU's from the same x_T. Skipped where torch sees no CUDA device."""
+and samples that agree with the CPU's from the same x_T. Skipped where torch sees no CUDA device; the
+multi-process (NCCL) training test also where it sees fewer than two."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +84,20 @@ def test_the_recording_api_records_cuda_tensors(tmp_path: Path) -> None:
         np.testing.assert_array_equal(trace.final("samples"), on_gpu.cpu().numpy())
     np.testing.assert_allclose(on_gpu.cpu().numpy(), on_cpu.numpy(), rtol=1e-5, atol=1e-5)
     assert main(["check", str(path)]) == 4  # the report's last step to alpha_bar_0: NOISE LEFT, every check passing
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason=f"2-process NCCL training needs two CUDA GPUs; torch sees {torch.cuda.device_count()}")
+def test_two_processes_on_two_gpus_train_as_one_at_twice_the_batch(tmp_path: Path) -> None:
+    """``--nproc 2 --device cuda``: NCCL, one GPU per rank; the logged loss is the 1-process run's at batch 2b."""
+    common = ["train", "--dataset", "digits", "--steps", "4", "--log-every", "2", "--snapshot-every", "2", "--device", "cuda", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "tracer.cli", *common, "--batch", "16", "--nproc", "2", "--out", str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert main([*common, "--batch", "32", "--out", str(tmp_path / "one")]) == 0
+    with open_trace(tmp_path / "two" / "train.h5") as two, open_trace(tmp_path / "one" / "train.h5") as one:
+        assert two.status == "complete" and two.config["world_size"] == 2 and two.config["device"] == "cuda"
+        # the same data and noise; only the GPU's summation order (cuDNN, NCCL's all-reduce) separates them
+        np.testing.assert_allclose(two.series("train")["loss"], one.series("train")["loss"], rtol=1e-3)
+    assert main(["check", str(tmp_path / "two" / "train.h5")]) == 0

@@ -229,14 +229,16 @@ class TrainConfig:
         if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
             raise ConfigError(f"--grad-clip must be a finite number > 0 (or off), got {self.grad_clip}")
 
-    def total_steps(self, num_examples: int) -> int:
-        """Optimizer steps of the whole run: ``steps``, or ``epochs`` passes over ``num_examples``."""
+    def total_steps(self, num_examples: int, world_size: int = 1) -> int:
+        """Optimizer steps of the whole run: ``steps``, or ``epochs`` passes over ``num_examples`` at the global
+        batch ``batch * world_size`` (``batch`` is per process)."""
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
-            steps = self.epochs * math.ceil(num_examples / self.batch)
+            steps = self.epochs * math.ceil(num_examples / (self.batch * world_size))
             if steps > MAX_TRAIN_STEPS:
-                raise ConfigError(f"--epochs {self.epochs} of {num_examples:,} examples at --batch {self.batch} is {steps:,} steps, "
-                                  f"more than {MAX_TRAIN_STEPS:,}; give fewer epochs or a larger batch")
+                processes = f" on {world_size} processes" if world_size > 1 else ""
+                raise ConfigError(f"--epochs {self.epochs} of {num_examples:,} examples at --batch {self.batch}{processes} is {steps:,} "
+                                  f"steps, more than {MAX_TRAIN_STEPS:,}; give fewer epochs or a larger batch")
             return steps
         return DEFAULT_TRAIN_STEPS

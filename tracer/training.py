@@ -33,6 +33,21 @@ one ``DiskFullError`` line.
 Data batches come from a permutation seeded by (seed, epoch), and every random draw
 of a step from one generator whose state is saved, so a resumed run continues
 exactly where it stopped.
+
+Many processes (torchrun, or ``noisescope train --nproc N``; tracer/distributed.py): N processes at ``batch`` b
+each train, in their data and their math, at the global batch N b. The model is wrapped in
+DistributedDataParallel (gloo on the CPU, NCCL on CUDA). Every rank draws the same permutation of each epoch;
+step s's global batch is its slice [s N b, (s + 1) N b), and rank r keeps rows [r b, (r + 1) b) of it. Every rank
+draws the label dropout mask, t and eps of the WHOLE global batch from the shared generator (seeded as with one
+process, so all ranks hold the same generator state) and keeps its own rows: the same draws, in the same order,
+as one process at batch N b (cheap next to the forward and backward pass). A rank's loss is its sum of per-sample
+losses times N / m (m the global batch's size) and DDP averages the N gradients, so the gradient is the global
+batch's mean, (1 / m) sum_i grad l_i, also for the short last batch of an epoch, where the ranks' shards differ in
+size (a rank past its end holds an empty shard). Gradients being equal after DDP, the weights, Adam and the EMA
+stay equal on every rank. Rank 0 alone writes: the run directory, the trace, the checkpoint, the resume state,
+snapshots and examples (with the EMA or raw module, never the DDP wrapper: no collective while the others wait).
+Each logged row's loss, loss by bucket and gradient norm are all-reduced over the ranks first (sums and counts),
+so the trace holds the global batch's values. The trace's config records ``world_size``.
 """
 
 from __future__ import annotations
@@ -53,7 +68,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tracer import atomic
+from tracer import atomic, distributed
 from tracer.checkpoints import MODEL_FILE, check_replaceable, encode_checkpoint
 from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, check_prediction_schedule, to_dict
 from tracer.data import Dataset, load_dataset, split
@@ -109,33 +124,52 @@ def resolve_p_uncond(config: TrainConfig, model: nn.Module) -> float:
     return config.p_uncond
 
 
+def check_trainable(model: nn.Module, schedule: Schedule, data: Dataset, config: TrainConfig) -> float:
+    """Refuse a model its data or schedule cannot train (one line each); the resolved ``p_uncond``."""
+    if len(data) == 0:
+        raise ConfigError("the training data is empty")
+    if model_num_classes(model) > 0 and data.num_classes == 0:
+        raise ConfigError("a class-conditional model needs labelled data; this data set has no classes")
+    if prediction_type(model) == "eps" and float(schedule.alpha_bar[-1]) == 0.0:
+        raise ConfigError("zero terminal SNR needs a network that predicts v or x0: x0 from eps divides by "
+                          "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023); add --prediction v")
+    return resolve_p_uncond(config, model)
+
+
 class Trainer:
-    """The training loop's state: model, EMA copy, Adam, the step counter and the random generator."""
+    """The training loop's state: model, EMA copy, Adam, the step counter and the random generator.
+
+    In a process group of N > 1 ranks (tracer/distributed.py) ``network`` is the model wrapped in
+    DistributedDataParallel and ``batch`` is per rank; ``model`` stays the plain module (its state dict, the EMA).
+    """
 
     def __init__(self, model: nn.Module, schedule: Schedule, data: Dataset, config: TrainConfig, device: str | torch.device = "cpu") -> None:
-        if len(data) == 0:
-            raise ConfigError("the training data is empty")
+        self.p_uncond = check_trainable(model, schedule, data, config)
         self.device = torch.device(device)
         self.model = model.to(self.device).train()
         self.schedule = schedule
         self.config = config
         self.x = data.x.to(self.device)
         self.conditional = model_num_classes(model) > 0
-        if self.conditional and data.num_classes == 0:
-            raise ConfigError("a class-conditional model needs labelled data; this data set has no classes")
         self.labels = data.labels.to(self.device)
         self.null = model_null_label(model)
         self.prediction = prediction_type(model)
         self.objective = objective(model)
-        if self.prediction == "eps" and float(schedule.alpha_bar[-1]) == 0.0:
-            raise ConfigError("zero terminal SNR needs a network that predicts v or x0: x0 from eps divides by "
-                              "sqrt(alpha_bar) = 0 at the last timestep (Lin et al. 2023); add --prediction v")
-        self.p_uncond = resolve_p_uncond(config, model)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if config.ema else None
+        self.rank, self.world_size = distributed.rank_and_world()
+        self.network: nn.Module = self.model
+        if self.world_size > 1:  # broadcasts rank 0's weights (into the EMA too); averages the gradients in backward()
+            from torch.nn.parallel import DistributedDataParallel
+
+            cuda = self.device.type == "cuda"
+            self.network = DistributedDataParallel(self.model, device_ids=[torch.cuda.current_device()] if cuda else None)
+            if self.ema is not None:
+                self.ema.load_state_dict(self.model.state_dict())
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.steps_per_epoch = math.ceil(len(data) / config.batch)
-        self.total_steps = config.total_steps(len(data))
+        self.global_batch = config.batch * self.world_size
+        self.steps_per_epoch = math.ceil(len(data) / self.global_batch)
+        self.total_steps = config.total_steps(len(data), self.world_size)
         self.step = 0
         self._order: tuple[int, torch.Tensor] | None = None
 
@@ -158,49 +192,59 @@ class Trainer:
         return min(self.config.ema_decay, (1.0 + step) / (10.0 + step))
 
     def batch_index(self, step: int) -> torch.Tensor:
-        """Indices of step ``step``'s batch: a slice of the permutation seeded by (seed, epoch)."""
+        """Indices of step ``step``'s global batch (all ranks' rows): a slice of the permutation seeded by (seed, epoch)."""
         epoch, position = divmod(step, self.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
             generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
             self._order = (epoch, torch.randperm(len(self.x), generator=generator).to(self.device))
-        return self._order[1][position * self.config.batch : (position + 1) * self.config.batch]
+        return self._order[1][position * self.global_batch : (position + 1) * self.global_batch]
 
-    def loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def shard(self, size: int) -> slice:
+        """This rank's rows of a global batch of ``size``: [r b, (r + 1) b), shorter or empty at an epoch's short end."""
+        b = self.config.batch
+        return slice(min(self.rank * b, size), min((self.rank + 1) * b, size))
+
+    def loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         """L_simple of each sample (Ho et al. 2020, Eq. 14: the eps MSE; for an x0 or v network the MSE to
-        its own target) and the t drawn for it; labels already dropped."""
+        its own target) and the t drawn for it; labels already dropped. ``x0`` and ``labels`` are the global batch:
+        t and eps are drawn for all of it (the same draws on every rank), the loss is this rank's ``rows``."""
         b = x0.shape[0]
         if self.objective == "flow":
-            return self._flow_loss_per_sample(x0, labels)
-        t = torch.randint(0, self.schedule.T, (b,), generator=self.generator, device=self.device)  # t ~ U{0..T-1}
-        eps = torch.randn(x0.shape, generator=self.generator, device=self.device)  # eps ~ N(0, I)
+            return self._flow_loss_per_sample(x0, labels, rows)
+        t = torch.randint(0, self.schedule.T, (b,), generator=self.generator, device=self.device)[rows]  # t ~ U{0..T-1}
+        eps = torch.randn(x0.shape, generator=self.generator, device=self.device)[rows]  # eps ~ N(0, I)
+        x0, labels = x0[rows], None if labels is None else labels[rows]
         x_t = q_sample(self.schedule, x0, t, eps)  # Eq. 4
-        output = self.model(x_t, t, labels)
+        output = self.network(x_t, t, labels)
         target = training_target(self.prediction, self.schedule, x0, t, eps).to(output.dtype)
         return (output - target).pow(2).flatten(1).mean(1), t
 
-    def _flow_loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _flow_loss_per_sample(self, x0: torch.Tensor, labels: torch.Tensor | None, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """|| (eps - x0) - v_theta((1 - t) x0 + t eps, t T, y) ||^2 per sample, t ~ U[0, 1) (Lipman et al. 2023, Eq. 23), and
-        the schedule index of each t (ceil(t T) - 1, for the loss buckets)."""
+        the schedule index of each t (ceil(t T) - 1, for the loss buckets); drawn for the global batch, kept for ``rows``."""
         T = self.schedule.T  # noqa: N806
-        t = torch.rand(x0.shape[0], generator=self.generator, device=self.device, dtype=torch.float64)  # t ~ U[0, 1)
-        eps = torch.randn(x0.shape, generator=self.generator, device=self.device)  # eps ~ N(0, I)
+        t = torch.rand(x0.shape[0], generator=self.generator, device=self.device, dtype=torch.float64)[rows]  # t ~ U[0, 1)
+        eps = torch.randn(x0.shape, generator=self.generator, device=self.device)[rows]  # eps ~ N(0, I)
+        x0, labels = x0[rows], None if labels is None else labels[rows]
         x_t = flow_sample(x0, t, eps)
-        output = self.model(x_t, t * T, labels)
+        output = self.network(x_t, t * T, labels)
         target = flow_velocity(x0, eps).to(output.dtype)
         index = (t * T).ceil().long().clamp(1, T) - 1
         return (output - target).pow(2).flatten(1).mean(1), index
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step; returns (per-sample loss, t, gradient norm before clipping), still on the device."""
+        """One optimizer step; returns (this rank's per-sample loss, its t, gradient norm before clipping), still on the device."""
         index = self.batch_index(self.step)
         x0 = self.x[index]
         labels = None
         if self.conditional:
             labels = self.labels[index]
             if self.null is not None:
-                labels = drop_labels(labels, self.p_uncond, self.null, self.generator)
-        per_sample, t = self.loss_per_sample(x0, labels)
-        loss = per_sample.mean()
+                labels = drop_labels(labels, self.p_uncond, self.null, self.generator)  # the global batch's mask
+        per_sample, t = self.loss_per_sample(x0, labels, self.shard(len(index)))
+        # N / m times this rank's sum, and DDP averages over the N ranks: the global batch's mean loss (its gradient),
+        # whatever the shards' sizes; with one process, the batch mean.
+        loss = per_sample.sum() * (self.world_size / len(index))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -231,6 +275,8 @@ class Trainer:
         grad_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         steps, seen = 0, 0
         while self.step < stop:
+            if self.world_size > 1:
+                distributed.test_kill_hook(self.rank, self.step)
             per_sample, t, grad_norm = self.train_step()
             k = bucket_of(t, self.schedule.T, buckets)
             sums.index_add_(0, k, per_sample.to(torch.float64))
@@ -239,7 +285,11 @@ class Trainer:
             steps += 1
             seen += per_sample.shape[0]
             if self.step % self.config.log_every == 0 or self.step == stop:
-                sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()  # the one sync per record
+                # Every rank's sums and counts (the gradient norm is the same on all of them, after DDP), so the row
+                # is the global batch's: one all-reduce and one sync per record.
+                summed = torch.cat([sums, counts, torch.stack([grad_sum, grad_sum.new_tensor(float(seen))])])
+                totals = distributed.all_reduce_sum(summed).cpu().numpy()
+                sums_np, counts_np = totals[:buckets], totals[buckets : 2 * buckets]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     by_bucket = np.where(counts_np > 0, sums_np / counts_np, np.nan)
                 yield TrainRecord(
@@ -247,9 +297,9 @@ class Trainer:
                     epoch=(self.step - 1) // self.steps_per_epoch,
                     loss=float(sums_np.sum() / counts_np.sum()),
                     lr=self.lr_at(self.step - 1),
-                    grad_norm=float(grad_sum.item()) / steps,
+                    grad_norm=float(totals[-2]) / (steps * self.world_size),
                     loss_by_bucket=tuple(float(v) for v in by_bucket),
-                    examples_seen=seen,
+                    examples_seen=int(totals[-1]),
                 )
                 sums.zero_()
                 counts.zero_()
@@ -311,16 +361,14 @@ def resolve_model_config(model: ModelConfig, dataset: Dataset) -> ModelConfig:
     return resolved
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Check what RUN_DIR holds against resume/overwrite; True if a previous run's files stay until this one is done.
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check what RUN_DIR holds against resume/overwrite (writing nothing); True if a previous run's files stay until
+    this one is done.
 
     Nothing is deleted: an overwriting run replaces each file only when its successor is complete.
     """
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
-    if run_dir.is_dir():
-        for name in RUN_FILES:  # what a killed run left half-written
-            atomic.stale_partial(run_dir / name)
     if resume:
         if not (run_dir / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {run_dir / STATE_FILE} does not exist")
@@ -329,13 +377,21 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a directory")
     previous = False
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    partials = {atomic.partial_path(run_dir / name).name for name in RUN_FILES}  # a killed run's leftovers, removed below
+    if run_dir.is_dir() and any(p.name not in partials for p in run_dir.iterdir()):
         if not overwrite:
             raise ConfigError(f"{run_dir} exists and is not empty; pass --overwrite to replace the run or --resume to continue it")
         check_replaceable(run_dir / MODEL_FILE, overwrite=True)
         previous = any((run_dir / name).exists() for name in RUN_FILES)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return previous
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    """RUN_DIR made, without what a killed run left half-written (rank 0's job)."""
+    if run_dir.is_dir():
+        for name in RUN_FILES:
+            atomic.stale_partial(run_dir / name)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _state_bytes(trainer: Trainer, configs: dict[str, str]) -> bytes:
@@ -473,6 +529,58 @@ def _old_rows(path: Path, step: int) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What ``preflight`` checked and built: the data, the resolved model config, the initial network, the schedule,
+    the configs as the resume state stores them, the resume state (None for a new run), and whether a previous
+    run's files stay until this one is done."""
+
+    train_set: Dataset
+    model_config: ModelConfig
+    network: nn.Module
+    schedule: Schedule
+    configs: dict[str, str]
+    state: dict[str, Any] | None
+    keep_previous: bool
+
+
+def preflight(
+    run_dir: str | os.PathLike[str],
+    *,
+    data: DataConfig,
+    model: ModelConfig,
+    schedule: ScheduleConfig,
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    world_size: int = 1,
+) -> Plan:
+    """Every check of a training run, writing nothing: the data, the model against it and the schedule, the run's
+    length at the global batch ``config.batch * world_size``, RUN_DIR against resume/overwrite, and the resume
+    state's configs. ``train`` runs it first; ``noisescope train --nproc N`` runs it before starting N processes."""
+    run_dir = Path(run_dir)
+    train_set, _ = load_training_data(data)
+    model_config = resolve_model_config(model, train_set)
+    check_fits(model_config)
+    check_prediction_schedule(model_config, schedule)
+    config.total_steps(len(train_set), world_size)  # refuses absurd lengths
+    keep_previous = _check_run_dir(run_dir, resume, overwrite)
+    torch.manual_seed(config.seed)  # reproducible initial weights (the same on every rank)
+    network = build_model(model_config)
+    sched = schedule.build()
+    check_trainable(network, sched, train_set, config)
+    configs = {
+        "model": json.dumps(to_dict(model_config)),
+        "data": json.dumps(to_dict(data)),
+        "schedule": json.dumps(to_dict(schedule)),
+        "train": json.dumps(to_dict(config)),
+    }
+    state = _load_state(run_dir / STATE_FILE, configs) if resume else None
+    if state is not None and config.ema and state.get("ema") is None:
+        raise ConfigError("the resume state has no EMA weights; resume with EMA off, as the run was trained")
+    return Plan(train_set, model_config, network, sched, configs, state, keep_previous)
+
+
 def train(
     run_dir: str | os.PathLike[str],
     *,
@@ -487,37 +595,32 @@ def train(
     progress: bool = True,
     tensor_dtype: str = "float32",
 ) -> TrainResult:
-    """Train a noise predictor into RUN_DIR (model.safetensors, train.h5, train_state.pt); see the module docstring."""
+    """Train a noise predictor into RUN_DIR (model.safetensors, train.h5, train_state.pt); see the module docstring.
+
+    In a process group (torchrun, ``--nproc``) every rank calls it; rank 0 alone writes, the others train and return.
+    """
     data = data or DataConfig()
-    model_config = model or ModelConfig()
     schedule_config = schedule or ScheduleConfig()
     config = config or TrainConfig()
     run_dir = Path(run_dir)
-    train_set, _ = load_training_data(data)
-    model_config = resolve_model_config(model_config, train_set)
-    check_fits(model_config)  # before anything is written
-    check_prediction_schedule(model_config, schedule_config)
-    config.total_steps(len(train_set))  # refuses absurd lengths before the run directory is made
-    keep_previous = _prepare_run_dir(run_dir, resume, overwrite)
-    torch.manual_seed(config.seed)  # reproducible initial weights
-    network = build_model(model_config)
-    sched = schedule_config.build()
-    trainer = Trainer(network, sched, train_set, config, device=device)
-    configs = {
-        "model": json.dumps(to_dict(model_config)),
-        "data": json.dumps(to_dict(data)),
-        "schedule": json.dumps(to_dict(schedule_config)),
-        "train": json.dumps(to_dict(config)),
-    }
-    if resume:
-        trainer.load_state_dict(_load_state(run_dir / STATE_FILE, configs))
+    rank, world_size = distributed.rank_and_world()
+    plan = preflight(run_dir, data=data, model=model or ModelConfig(), schedule=schedule_config, config=config, resume=resume,
+                     overwrite=overwrite, world_size=world_size)  # before anything is written
+    model_config, train_set, sched, configs, keep_previous = plan.model_config, plan.train_set, plan.schedule, plan.configs, plan.keep_previous
+    trainer = Trainer(plan.network, sched, train_set, config, device=device)
+    if plan.state is not None:
+        trainer.load_state_dict(plan.state)
+    main = rank == 0
+    if main:
+        _make_run_dir(run_dir)
     trace_config = {
         "model": to_dict(model_config),
         "data": to_dict(data),
         "schedule": to_dict(schedule_config),
         "train": to_dict(config),
         "device": device,
-        "parameters": parameter_count(network),
+        "world_size": world_size,
+        "parameters": parameter_count(plan.network),
         "train_examples": len(train_set),
         "total_steps": trainer.total_steps,
         "p_uncond": trainer.p_uncond,
@@ -525,6 +628,11 @@ def train(
     trace_path = run_dir / TRACE_FILE if trace else None
     records: list[TrainRecord] = []
     start = time.perf_counter()
+    if not main:  # the other ranks train in step with rank 0 and write nothing
+        for record in trainer.run():
+            records.append(record)
+        return TrainResult(run_dir, trainer.sampling_model.eval(), sched, model_config, trainer.step,
+                           records[-1].loss if records else math.nan, time.perf_counter() - start, run_dir / MODEL_FILE, None, records)
     with _TraceSink(trace_path, trainer, train_set, trace_config, tensor_dtype, resume, live=not keep_previous) as sink:
         bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc=f"train {run_dir.name}", unit="step", disable=not progress)
         # An overwriting run saves no resume state until it is done: the previous run's stays whole.

@@ -9,6 +9,9 @@ its input before it does any work.
 exits with code 2 (a missing command is a usage error, as argparse has it), with the
 one-line error on stderr. ``noisescope --version`` prints the version.
 A closed stdout (``noisescope check ... | head``) ends the command quietly, exit code 0.
+
+Under torchrun (RANK or WORLD_SIZE in the environment) ``main`` joins the process group before the
+command runs and leaves it at the end (tracer/distributed.py); only train and sample run that way.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail
+from tracer import distributed
+from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail, one_line, resolve_device
+from tracer.config import ConfigError
 
 COMMANDS = ("train", "sample", "invert", "demo", "view", "inspect", "check", "diff", "recover")
+DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that run as many processes (torchrun, --nproc)
 
 
 def version() -> str:
@@ -73,6 +79,7 @@ def command_list(parser: argparse.ArgumentParser) -> str:
 
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -80,15 +87,30 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command is None:
         print(command_list(parser))
         return fail("no command given; choose one of the commands above")
+    args.argv = argv  # --nproc N: tracer.distributed.launch starts this command line in N processes
     try:
+        if distributed.under_torchrun():  # one rank of torchrun (or of --nproc): join the process group first
+            if args.command not in DISTRIBUTED_COMMANDS:
+                raise ConfigError(f"noisescope {args.command} runs in one process; torchrun is for "
+                                  f"{' and '.join(DISTRIBUTED_COMMANDS)}")
+            distributed.init_from_env(resolve_device(getattr(args, "device", "auto")))
         return int(args.run(args) or 0)
     except USER_ERRORS as error:
         if isinstance(error, BrokenPipeError) or os.environ.get("NOISESCOPE_DEBUG"):
             raise
+        if distributed.forward_error(one_line(error)):  # a rank under --nproc: the launcher prints it, once
+            return EXIT_USAGE
         return fail(error)
     except KeyboardInterrupt:
-        print("noisescope: interrupted", file=sys.stderr)
+        if not os.environ.get(distributed.ERRORS_ENV):  # a rank under --nproc: the launcher says it
+            print("noisescope: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if distributed.is_peer_lost(error):  # another rank died: it is the cause, and it is named once
+            return distributed.peer_lost_exit(error)
+        raise
+    finally:
+        distributed.destroy()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,9 +39,13 @@ EXIT_USAGE = 2
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes it too
 
 
+def one_line(error: BaseException | str) -> str:
+    """The first line of an error's text (its type's name where it has none)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def fail(error: BaseException | str) -> int:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f"noisescope: error: {message}", file=sys.stderr)
+    print(f"noisescope: error: {one_line(error)}", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -39,6 +39,7 @@ EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; rep
 """
 
 MAX_BATCH = 10**9  # beyond any machine; check_fits_memory refuses far less against this machine's memory
+MAX_NPROC = 4096  # argparse's bound; tracer.distributed.check_nproc refuses what this machine cannot run
 
 
 def _from_noise() -> dict[str, SamplerModule]:
@@ -140,6 +141,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help=f"random seed for x_T and the noise of every step, 0..{MAX_SEED} (default 0)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="tensor dtype in the trace (default float32)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda if available)")
+    p.add_argument("--nproc", type=int_in(1, MAX_NPROC), default=1, metavar="N",
+                   help="sample on N processes of this machine, started through torch's own launcher (torchrun --standalone): "
+                   "at most the usable CPU cores (the GPUs with --device cuda); default 1: this process")
     p.add_argument("--out", required=True, type=nonempty_path, help="the trace file to write (.h5)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -190,10 +194,15 @@ def check_prediction_matches(asked: str | None, actual: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tracer import distributed
+
     config = sampler_config(args)
     if config.sampler not in _from_noise():
         raise ConfigError(f"the {config.sampler} sampler runs from data towards noise, not from x_T: use noisescope invert")
     device = resolve_device(args.device)
+    distributed.check_nproc(args.nproc, device)
+    if args.nproc > 1:
+        return distributed.launch(args.argv, args.nproc)
     source = checkpoint_file(args.checkpoint)
     check_output(args.out, {"the checkpoint": source, "the checkpoint's run directory": source.parent if args.checkpoint.is_dir() else None})
     if args.out.exists() and not args.overwrite:

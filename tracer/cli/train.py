@@ -37,10 +37,13 @@ EPILOG = """examples:
   noisescope train --dataset mnist:data/mnist --schedule seed-report --epochs 5 --out runs/mnist
   noisescope train --dataset digits --out runs/digits --steps 3000 --resume   # continue to 3000 steps
   noisescope train --dataset moons --objective flow --out runs/moons-flow       # flow matching: sample with flow_euler, flow_heun
+  noisescope train --dataset digits --out runs/digits2 --nproc 2 --batch 64     # 2 processes: global batch 128
+  torchrun --nproc_per_node 4 -m tracer.cli train --dataset digits --device cuda --out runs/digits4   # or torchrun itself
 """
 
 
 MAX_EPOCHS = 100_000
+MAX_NPROC = 4096  # argparse's bound; check_nproc refuses what this machine cannot run
 MAX_WIDTH = 4096  # channels of one U-Net level or one MLP layer
 MAX_LEVELS = 16
 
@@ -74,7 +77,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=None, help="unet (images, default), mlp (2-D points, default for toys) or seed-unet")
     p.add_argument("--channels", type=int_list(1, MAX_WIDTH, MAX_LEVELS),
                    help="model widths, comma-separated (U-Net channels per level, MLP hidden widths; seed-unet: one number)")
-    p.add_argument("--batch", type=positive_int, default=128, help="batch size (default 128; more than the data set is all of it)")
+    p.add_argument("--batch", type=positive_int, default=128, help="batch size of each process (default 128; the global batch is "
+                   "--batch times the number of processes; more than the data set is all of it)")
     p.add_argument("--lr", type=float_in(0, low_open=True), default=2e-3, help="Adam learning rate > 0 (default 2e-3)")
     p.add_argument("--p-uncond", type=float_in(0, 1), help="label dropout probability in [0, 1] (default 0.1 with classes)")
     p.add_argument("--no-ema", action="store_true", help="sample with the raw weights instead of their moving average")
@@ -87,6 +91,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-trace", action="store_true", help="do not write RUN_DIR/train.h5")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="tensor dtype in the trace")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--nproc", type=int_in(1, MAX_NPROC), default=1, metavar="N",
+                   help="train on N processes of this machine with DistributedDataParallel (gloo on the CPU, NCCL with one GPU each "
+                   "on CUDA), started through torch's own launcher (torchrun --standalone); N at --batch b is, in data and math, one "
+                   "process at batch N b; rank 0 alone writes RUN_DIR. At most the usable CPU cores (the GPUs with --device cuda). "
+                   "Default 1: this process. Several machines: torchrun -m tracer.cli train ... (docs/training.md)")
     p.add_argument("--out", required=True, type=nonempty_path, help="the run directory")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--overwrite", action="store_true", help="replace an existing run directory's model, trace and state once the new run is complete "
@@ -140,15 +149,23 @@ def check_run_dir(out: Path, dataset: str, resume: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tracer.training import train
+    from tracer import distributed
+    from tracer.training import preflight, train
 
     data, model, schedule, config = configs_from_args(args)
     device = resolve_device(args.device)
+    distributed.check_nproc(args.nproc, device)
     check_run_dir(args.out, args.dataset, args.resume)
+    if args.nproc > 1:  # every check of the run here, once, before the processes start
+        preflight(args.out, data=data, model=model, schedule=schedule, config=config, resume=args.resume, overwrite=args.overwrite,
+                  world_size=args.nproc)
+        return distributed.launch(args.argv, args.nproc)
     result = train(
         args.out, data=data, model=model, schedule=schedule, config=config, device=device,
         trace=not args.no_trace, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, tensor_dtype=args.dtype,
     )
+    if not distributed.is_main():  # rank 0 reports
+        return 0
     print(f"trained {result.steps} steps in {result.seconds:.0f} s, last loss {result.loss:.4f}")
     print(f"wrote {result.checkpoint}" + (f" and {result.trace}" if result.trace else ""))
     return 0
