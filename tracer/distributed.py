@@ -51,6 +51,7 @@ EXIT_PEER_LOST = 75  # a rank that stopped because another one died (EX_TEMPFAIL
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")  # the elastic agent's handlers; launch() restores the previous ones
+_joined = False  # whether init_from_env started the default process group (destroy() ends only that one)
 # What gloo and NCCL say when the other end of a collective is gone (plain RuntimeErrors in torch 2.x).
 PEER_LOST_MARKERS = ("Connection closed by peer", "Connection reset by peer", "gloo/transport", "NCCL communicator was aborted",
                      "Socket Timeout", "Broken pipe")
@@ -94,8 +95,9 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
     import torch
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_initialized():  # the caller's own group: used, and left to the caller
         return dist.get_rank(), dist.get_world_size()
+    global _joined
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     torch.set_num_threads(max(1, usable_cores() // max(1, local_world)))
@@ -108,17 +110,20 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+    _joined = True
     return dist.get_rank(), dist.get_world_size()
 
 
 def destroy() -> None:
-    """Leave the process group, if this process joined one."""
-    if "torch" not in sys.modules:
+    """Leave the process group ``init_from_env`` joined (a group the caller started is the caller's)."""
+    global _joined
+    if not _joined:
         return
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_initialized():
         dist.destroy_process_group()
+    _joined = False
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -194,7 +199,7 @@ def peer_lost_exit(error: BaseException) -> int:
     return EXIT_PEER_LOST
 
 
-def test_kill_hook(rank: int, step: int) -> None:
+def kill_hook_for_tests(rank: int, step: int) -> None:
     """Test-only (``KILL_ENV`` = "R:S"): rank R SIGKILLs itself before its step S, as a lost machine would stop."""
     spec = os.environ.get(KILL_ENV)
     if spec and spec == f"{rank}:{step}":

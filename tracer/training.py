@@ -276,7 +276,7 @@ class Trainer:
         steps, seen = 0, 0
         while self.step < stop:
             if self.world_size > 1:
-                distributed.test_kill_hook(self.rank, self.step)
+                distributed.kill_hook_for_tests(self.rank, self.step)
             per_sample, t, grad_norm = self.train_step()
             k = bucket_of(t, self.schedule.T, buckets)
             sums.index_add_(0, k, per_sample.to(torch.float64))
