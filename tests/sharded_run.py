@@ -1,8 +1,9 @@
 """One rank of sampling runs split across gloo processes (tracer/sharding.py), for tests/test_distributed_sampling.py.
 
-Usage: python -m tests.sharded_run RANK WORLD RENDEZVOUS JOBS
+Usage: python -m tests.sharded_run RANK WORLD RENDEZVOUS JOBS [BACKEND DEVICE]
 
-Joins a gloo group of WORLD processes at the file RENDEZVOUS and runs the jobs of the JSON file JOBS in order, each
+Joins a group of WORLD processes at the file RENDEZVOUS (BACKEND gloo, the default, or nccl: one GPU a rank; DEVICE
+cpu, the default, or cuda: where the networks and the sampling run) and runs the jobs of the JSON file JOBS in order, each
 ``{"case": NAME, "out": PATH, "fault": null or {"rank": R, "step": S, "how": HOW}}``: ``record_sharded`` of the case
 into PATH. A fault makes rank R's network fail at its call of step S (one call a step: the unguided DDIM cases):
 HOW ``raise`` raises RuntimeError, ``exit`` ends the process at once (os._exit, no word to the others). Writes what
@@ -66,11 +67,11 @@ def network(case: Case) -> tuple[Any, Schedule]:
     return build_model(ModelConfig("mlp", (2,), 0, (32, 32))).eval(), schedule
 
 
-def inputs(case: Case) -> tuple[torch.Tensor, torch.Tensor | None, torch.Generator]:
+def inputs(case: Case, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None, torch.Generator]:
     """x_T, the labels and the generator as ``noisescope sample`` makes them from the seed (the same on every rank)."""
-    generator = torch.Generator().manual_seed(SEED)
-    x_T = initial_noise((case.batch, 2), generator=generator)  # noqa: N806
-    labels = None if case.labels is None else torch.tensor(case.labels, dtype=torch.int64)
+    generator = torch.Generator(device=device).manual_seed(SEED)
+    x_T = initial_noise((case.batch, 2), generator=generator, device=device)  # noqa: N806
+    labels = None if case.labels is None else torch.tensor(case.labels, dtype=torch.int64, device=device)
     return x_T, labels, generator
 
 
@@ -88,13 +89,15 @@ def fail_at(model: torch.nn.Module, step: int, how: str) -> None:
     model.register_forward_pre_hook(hook)
 
 
-def main(rank: int, world: int, rendezvous: str, jobs_path: str) -> None:
+def main(rank: int, world: int, rendezvous: str, jobs_path: str, backend: str = "gloo", device: str = "cpu") -> None:
     import torch.distributed as dist
 
     from tracer.sharding import record_sharded
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    if device == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())  # NCCL: one GPU a rank; "cuda" below is this one
+    dist.init_process_group(backend, init_method=f"file://{rendezvous}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     results: list[Any] = []
     try:
         with open(jobs_path) as f:
@@ -102,10 +105,11 @@ def main(rank: int, world: int, rendezvous: str, jobs_path: str) -> None:
         for job in jobs:
             case = CASES[job["case"]]
             model, schedule = network(case)
+            model = model.to(device)
             fault = job.get("fault")
             if fault is not None and fault["rank"] == rank:
                 fail_at(model, fault["step"], fault["how"])
-            x_T, labels, generator = inputs(case)  # noqa: N806
+            x_T, labels, generator = inputs(case, device)  # noqa: N806
             try:
                 record_sharded(model, schedule, case.config, x_T=x_T, labels=labels, generator=generator, out=job["out"],
                                progress=False)
@@ -119,4 +123,4 @@ def main(rank: int, world: int, rendezvous: str, jobs_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:])

@@ -43,12 +43,14 @@ CLOSED_FORM = [name for name, case in CASES.items() if case.network != "mlp"]
 FAULT_STEP = 3
 
 
-def start_ranks(tmp: Path, jobs: list[dict[str, Any]], world: int = WORLD) -> tuple[list[int], list[list[Any]]]:
-    """Run ``jobs`` on ``world`` gloo processes; each rank's exit code and what each of its jobs ended with."""
+def start_ranks(tmp: Path, jobs: list[dict[str, Any]], world: int = WORLD, backend: str = "gloo",
+                device: str = "cpu") -> tuple[list[int], list[list[Any]]]:
+    """Run ``jobs`` on ``world`` processes (tests/sharded_run.py); each rank's exit code and what each of its jobs ended with."""
     jobs_path = tmp / "jobs.json"
     jobs_path.write_text(json.dumps(jobs))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, "-m", "tests.sharded_run", str(rank), str(world), str(tmp / "rendezvous"), str(jobs_path)],
+    command = [sys.executable, "-m", "tests.sharded_run"]
+    ranks = [subprocess.Popen([*command, str(rank), str(world), str(tmp / "rendezvous"), str(jobs_path), backend, device],
                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(world)]
     codes = []
     for rank, process in enumerate(ranks):
@@ -67,11 +69,11 @@ def start_ranks(tmp: Path, jobs: list[dict[str, Any]], world: int = WORLD) -> tu
     return codes, results
 
 
-def record_one_process(case: Case, out: Path) -> Path:
+def record_one_process(case: Case, out: Path, device: str = "cpu") -> Path:
     """The ordinary single-process recording of ``case`` (tracer/recording.py), no process group."""
     model, schedule = network(case)
-    x_T, labels, generator = inputs(case)  # noqa: N806
-    record_run(model, schedule, case.config, x_T=x_T, labels=labels, generator=generator, out=out, progress=False)
+    x_T, labels, generator = inputs(case, device)  # noqa: N806
+    record_run(model.to(device), schedule, case.config, x_T=x_T, labels=labels, generator=generator, out=out, progress=False)
     return out
 
 
@@ -185,7 +187,7 @@ def test_the_batch_is_split_in_contiguous_slices_in_rank_order_the_first_ranks_t
 
 def test_more_processes_than_samples_is_refused_in_one_line() -> None:
     check_world(4, 4)
-    with pytest.raises(ConfigError, match="--nproc 5 is more processes than samples") as error:
+    with pytest.raises(ConfigError, match=r"--nproc 5 is more processes than the batch has samples \(4\)") as error:
         check_world(4, 5)
     assert "\n" not in str(error.value)
 

@@ -44,8 +44,11 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
 _ABSENT, _SCALAR, _TENSOR = 0.0, 1.0, 2.0  # what a record holds in a field
 
 
-class RankFailed(RuntimeError):
-    """Another rank stopped the run: its sampler raised, its recording failed (rank 0), or it stopped answering."""
+class RankFailed(dist.DistError):
+    """Another rank stopped the run: its sampler raised, its recording failed (rank 0), or it stopped answering.
+
+    A torch.distributed error, as a collective's own is when a peer goes away: this rank stops because of another,
+    whose own error says why."""
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -66,7 +69,7 @@ def shard(batch: int, rank: int, world: int) -> slice:
 def check_world(batch: int, world: int) -> None:
     """Every rank samples at least one row (one line, before any work)."""
     if world > batch:
-        raise ConfigError(f"--nproc {world} is more processes than samples (--batch {batch}): each process samples "
+        raise ConfigError(f"--nproc {world} is more processes than the batch has samples ({batch}): each process samples "
                           f"at least one; use --nproc {batch} or fewer")
 
 
