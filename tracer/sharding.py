@@ -10,17 +10,18 @@ result does not depend on N; bit for bit wherever the network's output for a sam
 is computed in (a closed-form network's does not; on a CPU, oneDNN and MKL pick their kernels by batch size, and a
 convolution or a matrix product can round the last bit of a sample differently in a smaller batch).
 
-At every step the ranks' records are gathered to rank 0 (``gather_records``), which joins them in rank order into
-one record of the whole batch and records it through the ordinary path (tracer/recording.py): one trace, written by
-rank 0 alone and committed step by step as ever, whose config records ``world_size``. The others write nothing.
+At every step the ranks' records are gathered to rank 0 (``gather_records``: one ``gather`` of the step's tensors
+stacked, on the GPU with NCCL, on the CPU with gloo), which joins them in rank order into one record of the whole
+batch and records it through the ordinary path (tracer/recording.py): one trace, written by rank 0 alone and
+committed step by step as ever, whose config records ``world_size``. The others write nothing.
 
 Before any tensor moves, the ranks agree on the step: each sends all the others a short vector (its status, the
 step's scalars, which tensors its record holds), one ``all_gather``. A rank whose sampler raises says so there and
-every rank stops at that step: rank 0 closes its trace ``failed`` keeping every step before it, and the others raise
-``RankFailed`` naming the rank; if rank 0's recording fails, its generator's close says so to the others in the same
-way. Scalars differing between ranks (they depend on the plan only) stop the run too. A rank that dies without a
-word is noticed by the backend: gloo's connection closes and the next collective raises (NCCL waits for its timeout,
-and torchrun ends the other ranks when one dies).
+every rank stops at that step: it raises its own error, the others ``RankFailed`` naming it, and rank 0 closes its
+trace ``failed`` keeping every step before it. If rank 0's recording fails, closing its ``gather_records`` says so to
+the others in the same way. Scalars differing between ranks (they depend on the plan only) stop the run too. A rank
+that dies without a word is noticed by the backend: gloo's connection closes and the next collective raises, which
+becomes ``RankFailed`` (NCCL waits for its timeout, and torchrun ends the other ranks when one dies).
 """
 
 from __future__ import annotations
