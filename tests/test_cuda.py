@@ -101,3 +101,39 @@ def test_two_processes_on_two_gpus_train_as_one_at_twice_the_batch(tmp_path: Pat
         # the same data and noise; only the GPU's summation order (cuDNN, NCCL's all-reduce) separates them
         np.testing.assert_allclose(two.series("train")["loss"], one.series("train")["loss"], rtol=1e-3)
     assert main(["check", str(tmp_path / "two" / "train.h5")]) == 0
+
+
+# Sampling on two processes (tracer/sharding.py; the processes are tests/sharded_run.py, as in
+# tests/test_distributed_sampling.py): the trace rank 0 writes against one process's on the GPU. The closed-form oracle
+# without classes is elementwise arithmetic, whose result for a sample does not depend on its batch: equal bit for bit.
+# The guided oracle (a softmax over classes) and the MLP (cuBLAS picks its kernels by batch size): to float rounding.
+TWO_PROCESS_CASES = ("ddim-eta1", "guided-batch5", "mlp-ddim-eta1-batch5")
+
+
+def _two_processes_sample_like_one(tmp_path: Path, backend: str) -> None:
+    from tests.sharded_run import CASES
+    from tests.test_distributed_sampling import assert_close_to_rounding, record_one_process, same_bits, start_ranks
+
+    codes, results = start_ranks(tmp_path, [{"case": name, "out": str(tmp_path / f"{name}.h5")} for name in TWO_PROCESS_CASES],
+                                 backend=backend, device="cuda")
+    assert codes == [0, 0] and results == [[None] * len(TWO_PROCESS_CASES)] * 2, results
+    for name in TWO_PROCESS_CASES:
+        one_path = record_one_process(CASES[name], tmp_path / f"{name}-one.h5", device="cuda")
+        with open_trace(tmp_path / f"{name}.h5") as two, open_trace(one_path) as one:
+            assert two.status == one.status == "complete" and two.config == {**one.config, "world_size": 2}
+            assert two.field_specs() == one.field_specs()
+            for field in two.field_names():
+                if field in two.scalars() or name == "ddim-eta1":
+                    assert same_bits(two.column(field), one.column(field)), (name, field)
+                else:
+                    assert_close_to_rounding(two.column(field), one.column(field), f"{name}: {field}")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason=f"NCCL sampling runs one process a GPU: it needs 2 CUDA GPUs, torch sees {torch.cuda.device_count()}")
+def test_two_nccl_processes_one_gpu_each_write_the_trace_of_one_process(tmp_path: Path) -> None:
+    _two_processes_sample_like_one(tmp_path, "nccl")
+
+
+def test_two_gloo_processes_sampling_on_the_gpu_write_the_trace_of_one_process(tmp_path: Path) -> None:
+    """gloo gathers on the CPU: each step's GPU tensors are copied there (tracer/sharding.py); runs on one GPU too."""
+    _two_processes_sample_like_one(tmp_path, "gloo")

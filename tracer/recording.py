@@ -8,6 +8,7 @@ the trace is everything needed to know how the run was made, the sampler's optio
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from tracer.models import prediction_type
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.loop import run
+from tracer.samplers.records import StepRecord
 from tracer.schedules import Schedule
 from tracer.trace.sampling import record_sampling
 
@@ -34,13 +36,17 @@ def record_run(
     overwrite: bool = False,
     extra_config: dict[str, Any] | None = None,
     progress: bool = True,
+    records: Iterable[StepRecord] | None = None,
 ) -> torch.Tensor:
     """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples.
 
-    An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete.
+    An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete. ``records``, when
+    given, are this run's records made elsewhere (the whole batch gathered from the processes that sampled its
+    slices: tracer/sharding.py), recorded instead of running the sampler here.
     """
     planned = config.planned_steps(schedule.T, schedule.alpha_bar)
-    records = run(model, schedule, config, x_T, labels=labels, generator=generator)
+    if records is None:
+        records = run(model, schedule, config, x_T, labels=labels, generator=generator)
     bar = tqdm(records, total=planned, desc=f"{config.sampler} -> {Path(out).name}", unit="step", disable=not progress, leave=False)
     trace_config = {"sampler": config.resolved(schedule.T, prediction_type(model), schedule.alpha_bar), **(extra_config or {})}
     with torch.no_grad():

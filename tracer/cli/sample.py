@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from tracer.recording import record_run
     from tracer.samplers.base import space
     from tracer.samplers.loop import check_objective, initial_noise
+    from tracer.sharding import check_world, rank_and_world, record_sharded
 
     checkpoint = load_checkpoint(source, device=device)
     model, schedule = checkpoint.model, checkpoint.schedule
@@ -229,10 +230,12 @@ def run(args: argparse.Namespace) -> int:
     if args.guidance is not None and null_label(model) is None:
         raise ConfigError("--guidance needs a model trained with a null label (classifier-free guidance); this one has none")
     batch = len(labels_list) if labels_list is not None else (args.batch or 16)
+    _, world = rank_and_world()  # many processes (torchrun, --nproc): each samples a slice, rank 0 writes the trace
+    check_world(batch, world)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     x_T = initial_noise((batch, *checkpoint.sample_shape), generator=generator, device=device)  # noqa: N806
     labels = None if labels_list is None else torch.tensor(labels_list, dtype=torch.int64, device=device)
-    record_run(
+    samples = (record_run if world == 1 else record_sharded)(
         model,
         schedule,
         config,
@@ -248,8 +251,10 @@ def run(args: argparse.Namespace) -> int:
             "batch": batch,
             "labels": labels_list,
             "device": device,
+            "world_size": world,
         },
         progress=not args.quiet,
     )
-    print(f"wrote {args.out}")
+    if samples is not None:  # rank 0 wrote the trace
+        print(f"wrote {args.out}")
     return 0

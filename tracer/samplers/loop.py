@@ -57,11 +57,14 @@ def initial_noise(
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 
-def draw_noise(like: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
-    """z ~ N(0, I) shaped like ``like``; zeros, and nothing drawn from the generator, when sigma == 0."""
+def draw_noise(like: torch.Tensor, sigma: float, generator: torch.Generator | None, rows: slice = slice(None)) -> torch.Tensor:
+    """z ~ N(0, I) shaped like ``like``, its ``rows`` kept; zeros, and nothing drawn from the generator, when sigma == 0.
+
+    The whole of z is drawn whatever ``rows`` keeps, so a row's noise does not depend on which rows are kept.
+    """
     if sigma == 0.0:
-        return torch.zeros_like(like)
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        return torch.zeros_like(like[rows])
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)[rows]
 
 
 def planned_steps(schedule: Schedule, config: SamplerConfig) -> int:
@@ -76,9 +79,13 @@ def run(
     x_T: torch.Tensor,  # noqa: N803
     labels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    rows: slice | None = None,
 ) -> Iterator[StepRecord]:
     """The records of the sampler ``config`` names, run from ``x_T`` (on x_T's device and dtype).
 
+    With ``rows`` (a slice of the batch) the records hold only those rows of x_T (and of the labels), and the
+    noise of every step is drawn for the whole batch and those rows of it kept: each row's steps are the ones
+    it has in the run of the whole batch (sampling split across processes: tracer/sharding.py).
     Everything is checked here, before the first step; the steps run as the records are consumed.
     """
     check_objective(config.sampler, space(config.module), objective(model))
@@ -86,16 +93,18 @@ def run(
     pairs = config.module.plan(resolved, schedule.T)
     check_guidance(model, config.guidance, labels)
     prediction = check_prediction(prediction_type(model))
+    rows = slice(None) if rows is None else rows
+    labels = None if labels is None else labels[rows]
     if space(config.module) == "sigma":
-        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator,
+        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, rows, labels, generator,
                             _sigma_space(resolved, schedule, prediction))
     if space(config.module) == "flow":
-        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator,
+        return _sigma_steps(model, schedule, config, resolved, pairs, prediction, x_T, rows, labels, generator,
                             _flow_space(resolved, schedule))
     if prediction == "eps" and float(schedule.alpha_bar[pairs[0][0]]) == 0.0:
         raise ConfigError("this schedule has zero terminal SNR (alpha_bar = 0 at the first step): x0 from an eps "
                           "prediction divides by sqrt(alpha_bar) = 0; it needs a v-prediction model")
-    return _steps(model, schedule, config, resolved, pairs, prediction, x_T, labels, generator)
+    return _steps(model, schedule, config, resolved, pairs, prediction, x_T, rows, labels, generator)
 
 
 sample = run  # the entry point under its old name
@@ -123,19 +132,20 @@ def _steps(
     pairs: list[tuple[int, int]],
     prediction: str,
     x_T: torch.Tensor,  # noqa: N803
+    rows: slice,
     labels: torch.Tensor | None,
     generator: torch.Generator | None,
 ) -> Iterator[StepRecord]:
     module = config.module
     clip = bool(getattr(resolved, "clip", False))
-    x_t = x_T
+    x_t = x_T[rows]
     for index, (t, t_prev) in enumerate(pairs):
         step = effective_step(index, t, t_prev, schedule.alpha_bar, schedule.alpha, schedule.beta)
         guided = predict(model, x_t, t, labels, config.guidance, config.guidance_rescale)
         eps, x0_pred_raw = eps_and_x0(guided.output, x_t, step.alpha_bar_t, prediction)
         x0_pred = clip_x0(x0_pred_raw) if clip else x0_pred_raw
         sigma = module.sigma(resolved, step)
-        noise = draw_noise(x_t, sigma, generator)
+        noise = draw_noise(x_T, sigma, generator, rows)
         x_prev = module.update(resolved, step, x_t, eps, x0_pred, noise, sigma)
         eps_cond = eps_uncond = None
         if guided.cond is not None and guided.uncond is not None:
@@ -215,6 +225,7 @@ def _sigma_steps(
     pairs: list[tuple[int, int]],
     prediction: str,
     x_T: torch.Tensor,  # noqa: N803
+    rows: slice,
     labels: torch.Tensor | None,
     generator: torch.Generator | None,
     where: _Space,
@@ -234,9 +245,9 @@ def _sigma_steps(
         return Evaluation(x, sigma, eps, x0_pred, guided.output)
 
     def draw() -> torch.Tensor:
-        return torch.randn(x_T.shape, generator=generator, device=x_T.device, dtype=x_T.dtype)
+        return torch.randn(x_T.shape, generator=generator, device=x_T.device, dtype=x_T.dtype)[rows]
 
-    x = x_T * where.start
+    x = x_T[rows] * where.start
     previous: SigmaUpdate | None = None
     for index, (t, t_prev) in enumerate(pairs):
         sigma_t, sigma_next = sigmas[index], sigmas[index + 1]
