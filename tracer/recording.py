@@ -18,6 +18,7 @@ from tracer.models import prediction_type
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.loop import run
 from tracer.schedules import Schedule
+from tracer.trace.choice import EVERYTHING, RecordChoice
 from tracer.trace.sampling import record_sampling
 
 
@@ -34,10 +35,13 @@ def record_run(
     overwrite: bool = False,
     extra_config: dict[str, Any] | None = None,
     progress: bool = True,
+    choice: RecordChoice = EVERYTHING,
 ) -> torch.Tensor:
-    """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples.
+    """Sample with ``config`` from ``x_T`` and record its steps into ``out``; return the samples (the whole batch).
 
-    An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete.
+    ``choice`` (tracer/trace/choice.py) says which tensors, steps and samples the trace keeps (default: everything);
+    tracer/trace/sampling.py applies it. An existing ``out`` (with ``overwrite``) is replaced only once the new trace
+    is complete.
     """
     planned = config.planned_steps(schedule.T, schedule.alpha_bar)
     records = run(model, schedule, config, x_T, labels=labels, generator=generator)
@@ -54,4 +58,5 @@ def record_run(
             tensor_dtype=tensor_dtype,
             overwrite=overwrite,
             attrs={"sampler": config.sampler},
+            choice=choice,
         )
