@@ -60,6 +60,7 @@ class TraceInfo:
     # of each stored sample (() where the whole batch is stored), and what it kept and left out, for people ("" for everything).
     sample_indices: tuple[int, ...] = ()
     recorded: str = ""
+    run_steps: int = 0  # the run's planned steps where the trace keeps only some (--every K); 0 otherwise
 
     @property
     def is_2d(self) -> bool:
@@ -150,7 +151,8 @@ def _recorded(trace: Trace) -> dict[str, Any]:
     note = recorded.choice.describe(recorded.batch)
     if recorded.left_out:
         note += f"; not recorded: {', '.join(recorded.left_out)}"
-    return {"sample_indices": tuple(recorded.rows) if recorded.choice.samples is not None else (), "recorded": note}
+    return {"sample_indices": tuple(recorded.rows) if recorded.choice.samples is not None else (), "recorded": note,
+            "run_steps": recorded.steps if recorded.choice.skips else 0}
 
 
 def static_info(handle: TraceHandle) -> dict[str, Any]:

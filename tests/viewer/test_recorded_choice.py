@@ -127,8 +127,9 @@ def test_a_2d_trace_of_x_t_only_plays_its_points(app, reduced: Reduced) -> None:
 
 def test_a_trace_of_every_10th_step_names_each_row_by_the_runs_step(app, reduced: Reduced) -> None:
     with open_trace(reduced.every) as trace:
-        index, t, rows, planned = trace.step_indices(), trace.column("t"), trace.num_steps, trace.planned()
-    assert list(index) == [0, 10, 20, 30, 40, 49] and planned == T  # every 10th and the last
+        index, t, rows, planned = trace.step_indices(), trace.column("t"), trace.num_steps, trace.recorded.steps
+        assert trace.planned() == rows  # the rows planned: the steps kept
+    assert list(index) == [0, 10, 20, 30, 40, 49] and planned == T  # every 10th and the last of the run's T steps
     at = app(view="playback", trace="every10.h5")
     no_failures(at)
     assert step_label(at).startswith(f"**Step 1 of {planned}** (recorded 1 of {rows}) · t = {t[0]}")

@@ -77,7 +77,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         info["sample_shape"] = list(trace.sample_shape)
         info["batch"] = trace.batch_size
         recorded = trace.recorded
-        info["record"] = None if recorded is None else {**recorded.choice.to_json(recorded.batch, recorded.left_out)}
+        info["record"] = None if recorded is None else recorded.to_json()
         info["sample_indices"] = list(trace.sample_indices())
         info["step_indices"] = [int(k) for k in trace.step_indices()]
         info["steps"] = step_statistics(trace)
@@ -139,7 +139,7 @@ def _recorded_lines(info: dict[str, Any]) -> list[str]:
         lines.append(f"            left out: {', '.join(record['left_out'])}")
     steps = info["step_indices"]
     if record["every"] > 1:
-        lines.append(f"            every {ordinal(record['every'])} step and the last: {len(steps)} of {info['steps_planned'] or '?'} steps "
+        lines.append(f"            every {ordinal(record['every'])} step and the last: {len(steps)} of {record['steps'] or '?'} steps "
                      f"(steps {_list(steps)})")
     else:
         lines.append("            every step")

@@ -102,6 +102,12 @@ class RecordChoice:
         """Whether the step at loop index ``index`` of ``planned`` is kept: a multiple of ``every``, or the last planned."""
         return index % self.every == 0 or index == planned - 1
 
+    def kept_steps(self, planned: int) -> int:
+        """How many of ``planned`` steps are kept: ceil(planned / every), and the last where it is no multiple of every."""
+        if planned <= 0:
+            return 0
+        return -(-planned // self.every) + (1 if (planned - 1) % self.every else 0)
+
     def rows(self, batch: int) -> range:
         """The batch rows kept, for a run of ``batch`` samples; ConfigError where the range leaves the batch or is empty."""
         if self.samples is None:
@@ -123,15 +129,17 @@ class RecordChoice:
         self.rows(batch)
 
     # -- in the trace ----------------------------------------------------------------------------------
-    def to_json(self, batch: int, left_out: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The root attribute ``record`` (and config entry) of a trace of a run of ``batch`` samples; ``left_out``: the
-        step tensors the sampler yielded that the choice did not keep (what ``check`` then cannot verify)."""
+    def to_json(self, batch: int, left_out: tuple[str, ...] = (), steps: int = 0) -> dict[str, Any]:
+        """The root attribute ``record`` (and config entry) of a trace of a run of ``batch`` samples and ``steps`` planned
+        steps (0: not known); ``left_out``: the step tensors the sampler yielded that the choice did not keep (what
+        ``check`` then cannot verify)."""
         rows = self.rows(batch)
         return {
             "tensors": None if self.tensors is None else list(self.tensors),
             "every": self.every,
             "samples": None if self.samples is None else [rows.start, rows.stop, rows.step],
             "batch": batch,
+            "steps": steps,
             "left_out": list(left_out),
         }
 
@@ -141,7 +149,9 @@ class RecordChoice:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         tensors, every, samples, batch = data.get("tensors"), data.get("every", 1), data.get("samples"), data.get("batch")
-        left_out = data.get("left_out", [])
+        left_out, steps = data.get("left_out", []), data.get("steps", 0)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"steps {steps!r} is not a step count")
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ValueError(f"batch {batch!r} is not a positive integer")
         for name, names in (("tensors", tensors), ("left_out", left_out)):
@@ -159,7 +169,7 @@ class RecordChoice:
             choice.rows(batch)
         except ConfigError as error:
             raise ValueError(str(error)) from None
-        return Recorded(choice, batch, tuple(name for name in left_out or () if name in RECORDABLE))
+        return Recorded(choice, batch, tuple(name for name in left_out or () if name in RECORDABLE), steps)
 
     def describe(self, batch: int | None = None) -> str:
         """The choice for people, one line: e.g. 'tensors x_t, x0_pred; every 10th step and the last; samples 0:16 of 64'."""
@@ -185,11 +195,16 @@ class Recorded:
     choice: RecordChoice
     batch: int  # the run's batch; the trace keeps ``rows`` of it
     left_out: tuple[str, ...] = ()  # step tensors the sampler yielded that were not kept
+    steps: int = 0  # the run's planned steps (the trace plans ``choice.kept_steps(steps)`` rows); 0: not known
 
     @property
     def rows(self) -> range:
         """The run's batch index of each sample the trace keeps."""
         return self.choice.rows(self.batch)
+
+    def to_json(self) -> dict[str, Any]:
+        """The attribute again, as ``RecordChoice.to_json`` writes it."""
+        return self.choice.to_json(self.batch, self.left_out, self.steps)
 
 
 def parse_samples(text: str) -> tuple[Slice, bool]:

@@ -76,12 +76,12 @@ class SamplingRecorder:
         config, attrs = dict(self.config), dict(self.attrs)
         labels = self.labels
         if not self.choice.everything:
-            recorded = self.choice.to_json(self._batch, self._left_out)
+            recorded = self.choice.to_json(self._batch, self._left_out, self.planned)
             config["record"] = recorded
             attrs[schema.ATTR_RECORD] = recorded
             if labels is not None:
                 labels = labels[self.rows.start : self.rows.stop : self.rows.step]
-        return TraceStart(self.schedule, config, self.planned, attrs, labels)
+        return TraceStart(self.schedule, config, self.choice.kept_steps(self.planned), attrs, labels)  # the rows planned
 
     def append(self, record: StepRecord) -> None:
         if self.rows is None:

@@ -176,12 +176,12 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         if deferring:  # the player alone: no tensors read, no per-step statistics computed (O(steps) on a first open)
             with st.container(key="step-label"):
                 st.markdown(step_label(i, now.rows, int(t[i]), int(scalars["t_prev"][i]) if "t_prev" in scalars else -1,
-                                       run_step(scalars, i), now.planned))
+                                       run_step(scalars, i), now.run_steps))
             st.caption("The scalar plots and the equations of this step follow in a moment.")
             return
         view = step_view(handle, now, i, display, draw_images=not in_browser)
         with st.container(key="step-label"):
-            st.markdown(step_label(i, now.rows, view.t, view.t_prev, run_step(scalars, i), now.planned))
+            st.markdown(step_label(i, now.rows, view.t, view.t_prev, run_step(scalars, i), now.run_steps))
         if in_browser:
             if not view.panels and not now.is_2d:
                 st.caption("Pick at least one tensor to show.")

@@ -166,7 +166,7 @@ def single_spec(track: dict[str, Any], info: loaders.TraceInfo, step: int) -> di
     positions = info.rows + (1 if track["final"] else 0)
     cursor = [float(v) for v in x] + ([float(x[-1])] if track["final"] else [])
     index = loaders.scalars(info.path, info.inode, info.rows).get(schema.STEP_INDEX)  # a trace that skips steps (--every K)
-    labels = step_labels(t, t_prev, track["final"], index, info.planned)
+    labels = step_labels(t, t_prev, track["final"], index, info.run_steps)
     return _spec([track], positions, labels, step, {"container": CURSOR_CONTAINER, "x": cursor})
 
 
