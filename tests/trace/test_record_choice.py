@@ -274,3 +274,32 @@ def test_every_k_without_the_noise_lists_the_update_and_the_skipped_steps(tmp_pa
     listed = [what for what, _ in report.unchecked]
     assert {"the step update", "the steps not recorded", "x0_from_eps", "x0.clip", "ddpm.posterior_mean"} <= set(listed)
     assert report.verdict == "INCOMPLETE" and not report.failed
+
+
+# -- the command line: sample, inspect, check --------------------------------------------------------------------
+
+
+def test_sample_inspect_and_check_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tracer.cli import main
+
+    run_dir, out = tmp_path / "run", tmp_path / "small.h5"
+    assert main(["train", "--dataset", "moons", "--steps", "5", "--timesteps", "50", "--channels", "8,8", "--snapshot-every", "0",
+                 "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["sample", "--checkpoint", str(run_dir), "--sampler", "ddpm", "--batch", "8", "--record", "x_t,x0_pred",
+                 "--every", "10", "--samples", "2:6", "--dtype", "float16", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "recorded  tensors x0_pred, x_prev, x_t (--record x_t,x0_pred; x_t always, x_prev with --every)" in text
+    assert "left out: eps, noise, x0_pred_raw" in text
+    assert "every 10th step and the last: 6 of 50 steps (steps 0, 10, 20, 30, 40, 49)" in text
+    assert "samples 2:6 of a batch of 8: 4 kept (samples 2, 3, 4, 5)" in text and "tensors stored as float16" in text
+    assert main(["inspect", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["record"] == {"tensors": ["x_t", "x0_pred"], "every": 10, "samples": [2, 6, 1], "batch": 8, "steps": 50,
+                              "left_out": ["eps", "noise", "x0_pred_raw"]}
+    assert info["sample_indices"] == [2, 3, 4, 5] and info["step_indices"] == [0, 10, 20, 30, 40, 49]
+    assert [row["step"] for row in info["steps"]] == info["step_indices"]
+    assert main(["check", str(out)]) == 3  # INCOMPLETE
+    report = capsys.readouterr().out
+    assert "recorded: tensors x_t, x0_pred; every 10th step and the last" in report and "left out by --record" in report

@@ -133,8 +133,8 @@ def _recorded_lines(info: dict[str, Any]) -> list[str]:
     if not record:
         return []
     kept = ", ".join(sorted(f for f, s in info["series"].get(schema.STEPS, {}).get("shapes", {}).items() if len(s) > 1))
-    chosen = "every tensor the sampler yields" if record["tensors"] is None else "--record " + ",".join(record["tensors"])
-    lines = [f"  recorded  tensors {kept} ({chosen}; x_t always" + (", x_prev with --every" if record["every"] > 1 else "") + ")"]
+    chosen = "every tensor the sampler yields" if record["tensors"] is None else "--record " + ",".join(record["tensors"]) + "; x_t always"
+    lines = [f"  recorded  tensors {kept} ({chosen}" + (", x_prev with --every" if record["every"] > 1 else "") + ")"]
     if record["left_out"]:
         lines.append(f"            left out: {', '.join(record['left_out'])}")
     steps = info["step_indices"]

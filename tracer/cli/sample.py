@@ -40,7 +40,7 @@ EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; rep
   noisescope sample --checkpoint runs/demo --sampler ddpm --batch 64 --record x_t,x0_pred --every 10 --samples 0:16 \
       --dtype float16 --out small.h5
     (x_t, x0_pred and each kept step's output x_prev at steps 0, 10, ..., 990 and the last, for samples 0 to 15
-     of the 64, in float16: about 1/40 of the full trace; docs/scaling.md gives the sizes)
+     of the 64, in float16: about 1/130 of the full trace's size; docs/scaling.md gives the formula)
 'noisescope sample --sampler NAME --help' lists the options of that sampler.
 """
 
@@ -154,7 +154,8 @@ def add_parser(sub: Any) -> None:
                    "its output x_prev and its step index, so that its update is still checked on its own")
     p.add_argument("--samples", metavar="START:STOP",
                    help="record only these samples of the batch, Python's slice syntax (0:16, 8:, ::4) or one index (5); "
-                   "the whole batch is still sampled (default: every sample)")
+                   "a range that starts with a minus sign takes '=' (--samples=-16:); the whole batch is still sampled "
+                   "(default: every sample)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
                    help="tensor dtype in the trace (default float32; float16 halves the tensors' size, and check's tolerance "
                    "follows it)")
