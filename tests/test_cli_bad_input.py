@@ -121,6 +121,31 @@ def test_an_option_the_sampler_does_not_use_is_refused(run_dir: Path, tmp_path: 
     assert nothing_in(tmp_path)
 
 
+RECORD_CHOICE = {  # noisescope sample --record/--every/--samples (tracer/trace/choice.py), on a batch of 4
+    "unknown tensor": (["--record", "x_t,eps_pred"], "unknown tensor 'eps_pred' in --record; choose from x_t, eps, "),
+    "empty record": (["--record", ""], "--record is empty"),
+    "only commas": (["--record", ",,"], "--record is empty"),
+    "every 0": (["--every", "0"], "--every must be at least 1"),
+    "every negative": (["--every", "-2"], "--every must be at least 1"),
+    "every not a number": (["--every", "ten"], "--every must be a whole number of steps"),
+    "samples past the batch": (["--samples", "2:9"], "--samples 2:9 stops outside the batch of 4"),
+    "samples outside the batch": (["--samples", "6:8"], "--samples 6:8 starts outside the batch of 4"),
+    "one sample outside": (["--samples", "4"], "--samples 4 is outside the batch of 4"),
+    "empty range": (["--samples", "3:1"], "--samples 3:1 keeps no sample of the batch of 4"),
+    "malformed slice": (["--samples", "0-4"], "--samples '0-4' is not a slice of the batch"),
+    "zero step": (["--samples", "0:4:0"], "the step must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORD_CHOICE), ids=list(RECORD_CHOICE))
+def test_sample_refuses_a_bad_recording_choice_before_sampling(run_dir: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str],
+                                                               no_work: None) -> None:
+    args, fragment = RECORD_CHOICE[case]
+    out = tmp_path / "t.h5"
+    refused(capsys, main(["sample", "--checkpoint", str(run_dir), "--sampler", "ddim", "--batch", "4", *args, "--out", str(out)]), fragment)
+    assert nothing_in(tmp_path)
+
+
 def test_train_dataset_that_needs_files_names_the_real_syntax(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_work: None) -> None:
     for name in ("mnist", "fashion-mnist", "cifar10"):
         err = refused(capsys, main(["train", "--dataset", name, "--out", str(tmp_path / "run")]), f"--dataset {name}:DIR")
@@ -282,14 +307,17 @@ def example_cwd(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_every_example_in_sample_help_works(example_cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    examples = [shlex.split(line) for line in SAMPLE_EPILOG.splitlines() if line.strip().startswith("noisescope sample")]
-    assert len(examples) == 4
+    text = SAMPLE_EPILOG.replace("\\\n", " ")  # an example continued on the next line
+    examples = [shlex.split(line) for line in text.splitlines() if line.strip().startswith("noisescope sample")]
+    assert len(examples) == 5
     for words in examples:
         assert main([*words[1:], "--quiet"]) == 0, (words, capsys.readouterr().err)
         out = example_cwd / words[words.index("--out") + 1]
         assert out.is_file()
         # The report's DDIM (--preset seed-report) ends at alpha_bar_0: check passes every equation and says noise is left.
-        assert main(["check", str(out)]) == (4 if "seed-report" in words else 0), capsys.readouterr().out
+        # A trace that records less (--record, --every) is INCOMPLETE: the equations of what it left out are not checked.
+        expected = 4 if "seed-report" in words else 3 if "--record" in words else 0
+        assert main(["check", str(out)]) == expected, capsys.readouterr().out
 
 
 # -- a closed stdout pipe ---------------------------------------------------------------------------

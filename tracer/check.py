@@ -10,7 +10,9 @@ After the table come the findings (tracer/equations/findings.py): diagnoses with
 (noise left at the end, a non-zero terminal SNR, ...), which change no verdict.
 
 A trace that lacks the datasets its kind always has is refused by the reader (``TraceError``: bad input); a check
-that cannot be judged is listed in ``Report.unchecked`` and makes the verdict INCOMPLETE (exit 3), never PASS.
+that cannot be judged is listed in ``Report.unchecked`` and makes the verdict INCOMPLETE (exit 3), never PASS: so
+are the checks whose tensors a recording choice left out and the steps it skipped (tracer/trace/choice.py). In a
+trace that skips steps the report names each row by the run's step (``steps/index``).
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ class Report:
     final_alpha_bar: float | None = None  # the alpha_bar of that end (1 / (1 + noise_left^2))
     space: str = "vp"  # vp | sigma | flow: how the run writes its samples (x = sqrt(alpha_bar) x0 + ..., or x0 + sigma eps)
     findings: tuple[Finding, ...] = ()  # diagnoses (tracer/equations/findings.py): they change no verdict
+    step_indices: tuple[int, ...] = ()  # the run's step of each row, where the trace skips steps (--every K); () otherwise
+    recorded: str = ""  # what a run that recorded less kept (tracer/trace/choice.py), for people; "" for everything
+
+    def step_of(self, row: int) -> int:
+        """The run's step of a row: the row itself unless the trace skips steps."""
+        return self.step_indices[row] if 0 <= row < len(self.step_indices) else row
 
     @property
     def passed(self) -> bool:
@@ -207,7 +215,15 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         final_alpha_bar=None if noise_left is None else 1.0 / (1.0 + noise_left * noise_left),
         space=facts.space,
         findings=tuple(trace_findings(trace, facts)),
+        step_indices=tuple(int(k) for k in trace.step_indices()[:rows]) if facts.gaps else (),
+        recorded=_recorded(trace),
     )
+
+
+def _recorded(trace: Any) -> str:
+    """What a run that recorded less than everything kept, one line ("" for a trace that records everything)."""
+    recorded = getattr(trace, "recorded", None)
+    return "" if recorded is None else recorded.choice.describe(recorded.batch)
 
 
 def _noise_left(trace: Any, facts: TraceFacts, rows: int) -> float | None:
@@ -269,6 +285,7 @@ def format_report(report: Report, first: int = 5) -> str:
     lines = [
         header,
         *([f"sampler not named by the trace: {report.identification}"] if report.identification else []),
+        *([f"recorded: {report.recorded}"] if report.recorded else []),
         f"tolerances: {report.tensor_tolerance:g} (tensors), {report.scalar_tolerance:g} (scalars), relative: "
         "a check passes where max|lhs - rhs| <= tol * max(1, scale)",
         "",
@@ -281,7 +298,7 @@ def format_report(report: Report, first: int = 5) -> str:
             result = "n/a"
         lines.append(
             f"  {c.id:<26} {c.checked:>7} {len(c.failing):>7} {_g(worst.residual if worst else None, 13)} "
-            f"{_g(worst.threshold if worst else None)} {_g(worst.step if worst else None, 7)}  {result}"
+            f"{_g(worst.threshold if worst else None)} {_g(report.step_of(worst.step) if worst else None, 7)}  {result}"
         )
     for note in report.notes:
         lines.append(f"  note: {note}")
@@ -296,9 +313,9 @@ def format_report(report: Report, first: int = 5) -> str:
             f"  {'step':>5} {'t':>5} {'residual':>12} {'threshold':>12}  numbers",
         ]
         for s in failing[:first]:
-            lines.append(f"  {s.step:>5} {_g(s.t, 5)} {_g(s.residual, 12)} {_g(s.threshold, 12)}  {s.detail}")
+            lines.append(f"  {report.step_of(s.step):>5} {_g(s.t, 5)} {_g(s.residual, 12)} {_g(s.threshold, 12)}  {s.detail}")
         if len(failing) > first:
-            lines.append(f"  ... {len(failing) - first} more: {', '.join(map(str, [s.step for s in failing[first:]][:30]))}"
+            lines.append(f"  ... {len(failing) - first} more: {', '.join(map(str, [report.step_of(s.step) for s in failing[first:]][:30]))}"
                          + (" ..." if len(failing) - first > 30 else "") + " (--json for every step)")
     if report.unchecked:
         lines += ["", "not checked:"]
@@ -342,7 +359,7 @@ def format_steps(report: Report) -> str:
                 t = s.t
             text = "-" if s is None or s.residual is None else f"{s.residual:.2e}" + ("*" if s.passed is False else "")
             cells.append(f"{text:>{width}}")
-        lines.append(f"{k:>5} {_g(t, 5)} " + " ".join(cells))
+        lines.append(f"{report.step_of(k):>5} {_g(t, 5)} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -366,6 +383,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "noise_left": report.noise_left,
         "final_alpha_bar": report.final_alpha_bar,
         "identification": report.identification or None,
+        **({"recorded": report.recorded} if report.recorded else {}),
         "unchecked": [{"what": what, "why": why} for what, why in report.unchecked],
         "notes": list(report.notes),
         "findings": [
@@ -387,7 +405,8 @@ def report_dict(report: Report) -> dict[str, Any]:
                 "checked": c.checked,
                 "failing": c.failing,
                 "steps": [
-                    {"step": s.step, "t": s.t, "residual": _json_float(s.residual), "scale": _json_float(s.scale),
+                    {"step": s.step, **({"index": report.step_of(s.step)} if report.step_indices else {}),
+                     "t": s.t, "residual": _json_float(s.residual), "scale": _json_float(s.scale),
                      "threshold": _json_float(s.threshold),
                      "passed": s.passed, "detail": s.detail}
                     for s in c.steps

@@ -20,6 +20,7 @@ from tracer.samplers.config import SamplerConfig
 from tracer.samplers.loop import run
 from tracer.samplers.records import StepRecord
 from tracer.schedules import Schedule
+from tracer.trace.choice import EVERYTHING, RecordChoice
 from tracer.trace.sampling import record_sampling
 
 
@@ -37,12 +38,14 @@ def record_run(
     extra_config: dict[str, Any] | None = None,
     progress: bool = True,
     records: Iterable[StepRecord] | None = None,
+    choice: RecordChoice = EVERYTHING,
 ) -> torch.Tensor:
-    """Sample with ``config`` from ``x_T`` and record every step into ``out``; return the samples.
+    """Sample with ``config`` from ``x_T`` and record its steps into ``out``; return the samples (the whole batch).
 
-    An existing ``out`` (with ``overwrite``) is replaced only once the new trace is complete. ``records``, when
-    given, are this run's records made elsewhere (the whole batch gathered from the processes that sampled its
-    slices: tracer/sharding.py), recorded instead of running the sampler here.
+    ``choice`` (tracer/trace/choice.py) says which tensors, steps and samples the trace keeps (default: everything);
+    tracer/trace/sampling.py applies it. An existing ``out`` (with ``overwrite``) is replaced only once the new trace
+    is complete. ``records``, when given, are this run's records made elsewhere (the whole batch gathered from the
+    processes that sampled its slices: tracer/sharding.py), recorded instead of running the sampler here.
     """
     planned = config.planned_steps(schedule.T, schedule.alpha_bar)
     if records is None:
@@ -60,4 +63,5 @@ def record_run(
             tensor_dtype=tensor_dtype,
             overwrite=overwrite,
             attrs={"sampler": config.sampler},
+            choice=choice,
         )

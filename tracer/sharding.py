@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from tracer.config import ConfigError
+from tracer.distributed import rank_and_world
 from tracer.recording import record_run
 from tracer.samplers.config import SamplerConfig
 from tracer.samplers.loop import run
@@ -50,13 +51,6 @@ class RankFailed(dist.DistError):
 
     A torch.distributed error, as a collective's own is when a peer goes away: this rank stops because of another,
     whose own error says why."""
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size of the default process group; (0, 1) where none is initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def shard(batch: int, rank: int, world: int) -> slice:

@@ -56,6 +56,11 @@ class TraceInfo:
     created: str
     recovered_from: str | None
     scalar_names: tuple[str, ...] = ()  # the per-step scalars of its steps series (sigma_t, t_flow, ...)
+    # A run that recorded less (noisescope sample --record/--every/--samples, tracer/trace/choice.py): the run's batch index
+    # of each stored sample (() where the whole batch is stored), and what it kept and left out, for people ("" for everything).
+    sample_indices: tuple[int, ...] = ()
+    recorded: str = ""
+    run_steps: int = 0  # the run's planned steps where the trace keeps only some (--every K); 0 otherwise
 
     @property
     def is_2d(self) -> bool:
@@ -134,7 +139,20 @@ def _static(handle: TraceHandle) -> dict[str, Any]:
         "schedule_T": None if schedule is None else schedule.T,
         "created": trace.created,
         "recovered_from": trace.recovered_from,
+        **_recorded(trace),
     }
+
+
+def _recorded(trace: Trace) -> dict[str, Any]:
+    """sample_indices and recorded of TraceInfo: what a run that recorded less kept (the reader's ``recorded``)."""
+    recorded = trace.recorded if trace.kind == "sampling" else None
+    if recorded is None:
+        return {}
+    note = recorded.choice.describe(recorded.batch)
+    if recorded.left_out:
+        note += f"; not recorded: {', '.join(recorded.left_out)}"
+    return {"sample_indices": tuple(recorded.rows) if recorded.choice.samples is not None else (), "recorded": note,
+            "run_steps": recorded.steps if recorded.choice.skips else 0}
 
 
 def static_info(handle: TraceHandle) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def test_the_parser_sees_a_disagreement() -> None:
 
 def test_the_step_constants_follow_from_the_table() -> None:
     steps = schema.fields_of(schema.STEPS)
-    own = [f for f in steps if not f.integration]
+    own = [f for f in steps if not f.integration and not f.skips]  # what a sampler yields (steps/index: the writer's, --every K)
     assert schema.STEP_SCALARS == {f.name: f.dtype for f in own if f.shape == "scalar" and not f.optional}
     assert schema.OPTIONAL_STEP_SCALARS == {f.name: f.dtype for f in own if f.shape == "scalar" and f.optional}
     assert schema.STEP_TENSORS == tuple(f.name for f in own if f.shape == "samples" and not f.optional)
@@ -115,6 +115,7 @@ def test_the_step_constants_follow_from_the_table() -> None:
     assert schema.SCHEDULE_FIELDS == ("beta", "alpha", "alpha_bar")
     assert schema.ROOT_DATASETS == (schema.SAMPLES, schema.LABELS, schema.SNAPSHOT_X_T, schema.SNAPSHOT_LABELS)
     assert {schema.X_PREV, schema.ETA} == {f.name for f in steps if f.integration}
+    assert {schema.STEP_INDEX} == {f.name for f in steps if f.skips}
     # The values the rest of the code was written against.
     assert schema.STEP_TENSORS == ("x_t", "eps", "x0_pred", "noise")
     assert schema.OPTIONAL_STEP_TENSORS == ("eps_cond", "eps_uncond", "x0_pred_raw", "model_output", "model_output_cond",

@@ -1,4 +1,4 @@
-"""``noisescope inspect``: what a trace holds, at a glance or as JSON.
+"""``noisescope inspect``: what a trace holds, at a glance or as JSON, and what a run that recorded less kept.
 
 The JSON fields are documented in docs/trace-format.md ("inspect --json").
 """
@@ -13,6 +13,7 @@ import numpy as np
 
 from tracer.cli.common import nonnegative_int, nonempty_path
 from tracer.trace import schema
+from tracer.trace.choice import ordinal
 from tracer.trace.reader import Trace, open_trace
 
 SUMMARISED = schema.known(schema.STEPS, "x_t", "eps", "x0_pred")  # the step tensors with per-step mean and std
@@ -22,8 +23,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "inspect",
         help="summarise a trace: status, settings, shapes, per-step statistics",
-        description="Print a trace's kind, status, steps recorded and planned, sampler settings, tensor shapes and "
-        "per-step mean and std of x_t, eps and x0_pred.",
+        description="Print a trace's kind, status, steps recorded and planned, sampler settings, tensor shapes, what a run "
+        "that recorded less kept (noisescope sample --record, --every, --samples, --dtype) and the per-step mean and std "
+        "of x_t, eps and x0_pred.",
     )
     p.add_argument("trace", type=nonempty_path, help="the trace file (.h5)")
     p.add_argument("--json", action="store_true", help="print everything as one JSON object (every step)")
@@ -36,9 +38,10 @@ def step_statistics(trace: Trace, series: str = schema.STEPS) -> list[dict[str, 
     committed = trace.rows(series)  # first: a live trace's scalars, read next, hold at least these rows
     scalars = trace.scalars(series)
     names = [n for n in SUMMARISED if n in trace.tensor_names(series)]
+    index = trace.step_indices(series)  # the run's step of each row: the row itself unless steps were skipped (--every K)
     rows = []
     for i in range(committed):  # damaged values (inf, nan) give inf or nan statistics, without warnings
-        row: dict[str, Any] = {"step": i, "t": int(scalars["t"][i]) if "t" in scalars else None}
+        row: dict[str, Any] = {"step": int(index[i]) if i < len(index) else i, "t": int(scalars["t"][i]) if "t" in scalars else None}
         for name in names:
             with np.errstate(all="ignore"):
                 values = trace.tensor(name, i, series).astype(np.float64)
@@ -73,6 +76,10 @@ def summary(trace: Trace) -> dict[str, Any]:
         info["steps_planned"] = trace.planned()
         info["sample_shape"] = list(trace.sample_shape)
         info["batch"] = trace.batch_size
+        recorded = trace.recorded
+        info["record"] = None if recorded is None else recorded.to_json()
+        info["sample_indices"] = list(trace.sample_indices())
+        info["step_indices"] = [int(k) for k in trace.step_indices()]
         info["steps"] = step_statistics(trace)
     else:
         train = trace.series(schema.TRAIN) if trace.has_series(schema.TRAIN) else {}
@@ -104,6 +111,7 @@ def _text(info: dict[str, Any], rows: int) -> str:
         lines.append(f"  {name:<9} {series['recorded']} {planned}   tensors: {shapes or '-'}")
     if info["kind"] == "sampling":
         lines.append(f"  tensors   {info['tensor_dtype']}, batch {info['batch']}, sample shape {tuple(info['sample_shape'])}")
+        lines += _recorded_lines(info)
         steps = info["steps"]
         if steps:
             shown = steps if rows <= 0 or len(steps) <= rows else [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, rows).round())]
@@ -117,6 +125,40 @@ def _text(info: dict[str, Any], rows: int) -> str:
     elif "last_loss" in info:
         lines.append(f"  last loss {info['last_loss']:.5f} at step {info['last_step']}")
     return "\n".join(lines)
+
+
+def _recorded_lines(info: dict[str, Any]) -> list[str]:
+    """What a trace that records less than everything kept (tracer/trace/choice.py), a few lines; none for everything."""
+    record = info.get("record")
+    if not record:
+        return []
+    kept = ", ".join(sorted(f for f, s in info["series"].get(schema.STEPS, {}).get("shapes", {}).items() if len(s) > 1))
+    chosen = "every tensor the sampler yields" if record["tensors"] is None else "--record " + ",".join(record["tensors"]) + "; x_t always"
+    lines = [f"  recorded  tensors {kept} ({chosen}" + (", x_prev with --every" if record["every"] > 1 else "") + ")"]
+    if record["left_out"]:
+        lines.append(f"            left out: {', '.join(record['left_out'])}")
+    steps = info["step_indices"]
+    if record["every"] > 1:
+        lines.append(f"            every {ordinal(record['every'])} step and the last: {len(steps)} of {record['steps'] or '?'} steps "
+                     f"(steps {_list(steps)})")
+    else:
+        lines.append("            every step")
+    rows, batch = info["sample_indices"], record["batch"]
+    if record["samples"] is not None:
+        start, stop, step = record["samples"]
+        lines.append(f"            samples {start}:{stop}" + (f":{step}" if step != 1 else "") + f" of a batch of {batch}: "
+                     f"{len(rows)} kept (samples {_list(rows)})")
+    else:
+        lines.append(f"            the whole batch of {batch}")
+    lines.append(f"            tensors stored as {info['tensor_dtype']}")
+    return lines
+
+
+def _list(values: list[int], shown: int = 6) -> str:
+    """A list of integers, its middle elided when long."""
+    if len(values) <= shown:
+        return ", ".join(map(str, values))
+    return ", ".join(map(str, values[: shown - 2])) + ", ..., " + ", ".join(map(str, values[-2:]))
 
 
 def run(args: argparse.Namespace) -> int:

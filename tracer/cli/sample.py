@@ -1,8 +1,9 @@
-"""``noisescope sample``: sample from a checkpoint with any registered sampler and record every step into a trace.
+"""``noisescope sample``: sample from a checkpoint with any registered sampler and record its steps into a trace.
 
 The flags of a sampler's options come from its ``Options`` (tracer/samplers/base.py): one
 flag per field, its help text and default from the field. ``--sampler NAME --help`` lists
 that sampler's options; an option the chosen sampler does not take is refused in one line.
+``--record``, ``--every`` and ``--samples`` choose what the trace keeps (tracer/trace/choice.py).
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from tracer.samplers import SAMPLERS
 from tracer.samplers.base import SamplerModule, option_fields
 from tracer.samplers.config import PRESET_NAMES, SamplerConfig
 from tracer.samplers.prediction import PREDICTION_TYPES
+from tracer.trace.choice import RECORDABLE, RecordChoice
 
 EPILOG = """examples (runs/demo: the run directory 'noisescope demo' writes; report.pth: a state_dict the report published):
   noisescope sample --checkpoint runs/demo --sampler ddpm --out ddpm.h5
   noisescope sample --checkpoint runs/demo/model.safetensors --sampler ddim --steps 50 --eta 0 --out ddim.h5
   noisescope sample --checkpoint runs/demo --sampler ddim --guidance 3 --labels all --out cfg3.h5
   noisescope sample --checkpoint report.pth --preset seed-report --sampler ddim --steps 10 --out report.h5
+  noisescope sample --checkpoint runs/demo --sampler ddpm --batch 64 --record x_t,x0_pred --every 10 --samples 0:16 \
+      --dtype float16 --out small.h5
+    (x_t, x0_pred and each kept step's output x_prev at steps 0, 10, ..., 990 and the last, for samples 0 to 15
+     of the 64, in float16: about 1/130 of the full trace's size; docs/scaling.md gives the formula)
 'noisescope sample --sampler NAME --help' lists the options of that sampler.
 """
 
@@ -114,7 +120,8 @@ def add_parser(sub: Any) -> None:
         help="sample from a checkpoint and record a trace",
         description="Sample with a registered sampler (" + ", ".join(f"{m.NAME}: {m.REFERENCE}" for m in _from_noise().values())
         + "), optionally with classifier-free guidance (Ho and Salimans 2022) and its rescale (Lin et al. 2023), and record "
-        "x_t, the network output, eps, x0_pred, the noise drawn and every scalar of every step into an HDF5 trace.",
+        "x_t, the network output, eps, x0_pred, the noise drawn and every scalar of every step into an HDF5 trace "
+        "(or only the tensors, steps and samples chosen with --record, --every and --samples).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
@@ -139,7 +146,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--labels", help="class labels: 'all' (cycle through every class) or a list like 0,1,2")
     p.add_argument("--batch", type=int_in(1, MAX_BATCH), help="number of samples (default: number of labels, else 16)")
     p.add_argument("--seed", type=seed, default=0, help=f"random seed for x_T and the noise of every step, 0..{MAX_SEED} (default 0)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="tensor dtype in the trace (default float32)")
+    p.add_argument("--record", metavar="NAMES",
+                   help="the step tensors to record, separated by commas, e.g. x_t,x0_pred (default: every tensor the sampler "
+                   f"yields). Names: {', '.join(RECORDABLE)}. x_t, every step scalar, the samples and the labels are always "
+                   "recorded; the equations whose tensors are left out are listed by 'noisescope check' as not checked")
+    p.add_argument("--every", metavar="K",
+                   help="record every K-th step, and the last (default 1: every step). With K > 1 each recorded step also keeps "
+                   "its output x_prev and its step index, so that its update is still checked on its own")
+    p.add_argument("--samples", metavar="START:STOP",
+                   help="record only these samples of the batch, Python's slice syntax (0:16, 8:, ::4) or one index (5); "
+                   "a range that starts with a minus sign takes '=' (--samples=-16:); the whole batch is still sampled "
+                   "(default: every sample)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="tensor dtype in the trace (default float32; float16 halves the tensors' size, and check's tolerance "
+                   "follows it)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda if available)")
     p.add_argument("--nproc", type=int_in(1, MAX_NPROC), default=1, metavar="N",
                    help="sample on N processes of this machine, started through torch's own launcher (torchrun --standalone): "
@@ -196,13 +216,12 @@ def check_prediction_matches(asked: str | None, actual: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tracer import distributed
 
+    choice = RecordChoice.from_cli(args.record, args.every, args.samples)  # what to record: bad input before anything else
     config = sampler_config(args)
     if config.sampler not in _from_noise():
         raise ConfigError(f"the {config.sampler} sampler runs from data towards noise, not from x_T: use noisescope invert")
     device = resolve_device(args.device)
     distributed.check_nproc(args.nproc, device)
-    if args.nproc > 1:
-        return distributed.launch(args.argv, args.nproc)
     source = checkpoint_file(args.checkpoint)
     check_output(args.out, {"the checkpoint": source, "the checkpoint's run directory": source.parent if args.checkpoint.is_dir() else None})
     if args.out.exists() and not args.overwrite:
@@ -215,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
     from tracer.recording import record_run
     from tracer.samplers.base import space
     from tracer.samplers.loop import check_objective, initial_noise
-    from tracer.sharding import check_world, rank_and_world, record_sharded
+    from tracer.distributed import rank_and_world
+    from tracer.sharding import check_world, record_sharded
 
     checkpoint = load_checkpoint(source, device=device)
     model, schedule = checkpoint.model, checkpoint.schedule
@@ -230,8 +250,11 @@ def run(args: argparse.Namespace) -> int:
     if args.guidance is not None and null_label(model) is None:
         raise ConfigError("--guidance needs a model trained with a null label (classifier-free guidance); this one has none")
     batch = len(labels_list) if labels_list is not None else (args.batch or 16)
+    choice.check_batch(batch)  # --samples inside this batch, before anything is sampled
     _, world = rank_and_world()  # many processes (torchrun, --nproc): each samples a slice, rank 0 writes the trace
-    check_world(batch, world)
+    check_world(batch, world if args.nproc == 1 else args.nproc)
+    if args.nproc > 1:  # every check above passed here, nothing written: now the processes
+        return distributed.launch(args.argv, args.nproc)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     x_T = initial_noise((batch, *checkpoint.sample_shape), generator=generator, device=device)  # noqa: N806
     labels = None if labels_list is None else torch.tensor(labels_list, dtype=torch.int64, device=device)
@@ -254,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
             "world_size": world,
         },
         progress=not args.quiet,
+        choice=choice,
     )
     if samples is not None:  # rank 0 wrote the trace
         print(f"wrote {args.out}")

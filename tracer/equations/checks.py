@@ -552,10 +552,22 @@ def ancestral_step(view: TraceView, i: int) -> Residual | None:
 def _first_order(view: TraceView, i: int) -> bool:
     """A DPM-Solver++(2M) step is first order at the first step, where sigma_next = 0, and at the planned last step where the
     config says ``first_order_final`` (diffusers' lower_order_final and euler_at_final, also when it ends at sigma_min)."""
-    if i == 0 or view.scalar("sigma_next", i) == 0:
+    k = view.step_index(i)  # the run's step (row i where every step is recorded)
+    if k == 0 or view.scalar("sigma_next", i) == 0:
         return True
     planned = view.facts.option("sigmas")
-    return view.facts.option("first_order_final") is True and isinstance(planned, tuple) and i == len(planned) - 2
+    return view.facts.option("first_order_final") is True and isinstance(planned, tuple) and k == len(planned) - 2
+
+
+def _sigma_before(view: TraceView, i: int) -> float | None:
+    """sigma_t of the step before row i's: the previous row's, or where that step was not recorded (--every K) the
+    level the config plans for it (``sampler.sigmas``); None where neither is known."""
+    if view.after_previous(i):
+        return view.scalar("sigma_t", i - 1)
+    planned, k = view.facts.option("sigmas"), view.step_index(i)
+    if isinstance(planned, tuple) and 1 <= k <= len(planned) and isinstance(planned[k - 1], (int, float)):
+        return float(planned[k - 1])
+    return None
 
 
 def dpmpp_h(view: TraceView, i: int) -> Residual | None:
@@ -571,7 +583,9 @@ def dpmpp_h(view: TraceView, i: int) -> Residual | None:
     if _first_order(view, i):
         residuals.append(_scalar_residual(r, 0.0, "r"))
     else:
-        s_prev = view.scalar("sigma_t", i - 1)
+        s_prev = _sigma_before(view, i)
+        if s_prev is None:
+            return None
         residuals.append(_scalar_residual(r, math.log(s_prev / s) / expected_h, "r"))
     return _worst(residuals)
 
@@ -584,7 +598,9 @@ def dpmpp_2m_step(view: TraceView, i: int) -> Residual | None:
         return None
     s, s_next = view.scalar("sigma_t", i), view.scalar("sigma_next", i)
     x, x0, x0_prev = view.tensor("x_t", i), view.tensor("x0_pred", i), view.tensor("x0_pred_prev", i)
-    residuals = [_residual(x0_prev, view.tensor("x0_pred", i - 1) if i > 0 else np.zeros_like(x0_prev), x0_prev)]
+    residuals = []
+    if view.step_index(i) == 0 or view.after_previous(i):  # where the step before was recorded (not under --every K)
+        residuals.append(_residual(x0_prev, view.tensor("x0_pred", i - 1) if i > 0 else np.zeros_like(x0_prev), x0_prev))
     first_order = _first_order(view, i)
     factor = 1.0 if s_next == 0 else -math.expm1(-math.log(s / s_next))  # 1 - e^{-h}, recomputed from the noise levels
     a = (s_next / s) * x
@@ -592,7 +608,10 @@ def dpmpp_2m_step(view: TraceView, i: int) -> Residual | None:
         b = factor * x0
         residuals.append(_residual(out, a + b, a, b))
     else:
-        r = math.log(view.scalar("sigma_t", i - 1) / s) / math.log(s / s_next)
+        s_prev = _sigma_before(view, i)
+        if s_prev is None:
+            return None
+        r = math.log(s_prev / s) / math.log(s / s_next)
         b = factor * (1.0 + 1.0 / (2.0 * r)) * x0
         c = factor * (1.0 / (2.0 * r)) * x0_prev
         residuals.append(_residual(out, a + b - c, a, b, c))

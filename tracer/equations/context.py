@@ -126,6 +126,11 @@ class TraceFacts:
     final_sigma: float | None = None  # a sigma-space run: the noise level its last step lands on (0: the clean sample)
     objective: str = "diffusion"  # what the network was trained on: diffusion or flow (config model.objective)
     options: tuple[tuple[str, Any], ...] = ()  # the config's sampler entry as (name, value) pairs, for the option a check reads
+    # What the run chose not to record (tracer/trace/choice.py; noisescope sample --record, --every): the step tensors its
+    # sampler yielded that the trace leaves out, the K of --every K, and whether its rows skip steps (steps/index has gaps).
+    left_out: frozenset[str] = frozenset()
+    every: int = 1
+    gaps: bool = False
 
     def option(self, name: str, default: Any = None) -> Any:
         """The sampler option ``name`` as the trace's config records it (``default`` where it records none)."""
@@ -201,10 +206,23 @@ class TraceFacts:
             objective=str(model.get("objective") or "diffusion"),
             final_sigma=final_sigma,
             options=tuple((str(k), _hashable(v)) for k, v in sampler.items()),
+            **_recorded(trace, step_names),
         )
 
     def has(self, *names: str) -> bool:
         return all(name in self.step_names for name in names)
+
+
+def _recorded(trace: Any, step_names: frozenset[str]) -> dict[str, Any]:
+    """left_out, every and gaps of TraceFacts: what a run chose not to record (its ``record`` attribute, steps/index)."""
+    recorded = getattr(trace, "recorded", None)
+    facts: dict[str, Any] = {}
+    if recorded is not None:
+        facts.update(left_out=frozenset(recorded.left_out), every=int(recorded.choice.every))
+    if schema.STEP_INDEX in step_names:
+        index = np.asarray(trace.column(schema.STEP_INDEX), dtype=np.int64)
+        facts["gaps"] = bool(index.size and (np.any(np.diff(index) != 1) or index[0] != 0))
+    return facts
 
 
 # Identification reads rows: once per trace object and committed row count.
@@ -306,11 +324,26 @@ class TraceView:
         return bool(self.trace.status == "complete" or self.trace.has_final())
 
     def output(self, i: int) -> np.ndarray | None:
-        """What step i produced: x_prev[i] when recorded, else x_t[i + 1], or samples after the last step."""
+        """What step i produced: x_prev[i] when recorded, else x_t[i + 1] where row i + 1 is the next step (see
+        ``follows``), or samples after the last step; None where it is not known."""
         if self.has(schema.X_PREV):
             return self.tensor(schema.X_PREV, i)
         if i + 1 < self.rows:
-            return self.tensor("x_t", i + 1)
+            return self.tensor("x_t", i + 1) if self.follows(i) else None
         if i == self.rows - 1:
             return self.samples()
         return None
+
+    # -- rows and steps: a trace that keeps every K-th step (tracer/trace/choice.py) ------------------------------
+    def step_index(self, i: int) -> int:
+        """The run's loop index of row i: ``steps/index`` where the trace skips steps, else i."""
+        index = self.scalars.get(schema.STEP_INDEX) if self.series == schema.STEPS else None
+        return i if index is None or i >= len(index) else int(index[i])
+
+    def follows(self, i: int) -> bool:
+        """Whether row i + 1 is the step right after row i's (always, unless the trace skips steps)."""
+        return i + 1 < self.rows and self.step_index(i + 1) == self.step_index(i) + 1
+
+    def after_previous(self, i: int) -> bool:
+        """Whether row i - 1 is the step right before row i's."""
+        return i > 0 and self.step_index(i - 1) == self.step_index(i) - 1

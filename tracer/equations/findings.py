@@ -22,8 +22,9 @@ say what the recorded numbers show (docs/equations.md, "Findings"):
 
 ``trace_findings(trace)`` reads the trace through the reader one row at a time (every tensor of a row,
 then the next row: memory is a few rows whatever the trace's length), and never claims what it did not
-measure: a finding whose tensors or scalars the trace does not record is left out. Findings are
-diagnoses, not verdicts: they change no exit code.
+measure: a finding whose tensors or scalars the trace does not record is left out (a trace that records
+less by choice, tracer/trace/choice.py, too). A sentence names the run's step, which is the row unless the
+trace keeps every K-th step (``steps/index``). Findings are diagnoses, not verdicts: they change no exit code.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def _t(view: TraceView, i: int) -> int | None:
 
 
 def _where(view: TraceView, i: int) -> str:
+    """Row i as people read it: the run's step (its loop index, which is i unless the trace skips steps) and its t."""
     t = _t(view, i)
-    return f"step {i}" + ("" if t is None else f" (t {t})")
+    return f"step {view.step_index(i)}" + ("" if t is None else f" (t {t})")
 
 
 def trace_findings(trace: Any, facts: TraceFacts | None = None) -> list[Finding]:
@@ -257,10 +259,10 @@ def _t_prev(view: TraceView) -> list[Finding]:
         numbers["next_t"] = following
         used = f" (alpha_bar_prev {view.scalar('alpha_bar_prev', i):.6g})" if "alpha_bar_prev" in view.scalars else ""
         taken = f" (alpha_bar_t {view.scalar('alpha_bar_t', i + 1):.6g})" if "alpha_bar_t" in view.scalars else ""
-        what = f"updates x towards t_prev {t_prev}{used}, but step {i + 1} takes its output as x at t {following}{taken}"
+        what = f"updates x towards t_prev {t_prev}{used}, but step {view.step_index(i + 1)} takes its output as x at t {following}{taken}"
     else:
         what = f"is the last step and ends at t_prev {t_prev} ({detail})"
-    listed = ", ".join(str(step) for step, _ in bad[:12]) + (" ..." if len(bad) > 12 else "")
+    listed = ", ".join(str(view.step_index(step)) for step, _ in bad[:12]) + (" ..." if len(bad) > 12 else "")
     text = (f"{_where(view, i)} {what}: the timestep an update moves to is not the one the run visits next, "
             f"at {len(bad)} of {view.rows} steps ({listed})")
     return [Finding("t-prev", i, _t(view, i), None, text, numbers)]

@@ -13,8 +13,9 @@ inversion trace is identified as ``ddim-inversion``, never as DDIM. What it infe
 verified at every step like a declared value, and the report says it was inferred.
 
 ``unchecked`` lists what the checks that apply leave unverified (no step equation for
-the sampler, a guidance scale that is not declared, tensors that are not recorded, no
-rows), each with the reason: ``noisescope check`` calls such a trace INCOMPLETE, never
+the sampler, a guidance scale that is not declared, tensors that are not recorded, among
+them those a recording choice left out, steps a recording choice skipped, no rows), each
+with the reason: ``noisescope check`` calls such a trace INCOMPLETE, never
 PASS, and the viewer shows those equations as not checked.
 """
 
@@ -31,6 +32,7 @@ from tracer.equations import checks
 from tracer.equations.context import SCALAR_TOLERANCE, TENSOR_TOLERANCES, Residual, TraceFacts, TraceView, judge_row
 from tracer.equations.structure import ascending
 from tracer.trace import schema
+from tracer.trace.choice import ordinal
 
 PROBE_ROWS = 8  # steps whose output is known, judged to identify the update
 
@@ -200,6 +202,12 @@ def unchecked(facts: TraceFacts, applied: Sequence[str], rows: int, only: Sequen
         return [("every step", "the trace has no committed steps")]
     if not ran & set(STEP_EQUATIONS.values()):
         out.append(("the step update", _why_no_step(facts)))
+    if facts.gaps:
+        kept = f"only every {ordinal(facts.every)} step and the last (--every {facts.every})" if facts.every > 1 else "only some steps"
+        out.append(("the steps not recorded", f"the trace keeps {kept}: the updates of the steps between, and that each kept step "
+                    "starts where the step before it ended, are not checked"))
+        if not facts.has(schema.X_PREV):
+            out.append(("the step update before a skipped step", "its output, x_t of the next step, was not recorded, nor is x_prev"))
     if facts.has("eps_cond", "eps_uncond") and "guidance.combine" not in ran:
         why = "the trace declares no guidance scale (config sampler.guidance)" if facts.guidance is None else "eps is not recorded"
         out.append(("guidance.combine", why))
@@ -217,6 +225,30 @@ def unchecked(facts: TraceFacts, applied: Sequence[str], rows: int, only: Sequen
         out.append(("ddim.sigma", "the trace declares no eta and records none per step"))
     if "ddpm.step" in ran and "ddpm.posterior_variance" not in ran:
         out.append(("ddpm.posterior_variance", f"sigma follows neither beta_tilde nor beta (variance {facts.variance!r})"))
+    if facts.gaps and "dpmpp_2m.step" in ran:
+        out.append(("dpmpp_2m.step after a skipped step", "that x0_pred_prev is the previous step's x0_pred: that step was not "
+                    "recorded (the update itself is checked with the recorded x0_pred_prev)"))
+    left_out = dict(_left_out(facts, ran))
+    skip = {"the step update"} if "the step update" in {what for what, _ in out} else set()
+    out = [(what, left_out.pop(what, why)) for what, why in out]
+    return out + [(what, why) for what, why in left_out.items() if not (skip and what in STEP_EQUATIONS.values())]
+
+
+def _left_out(facts: TraceFacts, ran: set[str]) -> list[tuple[str, str]]:
+    """(check id, why) for each check that would apply had the run recorded the tensors its choice left out
+    (tracer/trace/choice.py, noisescope sample --record), and does not apply without them."""
+    if not facts.left_out:
+        return []
+    from tracer.equations.evaluate import ALL_CHECKS  # evaluate imports this module
+
+    full = replace(facts, step_names=facts.step_names | facts.left_out)
+    out = []
+    for check in ALL_CHECKS:
+        if check.id in ran or not check.applies(full) or check.applies(facts):
+            continue
+        needed = [name for name in sorted(facts.left_out) if not check.applies(replace(full, step_names=full.step_names - {name}))]
+        what = ", ".join(f"steps/{name}" for name in needed) or "tensors"
+        out.append((check.id, f"needs {what}, not recorded (left out by --record)"))
     return out
 
 
@@ -229,4 +261,5 @@ def _why_no_step(facts: TraceFacts) -> str:
     missing = [n for n in STEP_NEEDS[name] if not facts.has(n)]
     if not missing:
         return f"{STEP_EQUATIONS[name]} could not be judged at any step: no committed step's output is known yet"
-    return f"{STEP_EQUATIONS[name]} needs steps/{', steps/'.join(missing)}, which the trace does not record"
+    chosen = " (left out by --record)" if set(missing) <= facts.left_out else ""
+    return f"{STEP_EQUATIONS[name]} needs steps/{', steps/'.join(missing)}, which the trace does not record{chosen}"

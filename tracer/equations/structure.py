@@ -23,6 +23,10 @@ Not equations of a paper but the bookkeeping every reverse process must get righ
   libraries' samplers do); otherwise the output of a step is only known through its step equation
   (ddpm.step, ddim.step), whose left-hand side is x_t of step i + 1: that equation is this check.
 
+In a trace that keeps every K-th step (``steps/index``, tracer/trace/choice.py) row i + 1 is not always
+the step after row i's (``TraceView.follows``): the chains are judged only where it is, the planned levels
+are looked up at the run's step index, and ``noisescope check`` lists the skipped steps as not checked.
+
 A scheduler whose "previous" timestep is not the one it visits next (diffusers' DDIMScheduler with
 ``linspace`` spacing) fails ``chain.t_prev`` at exactly those steps.
 """
@@ -93,6 +97,8 @@ def _ascending_end(view: TraceView, i: int, t_prev: int, used: str) -> Residual:
 def t_prev_chain(view: TraceView, i: int) -> Residual | None:
     t_prev = int(view.scalars["t_prev"][i])
     used = f" (alpha_bar_prev {view.scalar('alpha_bar_prev', i):.6g})" if "alpha_bar_prev" in view.scalars else ""
+    if i + 1 < view.rows and not view.follows(i):
+        return None  # the steps after this one were not recorded (--every K): where it should move is unknown
     if i + 1 < view.rows:
         expected, what = int(view.scalars["t"][i + 1]), "the next step's t"
         if "alpha_bar_t" in view.scalars:
@@ -142,6 +148,8 @@ def step_alpha(view: TraceView, i: int) -> Residual | None:
 
 
 def x_t_chain(view: TraceView, i: int) -> Residual | None:
+    if i + 1 < view.rows and not view.follows(i):
+        return None  # the next step was not recorded (--every K): nothing to compare the output with
     out = view.tensor("x_prev", i)
     if i + 1 < view.rows:
         following, what = view.tensor("x_t", i + 1), "x_t of step i + 1"
@@ -170,12 +178,13 @@ def _level_chain(view: TraceView, i: int, level: str, level_next: str, option: s
     sigma_t, sigma_next = view.scalar(level, i), view.scalar(level_next, i)
     planned = view.facts.option(option)
     found: list[Residual] = []
+    k = view.step_index(i)  # the run's step (row i where every step is recorded)
     if isinstance(planned, tuple) and len(planned) >= 2 and all(isinstance(s, (int, float)) for s in planned):
-        if i + 1 >= len(planned):
-            return Residual(math.inf, 0.0, 0.0, f"step {i} is past the {len(planned) - 1} steps the config plans")
-        for name, value, expected in ((level, sigma_t, float(planned[i])), (level_next, sigma_next, float(planned[i + 1]))):
+        if not 0 <= k < len(planned) - 1:
+            return Residual(math.inf, 0.0, 0.0, f"step {k} is past the {len(planned) - 1} steps the config plans")
+        for name, value, expected in ((level, sigma_t, float(planned[k])), (level_next, sigma_next, float(planned[k + 1]))):
             found.append(Residual(abs(value - expected), abs(expected), 0.0, f"{name} {value:.9g}, planned {expected:.9g}"))
-    if i + 1 < view.rows:
+    if i + 1 < view.rows and view.follows(i):
         following = view.scalar(level, i + 1)
         found.append(Residual(abs(following - sigma_next), abs(sigma_next), 0.0,
                               f"{level_next} {sigma_next:.9g}, next {level} {following:.9g}"))

@@ -42,6 +42,7 @@ import numpy as np
 
 from tracer.schedules import Schedule, betas_valid, from_betas
 from tracer.trace import bounded, schema
+from tracer.trace.choice import RecordChoice, Recorded
 
 
 class TraceError(ValueError):
@@ -223,6 +224,7 @@ class _Shared:
     config: dict[str, Any] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)
     committed: dict[str, int] = field(default_factory=dict)  # last committed count seen (rows only grow)
+    record: Recorded | None = None  # what a run that recorded less kept (attribute record)
 
     @property
     def live(self) -> bool:
@@ -306,6 +308,11 @@ def _validate_root(shared: _Shared) -> None:
         if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
             raise shared.fail("has a planned attribute that is not a JSON object of row counts")
         planned = {str(k): int(v) for k, v in value.items()}
+    if schema.ATTR_RECORD in attrs:
+        try:
+            shared.record = RecordChoice.from_json(_json_attr(shared, schema.ATTR_RECORD, attrs[schema.ATTR_RECORD]))
+        except ValueError as error:
+            raise shared.fail(f"has a {schema.ATTR_RECORD} attribute that is not a recording choice ({_first_line(error)})") from None
     shared.schema_version, shared.kind, shared.config, shared.planned = version, kind, config, planned  # type: ignore[assignment]
 
 
@@ -411,7 +418,11 @@ def _validate_steps(shared: _Shared) -> None:
             raise shared.fail(f"has steps/{name} of dtype {ds.dtype} and rank {ds.ndim}; the schema says a column of {dtype}")
     if schema.ETA in steps and (steps[schema.ETA].ndim != 1 or not _float_kind(steps[schema.ETA])):
         raise shared.fail(f"has steps/{schema.ETA} that is not a float column")
+    if schema.STEP_INDEX in steps and (steps[schema.STEP_INDEX].ndim != 1 or not _int_kind(steps[schema.STEP_INDEX])):
+        raise shared.fail(f"has steps/{schema.STEP_INDEX} that is not an integer column")
     x_t = steps.get("x_t")
+    if shared.record is not None and x_t is not None and x_t.ndim >= 2 and x_t.shape[1] != len(shared.record.rows):
+        raise shared.fail(f"keeps {x_t.shape[1]} samples a step, but its {schema.ATTR_RECORD} attribute says {len(shared.record.rows)}")
     for name in schema.ALL_STEP_TENSORS:
         ds = steps.get(name)
         if ds is None:
@@ -765,6 +776,33 @@ class Trace:
         if ts.size == 0:
             raise IndexError("the trace has no steps")
         return int(np.argmin(np.abs(ts.astype(np.int64) - int(t))))
+
+    # -- what was recorded (tracer/trace/choice.py) ---------------------------------------------------------
+    @property
+    def recorded(self) -> Recorded | None:
+        """What a run that recorded less than everything kept (``noisescope sample --record/--every/--samples``,
+        tracer/trace/choice.py); None for a trace that records everything."""
+        return self._shared.record
+
+    @property
+    def record_choice(self) -> RecordChoice | None:
+        """The recording choice of a run that recorded less than everything; None for one that records everything."""
+        return None if self._shared.record is None else self._shared.record.choice
+
+    @property
+    def run_batch(self) -> int:
+        """The batch the run sampled: larger than ``batch_size`` where only some of its samples were kept."""
+        return self._shared.record.batch if self._shared.record is not None else self.batch_size
+
+    def sample_indices(self) -> range:
+        """The run's batch index of each stored sample: ``range(batch_size)`` unless a slice of the batch was kept."""
+        return self._shared.record.rows if self._shared.record is not None else range(self.batch_size)
+
+    def step_indices(self, series: str = schema.STEPS) -> np.ndarray:
+        """The run's loop index of each committed row (``steps/index``, written where steps were skipped; else 0, 1, ...)."""
+        if series == schema.STEPS and schema.STEP_INDEX in self._shared.fields.get(series, {}):
+            return np.asarray(self.column(schema.STEP_INDEX, series), dtype=np.int64)
+        return np.arange(self.rows(series), dtype=np.int64)
 
     # -- final outputs --------------------------------------------------------------------------------
     def has_root(self, name: str) -> bool:

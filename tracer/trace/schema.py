@@ -15,7 +15,7 @@ Layout, for a sampling trace with S steps, batch B and sample shape D:
     /progress/<series>      scalar int64 dataset: rows of <series> committed so far
     /progress/final         scalar int64 dataset: 1 once samples and labels are written
     /schedule/{beta,alpha,alpha_bar}            [T] float64
-    /steps/<scalar>         [S]        (STEP_SCALARS, OPTIONAL_STEP_SCALARS, ETA)
+    /steps/<scalar>         [S]        (STEP_SCALARS, OPTIONAL_STEP_SCALARS, ETA, STEP_INDEX)
     /steps/<tensor>         [S, B, *D] (STEP_TENSORS, OPTIONAL_STEP_TENSORS, X_PREV, MODEL_OUTPUT), chunked one step a chunk
     /samples                [B, *D]    the final output
     /labels                 [B] int64  class labels, -1 for unconditional
@@ -52,6 +52,9 @@ ATTR_VERSIONS: Final = "versions"  # JSON: library versions of the writer
 ATTR_TENSOR_DTYPE: Final = "tensor_dtype"  # float32 | float16
 ATTR_PLANNED: Final = "planned"  # JSON: {series: planned rows}
 ATTR_RECOVERED_FROM: Final = "recovered_from"  # set by `noisescope recover` on the copy
+# JSON, only where a sampling run recorded less than everything (tracer/trace/choice.py, noisescope sample --record,
+# --every, --samples): {"tensors": [names] or null, "every": K, "samples": [start, stop, step] or null, "batch": B}.
+ATTR_RECORD: Final = "record"
 
 STATUS: Final = "status"
 PROGRESS: Final = "progress"
@@ -94,7 +97,10 @@ class Field:
     ``optional``: recorded only under a condition (guidance, clipping, another library's scheduler);
     the rest is in every trace noisescope's own samplers (or trainer) write.
     ``integration``: recorded only by integrations with other libraries (tracer/integrations),
-    whose steps cannot be replayed; noisescope's samplers do not yield it.
+    whose steps cannot be replayed; noisescope's samplers do not yield it (x_prev: its own traces
+    that skip steps record it too, tracer/trace/choice.py).
+    ``skips``: recorded only in a trace that keeps every K-th step (``noisescope sample --every K``,
+    K > 1; tracer/trace/choice.py), by the writer, not by a sampler.
     """
 
     series: str  # STEPS, TRAIN, SNAPSHOTS, EXAMPLES, SCHEDULE, or ROOT for a root dataset
@@ -109,6 +115,7 @@ class Field:
     required: bool = False
     optional: bool = False
     integration: bool = False
+    skips: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in FIELD_DTYPES or self.shape not in SHAPE_KINDS or self.display not in DISPLAYS:
@@ -119,6 +126,8 @@ class Field:
             raise ValueError(f"field {self.path} cannot be both required and optional")
         if self.integration and not self.optional:
             raise ValueError(f"field {self.path}: what only integrations record is optional")
+        if self.skips and not self.optional:
+            raise ValueError(f"field {self.path}: what only a trace that skips steps records is optional")
 
     @property
     def path(self) -> str:
@@ -212,9 +221,14 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(ROOT, "labels", I64, "batch", r"c", "c", "scalar", "class labels, -1 for unconditional", core=True),
     # Recorded only by integrations with other libraries, whose steps cannot be replayed.
     Field(STEPS, "x_prev", TENSOR, "samples", r"x_{t_{\mathrm{prev}}}", "x<sub>prev</sub>", "image",
-       "the step's output (x_t of the next step)", optional=True, integration=True),
+       "the step's output (x_t of the next step); noisescope's samplers record it where the trace skips steps (--every K)",
+       optional=True, integration=True),
     Field(STEPS, "eta", F64, "scalar", r"\eta", "η", "scalar", "DDIM's eta of each call (diffusers takes it per step() call)",
        optional=True, integration=True),
+    # Written where a run keeps only every K-th step (noisescope sample --every K; tracer/trace/choice.py).
+    Field(STEPS, "index", I64, "scalar", r"i", "i", "scalar",
+       "the step's position in the sampling loop (0-based): row k of the trace is step index[k] of the run",
+       optional=True, skips=True),
     # Training.
     Field(TRAIN, "step", I64, "scalar", r"\mathrm{step}", "step", "scalar", "optimizer steps done at this logged row"),
     Field(TRAIN, "epoch", I64, "scalar", r"\mathrm{epoch}", "epoch", "scalar", "epoch of that step"),
@@ -311,9 +325,11 @@ def series_specs(series: str, *, sample: tuple[int, ...] = (), batch: int = 0, v
 
 _STEPS: Final = fields_of(STEPS)
 # Scalars and tensors of noisescope's own samplers: a StepRecord has an attribute of each name.
-STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and not f.optional}
+STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and not f.optional
+                                        and not f.skips}
 # Step scalars only some samplers record (the sigma-space ones'): a StepRecord holds None where its sampler does not.
-OPTIONAL_STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and f.optional}
+OPTIONAL_STEP_SCALARS: Final[dict[str, str]] = {f.name: f.dtype for f in _STEPS if f.shape == "scalar" and not f.integration and f.optional
+                                                 and not f.skips}
 SAMPLER_STEP_TENSORS: Final = tuple(f.name for f in _STEPS if f.shape == "samples" and not f.integration)
 STEP_TENSORS: Final = tuple(name for name in SAMPLER_STEP_TENSORS if not field(STEPS, name).optional)
 OPTIONAL_STEP_TENSORS: Final = tuple(name for name in SAMPLER_STEP_TENSORS if field(STEPS, name).optional)
@@ -322,6 +338,8 @@ ALL_STEP_TENSORS: Final = tuple(f.name for f in _STEPS if f.shape == "samples") 
 X_PREV: Final = field(STEPS, "x_prev").name  # [S, B, *D] the step's output (x_t of the next step)
 MODEL_OUTPUT: Final = field(STEPS, "model_output").name  # [S, B, *D] the raw model output when it is not eps
 ETA: Final = field(STEPS, "eta").name  # [S] float64, DDIM's eta of each call (diffusers takes it per step() call)
+# Written where a run keeps every K-th step (tracer/trace/choice.py): [S] int64, the loop position of each row.
+STEP_INDEX: Final = field(STEPS, "index").name
 # Without these a sampling trace cannot be read as one (the reader refuses it); the rest may be missing,
 # and `noisescope check` then says which equations it could not verify.
 REQUIRED_STEP_FIELDS: Final = tuple(f.name for f in _STEPS if f.required)

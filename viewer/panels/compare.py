@@ -228,6 +228,11 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     partings = {o.entry.name: parting_of(reference, o) for o in others}
     with st.container(key="compare-parting"):
         st.markdown("  \n".join(parting_line(doc, letter) for letter, doc in zip("BCDEFGH", partings.values())))
+    without = [plain(o.entry.name) for o in opened if tensor not in o.info.tensors]
+    if without:  # a run that recorded less by choice (noisescope sample --record): nothing of this tensor to compare
+        st.info(f"{tensor} is not recorded in {', '.join(without)}: pick a tensor every compared trace records in the sidebar "
+                "(x_t is in every trace).")
+        return
     warning = clipping_warning(opened, legend_labels(opened)) if tensor == "x0_pred" else None
     if warning:
         st.warning(plain(warning), icon=":material/warning:")

@@ -8,7 +8,9 @@ still being written keeps the server-side scrubber: while playing, or while a li
 trace is followed, the body is a Streamlit fragment that reruns on a timer (the scrubber
 moves on, or jumps to the newest committed step), so new steps show as they commit.
 Derived tensors (guidance_delta: eps_cond − eps_uncond) play like recorded ones. The trace's findings
-(viewer/panels/findings.py) are listed under the header, from the second draw on.
+(viewer/panels/findings.py) are listed under the header, from the second draw on. A trace that recorded less by
+choice (tracer/trace/choice.py) shows what it has: the tensors it kept, its steps named by the run's step (steps/index),
+its samples by the run's index; the header says what was left out.
 
 The player shares the browser's main thread with the page (its iframe is same-origin):
 on a session's first draw, the page's plotly charts (the first one evaluates plotly.js,
@@ -27,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
+from tracer.trace import schema
 from viewer import equations_panel, loaders, symbols
 from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
@@ -49,10 +52,12 @@ MAX_DEFAULT_SAMPLES: Final = 16
 CHART_CONFIG: Final = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
-def sample_label(k: int, labels: np.ndarray | None) -> str:
+def sample_label(k: int, labels: np.ndarray | None, indices: tuple[int, ...] = ()) -> str:
+    """'#3 (class 1)': stored sample k by the run's index of it (``indices``: where a slice of the batch was kept)."""
+    shown = indices[k] if k < len(indices) else k
     if labels is not None and k < len(labels) and int(labels[k]) >= 0:
-        return f"#{k} (class {int(labels[k])})"
-    return f"#{k}"
+        return f"#{shown} (class {int(labels[k])})"
+    return f"#{shown}"
 
 
 def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False) -> Display:
@@ -67,7 +72,7 @@ def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_
     tensors = st.sidebar.multiselect("Tensors", offered, default=list(default_tensors(info)), key=f"{key}.tensors",
                                      format_func=tensor_label, help=tensors_help(derived))
     samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
-                                     key=f"{key}.samples", format_func=lambda k: sample_label(k, labels))
+                                     key=f"{key}.samples", format_func=lambda k: sample_label(k, labels, info.sample_indices))
     if in_browser:  # the player's fixed scales: [-1, 1] for x_t, x0_pred and samples, symmetric per noise-like tensor
         return Display(tensors=tuple(tensors), samples=tuple(samples), colour="trace")
     colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
@@ -84,10 +89,19 @@ def tensors_help(derived: list[str]) -> str | None:
     return "  \n".join(f"`{name}` ({symbols.DERIVED[name].text}): {symbols.DERIVED[name].meaning}" for name in derived) or None
 
 
-def step_label(i: int, rows: int, t: int, t_prev: int) -> str:
-    """'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1 is the clean end)."""
+def step_label(i: int, rows: int, t: int, t_prev: int, step: int | None = None, planned: int = 0) -> str:
+    """'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1 is the clean end). In a trace that keeps every K-th step, ``step``
+    is row i's step of the run (steps/index) and ``planned`` the run's steps: 'Step 11 of 50 (recorded 2 of 6) · ...'."""
     prev = "the clean end (t_prev = −1)" if t_prev < 0 else f"t_prev = {t_prev}"
-    return f"**Step {i + 1} of {rows}** · t = {t} → {prev}"
+    if step is None:
+        return f"**Step {i + 1} of {rows}** · t = {t} → {prev}"
+    return f"**Step {step + 1} of {planned or '?'}** (recorded {i + 1} of {rows}) · t = {t} → {prev}"
+
+
+def run_step(scalars: dict[str, np.ndarray], i: int) -> int | None:
+    """Row i's step of the run where the trace skips steps (steps/index), else None (the row is the step)."""
+    index = scalars.get(schema.STEP_INDEX)
+    return None if index is None or i >= len(index) else int(index[i])
 
 
 def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], None]) -> None:
@@ -156,17 +170,18 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         failing = failing_steps(handle, registry, now) if not deferring else {}
         if failing:
             st.plotly_chart(timeline_figure(t, i, failing), config=CHART_CONFIG, key=f"{key}.timeline")
-            bad = sorted({s for steps in failing.values() for s in steps})
+            bad = [step if (step := run_step(scalars, s)) is not None else s for s in sorted({s for steps in failing.values() for s in steps})]
             st.caption(f":red-badge[fails] equation checks fail at {len(bad)} step(s): " + ", ".join(map(str, bad[:20]))
                        + (" …" if len(bad) > 20 else "") + f" ({plain(', '.join(sorted(failing)))})")
         if deferring:  # the player alone: no tensors read, no per-step statistics computed (O(steps) on a first open)
             with st.container(key="step-label"):
-                st.markdown(step_label(i, now.rows, int(t[i]), int(scalars["t_prev"][i]) if "t_prev" in scalars else -1))
+                st.markdown(step_label(i, now.rows, int(t[i]), int(scalars["t_prev"][i]) if "t_prev" in scalars else -1,
+                                       run_step(scalars, i), now.run_steps))
             st.caption("The scalar plots and the equations of this step follow in a moment.")
             return
         view = step_view(handle, now, i, display, draw_images=not in_browser)
         with st.container(key="step-label"):
-            st.markdown(step_label(i, now.rows, view.t, view.t_prev))
+            st.markdown(step_label(i, now.rows, view.t, view.t_prev, run_step(scalars, i), now.run_steps))
         if in_browser:
             if not view.panels and not now.is_2d:
                 st.caption("Pick at least one tensor to show.")

@@ -24,6 +24,7 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
+from tracer.trace import schema
 from viewer import loaders, player, symbols
 from viewer.figures.points import extent
 from viewer.figures.scalars import step_axis
@@ -102,7 +103,7 @@ def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Seq
         "channels": channels,
         "panels": [p.as_dict() for p in panels],
         "layout": layout,
-        "samples": [int(s) for s in samples],
+        "samples": [int(info.sample_indices[s]) if s < len(info.sample_indices) else int(s) for s in samples],  # the run's indices
         "labels": [int(labels[s]) if labels is not None and s < len(labels) else -1 for s in samples],
         "muted": {"noise": muted_steps(info)} if "noise" in names else {},
     }
@@ -142,15 +143,19 @@ def points_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, series: S
     }
 
 
-def step_labels(t: np.ndarray, t_prev: np.ndarray | None, final: bool) -> list[str]:
-    """The player's label of each position: 'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1: the clean end), then the final samples."""
+def step_labels(t: np.ndarray, t_prev: np.ndarray | None, final: bool, index: np.ndarray | None = None, planned: int = 0) -> list[str]:
+    """The player's label of each position: 'Step 4 of 10 · t = 30 → t_prev = 25' (t_prev = -1: the clean end), then the final
+    samples. In a trace that keeps every K-th step (``index``: steps/index) a position is named by the run's step:
+    'Step 11 of 50 (recorded 2 of 6) · ...'."""
     rows = len(t)
     out = []
     for i in range(rows):
         tp = int(t_prev[i]) if t_prev is not None else -1
-        out.append(f"Step {i + 1} of {rows} · t = {int(t[i])} → " + ("the clean end x₀ (t_prev = −1)" if tp < 0 else f"t_prev = {tp}"))
+        step = f"Step {i + 1} of {rows}" if index is None else f"Step {int(index[i]) + 1} of {planned or '?'} (recorded {i + 1} of {rows})"
+        out.append(f"{step} · t = {int(t[i])} → " + ("the clean end x₀ (t_prev = −1)" if tp < 0 else f"t_prev = {tp}"))
     if final:
-        out.append(f"Final sample (after step {rows} of {rows})")
+        last = rows if index is None or not rows else int(index[rows - 1]) + 1
+        out.append(f"Final sample (after step {last} of {last if index is None else planned or '?'})")
     return out
 
 
@@ -160,7 +165,9 @@ def single_spec(track: dict[str, Any], info: loaders.TraceInfo, step: int) -> di
     x, _ = step_axis(t)
     positions = info.rows + (1 if track["final"] else 0)
     cursor = [float(v) for v in x] + ([float(x[-1])] if track["final"] else [])
-    return _spec([track], positions, step_labels(t, t_prev, track["final"]), step, {"container": CURSOR_CONTAINER, "x": cursor})
+    index = loaders.scalars(info.path, info.inode, info.rows).get(schema.STEP_INDEX)  # a trace that skips steps (--every K)
+    labels = step_labels(t, t_prev, track["final"], index, info.run_steps)
+    return _spec([track], positions, labels, step, {"container": CURSOR_CONTAINER, "x": cursor})
 
 
 def compare_steps(levels: Sequence[np.ndarray], finals: Sequence[bool], measure: MeasureSpec = MEASURES[DEFAULT]) -> tuple[np.ndarray, np.ndarray]:

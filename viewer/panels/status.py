@@ -1,4 +1,5 @@
-"""The trace header: what the trace is, and whether it is still being written, finished or failed (live mode)."""
+"""The trace header: what the trace is, whether it is still being written, finished or failed (live mode), and what a
+run that recorded less by choice kept (tracer/trace/choice.py)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,6 @@ def header_ui(name: str, info: TraceInfo) -> None:
         st.warning("This trace is marked failed: the run stopped before the end. Every step it committed is shown.")
     if info.recovered_from:
         st.caption(f"Recovered copy of {plain(info.recovered_from)}.")
+    if info.recorded:  # a run that recorded less by choice (noisescope sample --record, --every, --samples)
+        st.caption(f":gray-badge[recorded by choice] {plain(info.recorded)}. What was not recorded is not shown, and its "
+                   "equations are listed as not checked.")
