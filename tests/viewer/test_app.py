@@ -396,29 +396,50 @@ def test_schedule_page_marks_the_visited_timesteps(app, traces: Traces) -> None:
 def live_writer(module: str, path: Path, *args: str, until: str) -> Iterator[subprocess.Popen[str]]:
     """Run ``python -m module path args...`` (it writes a trace and prints a line a step) until it prints ``until``.
 
-    The writer goes on in the background; it is killed on the way out.
+    With the delay argument "gate" the writer then waits: ``release`` lets it commit one more row, ``finish`` lets it
+    run to the end. It is killed on the way out.
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", module, str(path), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", module, str(path), *args], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
-        wait_for_line(proc, until)
+        wait_for_line(proc, until, releasing=True)
         yield proc
     finally:
         proc.kill()
         proc.wait()
 
 
-def wait_for_line(proc: subprocess.Popen[str], line: str) -> None:
+def release(proc: subprocess.Popen[str], rows: int = 1) -> None:
+    """Let a gated writer commit ``rows`` more rows."""
+    assert proc.stdin is not None
+    proc.stdin.write("\n" * rows)
+    proc.stdin.flush()
+
+
+def finish(proc: subprocess.Popen[str]) -> int:
+    """Let a gated writer run to the end; its exit code."""
+    assert proc.stdin is not None
+    proc.stdin.close()
+    return proc.wait(timeout=120)
+
+
+def wait_for_line(proc: subprocess.Popen[str], line: str, *, releasing: bool = False) -> None:
+    """Read the writer's lines until ``line``; ``releasing``: let a gated writer commit a row after each line before it."""
     assert proc.stdout is not None
-    if not any(printed.strip() == line for printed in proc.stdout):
-        raise AssertionError(f"the writer ended without printing {line!r}")
+    for printed in proc.stdout:
+        if printed.strip() == line:
+            return
+        if releasing:
+            release(proc)
+    raise AssertionError(f"the writer ended without printing {line!r}")
 
 
 def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "live"
     root.mkdir()
     path = root / "live.h5"
-    with live_writer("tests.trace.writer_process", path, "40", "0.1", until="step 4") as proc:
+    with live_writer("tests.trace.writer_process", path, "40", "gate", until="step 4") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = run_app()
         no_failures(at)
@@ -427,11 +448,12 @@ def test_a_trace_being_written_is_followed_and_then_says_complete(app, tmp_path:
         first = step_label(at)
         assert not first.startswith("**Step 40")
         assert at.toggle(key="step:live.h5.follow").value is True
+        release(proc, 16)
         wait_for_line(proc, "step 20")
         at.run()
         later = step_label(at)
         assert int(later.split()[1]) > int(first.split()[1])  # following: the newest committed step is shown
-        assert proc.wait(timeout=60) == 0
+        assert finish(proc) == 0
         at.run()
         no_failures(at)
         assert ":green-badge[complete]" in " ".join(texts(at))
@@ -442,7 +464,7 @@ def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch:
     root = tmp_path / "live"
     root.mkdir()
     path = root / "train.h5"
-    with live_writer("tests.viewer.live_training_writer", path, "30", "0.1", until="row 6") as proc:
+    with live_writer("tests.viewer.live_training_writer", path, "30", "gate", until="row 6") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = run_app(view="training")
         no_failures(at)
@@ -450,7 +472,7 @@ def test_a_training_trace_being_written_is_followed(tmp_path: Path, monkeypatch:
         first = [text for text in texts(at) if text.startswith("**Snapshot ")]
         shown, of = first[0].split()[1], first[0].split()[3].rstrip("*")
         assert int(shown) >= 2 and shown == of  # following: the newest snapshot committed so far
-        assert proc.wait(timeout=60) == 0
+        assert finish(proc) == 0
         at.run()
         no_failures(at)
         assert ":green-badge[complete]" in " ".join(texts(at))
@@ -461,10 +483,10 @@ def test_after_a_followed_trace_finishes_the_scrubber_moves_freely(tmp_path: Pat
     root = tmp_path / "live"
     root.mkdir()
     path = root / "live.h5"
-    with live_writer("tests.trace.writer_process", path, "12", "0.4", until="step 2") as proc:
+    with live_writer("tests.trace.writer_process", path, "12", "gate", until="step 2") as proc:
         monkeypatch.setenv(ROOTS_ENV, str(root))
         at = run_app()
-        assert proc.wait(timeout=60) == 0
+        assert finish(proc) == 0
         at.run()
         assert step_label(at).startswith("**Step 12 of 12**")  # landed on the last step once
         player_step(at, "live.h5", 10)  # finished: now played in the browser, which sends the step back

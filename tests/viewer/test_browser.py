@@ -328,26 +328,25 @@ def test_compare_plays_ddim_heun_and_flow_euler_by_noise_level(server: str, trac
 def test_a_trace_being_written_grows_on_screen_and_then_plays_in_the_page(tmp_path: Path) -> None:
     """A trace still being written is followed (the step shown moves to the newest committed step as the writer goes
     on); once it is complete, the page reloads it into the player."""
-    from tests.viewer.test_app import live_writer
+    from tests.viewer.test_app import finish, live_writer, release, wait_for_line
 
     root = tmp_path / "live"
     root.mkdir()
-    with live_writer("tests.trace.writer_process", root / "live.h5", "60", "0.25", until="step 2") as proc, \
+    with live_writer("tests.trace.writer_process", root / "live.h5", "60", "gate", until="step 2") as proc, \
             viewer_server(root, tmp_path) as base, chromium_page() as page:
         from playwright.sync_api import expect
 
         page.goto(f"{base}/?view=playback&trace=live.h5", timeout=60_000)
         label = page.locator(".st-key-step-label")
-        expect(label).to_contain_text("Step ", timeout=60_000)
-        seen = []
-        for _ in range(12):  # about 6 s of a writer committing 4 steps a second
-            # while a rerun replaces it, the old label can stand beside the new one for a moment: the newest is the largest
-            shown = [int(text.split()[1]) for text in label.all_inner_texts() if text.startswith("Step ")]
-            if shown:
-                seen.append(max(shown))
-            page.wait_for_timeout(500)
-        assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # the step shown grows as rows commit
-        assert proc.wait(timeout=60) == 0
+        expect(label).to_contain_text("Step 3 of ", timeout=60_000)  # steps 0..2 committed: the newest is shown
+        newest = 2
+        for committed in (12, 24, 36):  # the writer commits more rows; the page follows on its own
+            release(proc, committed - newest)
+            wait_for_line(proc, f"step {committed}")
+            newest = committed
+            # while a rerun replaces it, the old label can stand beside the new one for a moment: wait for the newest
+            expect(label.filter(has_text=f"Step {committed + 1} of ")).to_have_count(1, timeout=60_000)
+        assert finish(proc) == 0
         player = player_frame(page)  # complete: the player takes over
         expect(player.locator("#label")).to_contain_text("of 60", timeout=30_000)
 
