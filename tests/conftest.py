@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -36,3 +37,16 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training, sampling, starting processes or a server fails the test: bad input must be refused before any of them."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr("tracer.training.train", boom)
+    monkeypatch.setattr("tracer.recording.record_run", boom)
+    monkeypatch.setattr("tracer.distributed.launch", boom)
+    monkeypatch.setattr("tracer.cli.view.subprocess.Popen", boom)

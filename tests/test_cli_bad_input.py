@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import h5py
 import pytest
@@ -38,18 +37,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["sample", "--checkpoint", str(out), "--sampler", "ddim", "--steps", "4", "--batch", "4",
                  "--out", str(out / "ddim.h5"), "--quiet"]) == 0
     return out
-
-
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training, sampling or starting a server fails the test: bad input must be refused before any of them."""
-
-    def boom(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("work started before the input was checked")
-
-    monkeypatch.setattr("tracer.training.train", boom)
-    monkeypatch.setattr("tracer.recording.record_run", boom)
-    monkeypatch.setattr("tracer.cli.view.subprocess.Popen", boom)
 
 
 @pytest.fixture

@@ -217,16 +217,6 @@ def test_a_rank_that_dies_ends_the_run_with_one_line_and_keeps_every_committed_s
 # -- bad input: one line, exit code 2, nothing started --------------------------------------------------
 
 
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("work started before the input was checked")
-
-    monkeypatch.setattr("tracer.training.train", boom)
-    monkeypatch.setattr("tracer.distributed.launch", boom)
-    monkeypatch.setattr("tracer.recording.record_run", boom)
-
-
 def refused(capsys: pytest.CaptureFixture[str], code: int, fragment: str) -> None:
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("noisescope: error: ") and "Traceback" not in err, err
