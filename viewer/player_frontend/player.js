@@ -29,13 +29,14 @@
   // ---- a track's chunks: fetched (compressed, up to KEPT_BYTES for images), decoded on demand -----------------------
   function Store(track) {
     this.track = track; this.raw = {}; this.docs = {}; this.decoded = new Map(); this.pending = {}; this.loading = {}; this.bytes = 0;
+    this.overflowed = false; // a chunk was let go: fetching ahead stops
   }
   Store.prototype.chunkOf = function (step) { return step >= this.track.rows ? "final" : Math.floor(step / this.track.chunk); };
   Store.prototype.rowOf = function (step) { return step >= this.track.rows ? 0 : step % this.track.chunk; };
   Store.prototype.fetched = function (c) { return this.raw[c] !== undefined; };
   Store.prototype.ready = function (c) { return this.decoded.has(c); };
   Store.prototype.get = function (c) { const d = this.decoded.get(c); if (d) { this.decoded.delete(c); this.decoded.set(c, d); } return d; };
-  Store.prototype.full = function () { return this.track.kind !== "points" && this.bytes >= keptBytes; };
+  Store.prototype.full = function () { return this.track.kind !== "points" && (this.overflowed || this.bytes >= keptBytes); };
   Store.prototype.load = function (c) {
     // a promise that chunk c is fetched (false: these frames are no longer shown); fetched once at a time
     if (this.fetched(c)) return Promise.resolve(true);
@@ -69,7 +70,7 @@
         if (String(k) !== String(c) && d > gap) { gap = d; far = k; }
       }
       if (far === null) break;
-      this.bytes -= rawSize(this.raw[far]); delete this.raw[far]; stats.evicted += 1;
+      this.bytes -= rawSize(this.raw[far]); delete this.raw[far]; stats.evicted += 1; this.overflowed = true;
     }
   };
   Store.prototype.decode = function (c) {
