@@ -32,7 +32,7 @@ import struct
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -104,18 +104,36 @@ def saturated_share(values: np.ndarray, low: float, high: float) -> float:
 
 def png_grey(pixels: np.ndarray) -> bytes:
     """An 8-bit PNG (no dependency beyond zlib) of a [H, W] uint8 array (grey) or a [H, W, 3] one (RGB)."""
-    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
-        raise ValueError(f"png_grey needs [H, W] or [H, W, 3] uint8, got {pixels.shape} {pixels.dtype}")
-    h, w = pixels.shape[:2]
-    colour_type = 0 if pixels.ndim == 2 else 2
-    pixels = pixels.reshape(h, -1)
+    return png_sheet([pixels])
+
+
+def png_sheet(blocks: Iterable[np.ndarray]) -> bytes:
+    """``png_grey`` of blocks of rows stacked top to bottom ([H_k, W] or [H_k, W, 3] uint8, one width and kind), each
+    compressed as it comes: the sheet is never held whole, only its compressed bytes."""
+    compressor = zlib.compressobj(6)
+    parts: list[bytes] = []
+    height, width, colour_type = 0, -1, -1
+    for pixels in blocks:
+        if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
+            raise ValueError(f"png_grey needs [H, W] or [H, W, 3] uint8, got {pixels.shape} {pixels.dtype}")
+        kind = 0 if pixels.ndim == 2 else 2
+        if width < 0:
+            width, colour_type = pixels.shape[1], kind
+        elif (pixels.shape[1], kind) != (width, colour_type):
+            raise ValueError(f"png_sheet: a block of shape {pixels.shape} in a sheet {width} pixels wide of colour type {colour_type}")
+        h = pixels.shape[0]
+        rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), pixels.reshape(h, -1)], axis=1)  # filter 0 on every row
+        parts.append(compressor.compress(rows.tobytes()))
+        height += h
+    if width < 0:
+        raise ValueError("png_sheet needs at least one block of rows")
+    parts.append(compressor.flush())
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), pixels], axis=1).tobytes()  # filter 0 on every row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
 
 
 def chunks(rows: int, size: int = CHUNK_STEPS) -> list[tuple[int, int]]:
@@ -164,13 +182,24 @@ def frame_row(tensors: dict[str, np.ndarray], panels: Sequence[PanelSpec], layou
 Chunk = tuple[bytes, str, dict[str, Any]]  # a chunk file's payload, its extension, and its JSON document
 
 
-def chunk_document(rows: Sequence[tuple[np.ndarray, list[float]]]) -> tuple[bytes, dict[str, Any]]:
-    """A chunk: the steps' rows stacked into one PNG sheet, and its JSON (the steps' saturated shares)."""
-    sheet = np.concatenate([r for r, _ in rows], axis=0)
-    return png_grey(sheet), {"steps": len(rows), "saturated": [[round(s, 5) for s in shares] for _, shares in rows]}
+def chunk_document(rows: Iterable[tuple[np.ndarray, list[float]]]) -> tuple[bytes, dict[str, Any]]:
+    """A chunk: the steps' rows stacked into one PNG sheet, and its JSON (the steps' saturated shares).
+
+    ``rows`` may be a generator: each step's row is compressed as it comes (``png_sheet``), so a chunk holds one step's
+    row at a time, not the chunk's.
+    """
+    saturated: list[list[float]] = []
+
+    def sheet_rows() -> Iterator[np.ndarray]:
+        for row, shares in rows:
+            saturated.append([round(s, 5) for s in shares])
+            yield row
+
+    png = png_sheet(sheet_rows())
+    return png, {"steps": len(saturated), "saturated": saturated}
 
 
-def image_chunk(rows: Sequence[tuple[np.ndarray, list[float]]]) -> Chunk:
+def image_chunk(rows: Iterable[tuple[np.ndarray, list[float]]]) -> Chunk:
     png, document = chunk_document(rows)
     return png, ".png", document
 

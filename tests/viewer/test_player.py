@@ -66,6 +66,22 @@ def test_png_round_trips_and_chunks_cover_every_step() -> None:
     assert sum(b - a for a, b in player.chunks(1000)) == 1000
 
 
+def test_a_sheet_compressed_block_by_block_is_the_png_of_the_whole_sheet() -> None:
+    rng = np.random.default_rng(2)
+    for shape, splits in (((60, 11), 7), ((40, 6, 3), 5)):
+        sheet = rng.integers(0, 256, shape, dtype=np.uint8)
+        sheet[: shape[0] // 2] //= 9  # some of it compressible
+        blocks = np.array_split(sheet, splits)
+        assert player.png_sheet(iter(blocks)) == player.png_grey(sheet)  # the same bytes: one deflate stream either way
+        rows = [(block, [0.25 * k]) for k, block in enumerate(blocks)]
+        png, document = player.chunk_document(iter(rows))
+        assert (unpng(png) == sheet).all() and document == {"steps": splits, "saturated": [[0.25 * k] for k in range(splits)]}
+    with pytest.raises(ValueError, match="wide"):
+        player.png_sheet([np.zeros((2, 4), np.uint8), np.zeros((2, 5), np.uint8)])
+    with pytest.raises(ValueError, match="at least one"):
+        player.png_sheet([])
+
+
 def test_the_lookup_tables_run_from_end_to_end_with_white_gaps() -> None:
     grey, div = player.colour_lut("grey"), player.colour_lut("diverging")
     assert len(grey) == len(div) == 256

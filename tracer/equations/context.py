@@ -225,6 +225,8 @@ def _recorded(trace: Any, step_names: frozenset[str]) -> dict[str, Any]:
     return facts
 
 
+CACHE_ROWS = 2  # TraceView keeps the rows within this many of the row read last
+
 # Identification reads rows: once per trace object and committed row count.
 _IDENTIFIED: weakref.WeakKeyDictionary[Any, tuple[int, TraceFacts]] = weakref.WeakKeyDictionary()
 
@@ -232,8 +234,11 @@ _IDENTIFIED: weakref.WeakKeyDictionary[Any, tuple[int, TraceFacts]] = weakref.We
 class TraceView:
     """Cached float64 access to one series of a trace (``steps``, or ``examples`` of a training trace).
 
-    Tensors of at most two neighbouring rows are kept, so a pass over every step reads each
-    row once (step i's output is step i + 1's x_t).
+    Only the rows within ``CACHE_ROWS`` of the row read last are kept, whatever the order of the
+    reads (a pass over the steps, or the viewer's scrubs back and forth): at most
+    2 * CACHE_ROWS + 1 rows of each tensor, so memory does not grow with the trace's length or
+    with the steps visited. A pass over every step reads each row once: the checks at row i read
+    rows i - 1 (x0_pred_prev), i and i + 1 (step i's output is step i + 1's x_t), all kept.
     """
 
     def __init__(self, trace: Any, series: str = schema.STEPS, facts: TraceFacts | None = None) -> None:
@@ -293,10 +298,9 @@ class TraceView:
         key = (name, i)
         cached = self._tensors.get(key)
         if cached is None:
-            if len(self._tensors) > 32:  # keep only rows i - 1 and later
-                self._tensors = {k: v for k, v in self._tensors.items() if k[1] >= i - 1}
             if not 0 <= i < self.rows:
                 raise IndexError(f"row {i} of {self.series} is out of range: {self.rows} rows committed")
+            self._tensors = {k: v for k, v in self._tensors.items() if abs(k[1] - i) <= CACHE_ROWS}
             cached = self.trace.tensor(name, i, self.series, dtype=np.float64)  # float32/16 convert exactly
             self._tensors[key] = cached
             self._read.add(key)

@@ -86,9 +86,9 @@ def image_track(handle: loaders.TraceHandle, info: loaders.TraceInfo, names: Seq
     final_samples = _final(handle, info)
     index = np.asarray(samples, dtype=np.int64)
 
-    def read_chunk(a: int, b: int) -> player.Chunk:
-        return player.image_chunk([player.frame_row(loaders.step_tensors(handle, i, names, samples, rows), panels, layout, channels)
-                                   for i in range(a, b)])
+    def read_chunk(a: int, b: int) -> player.Chunk:  # one step read and encoded at a time (image_chunk takes a generator)
+        return player.image_chunk(player.frame_row(loaders.step_tensors(handle, i, names, samples, rows), panels, layout, channels)
+                                  for i in range(a, b))
 
     def final() -> player.Chunk:
         assert final_samples is not None

@@ -1,6 +1,8 @@
 // noisescope's in-browser player. One or more tracks (a trace each) on one timeline of positions; a track's frames
 // arrive as chunk files (a PNG sheet of 8-bit values per chunk of steps, or 16-bit 2-D points), kept compressed, and a
-// few chunks around the position shown are decoded at a time. requestAnimationFrame draws; the position goes back to
+// few chunks around the position shown are decoded at a time. A track's compressed image chunks are kept up to KEPT_BYTES
+// (those farthest from the position shown go first, and are fetched again when needed), so a long trace's frames do not
+// pile up in the browser. requestAnimationFrame draws; the position goes back to
 // Python (Streamlit's setComponentValue) only on pause, scrub or a step button.
 "use strict";
 (function () {
@@ -8,33 +10,74 @@
   const EVERY = [1, 2, 5, 10, 20, 50];
   const SCALE = 4; // screen pixels per trace pixel (at most; shrunk to fit, never under 2 where two panels fit across)
   const DECODED = 6; // decoded image chunks kept per track (the rest stay compressed, as Blobs)
+  const KEPT_BYTES = 128 * 1024 * 1024; // compressed image chunks kept per track (2-D points: every chunk, trails need them)
   const POINT_LEVELS = 65534, MISSING = 65535;
   const $ = (id) => document.getElementById(id);
   const stats = { requested: 0, shown: [], unloaded: 0, stalls: 0, firstPaint: null, start: performance.now(), chunksLoaded: 0,
-                  chunksTotal: 0, lastScrub: null, scrubLatencies: [], sent: [], decoded: 0 };
+                  chunksTotal: 0, lastScrub: null, scrubLatencies: [], sent: [], decoded: 0, evicted: 0, prefetched: false };
   window.__noisescopePlayer = stats;
 
   let spec = null, tracks = [], count = 0, index = 0, playing = false, speed = 10, every = 1;
-  let seq = 0, lastTick = 0, owed = 0, started = false, generation = 0;
+  let seq = 0, lastTick = 0, owed = 0, started = false, generation = 0, keptBytes = KEPT_BYTES;
+  const rawSize = (raw) => (raw.size !== undefined ? raw.size : raw.byteLength); // a Blob (images) or an ArrayBuffer (points)
 
   function send(type, data) { window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, data), "*"); }
   function sendStep() { seq += 1; stats.sent.push(index); send("streamlit:setComponentValue", { value: { step: index, seq: seq }, dataType: "json" }); }
   function setHeight() { send("streamlit:setFrameHeight", { height: document.body.scrollHeight + 10 }); }
   function fmt(v) { return Number(v).toPrecision(3).replace(/\.?0+$/, ""); }
 
-  // ---- a track's chunks: fetched once (compressed), decoded on demand ----------------------------------------------
+  // ---- a track's chunks: fetched (compressed, up to KEPT_BYTES for images), decoded on demand -----------------------
   function Store(track) {
-    this.track = track; this.raw = {}; this.docs = {}; this.decoded = new Map(); this.pending = {};
+    this.track = track; this.raw = {}; this.docs = {}; this.decoded = new Map(); this.pending = {}; this.loading = {}; this.bytes = 0;
+    this.overflowed = false; // a chunk was let go: fetching ahead stops
   }
   Store.prototype.chunkOf = function (step) { return step >= this.track.rows ? "final" : Math.floor(step / this.track.chunk); };
   Store.prototype.rowOf = function (step) { return step >= this.track.rows ? 0 : step % this.track.chunk; };
   Store.prototype.fetched = function (c) { return this.raw[c] !== undefined; };
   Store.prototype.ready = function (c) { return this.decoded.has(c); };
   Store.prototype.get = function (c) { const d = this.decoded.get(c); if (d) { this.decoded.delete(c); this.decoded.set(c, d); } return d; };
+  Store.prototype.full = function () { return this.track.kind !== "points" && (this.overflowed || this.bytes >= keptBytes); };
+  Store.prototype.load = function (c) {
+    // a promise that chunk c is fetched (false: these frames are no longer shown); fetched once at a time
+    if (this.fetched(c)) return Promise.resolve(true);
+    if (!this.loading[c]) {
+      const self = this, mine = generation;
+      this.loading[c] = fetchChunk(this.track, c === "final" ? "final" : "chunk_" + c, mine).then((got) => {
+        delete self.loading[c];
+        if (got === null || mine !== generation) return false;
+        self.keep(c, got);
+        if (!playing) show(index);
+        return true;
+      });
+    }
+    return this.loading[c];
+  };
+  Store.prototype.keep = function (c, got) {
+    // chunk c fetched; image chunks over KEPT_BYTES: those farthest from the position shown let go (fetched again if needed)
+    if (!this.fetched(c)) this.bytes += rawSize(got.raw);
+    this.raw[c] = got.raw; this.docs[c] = got.doc;
+    this.trim(c);
+  };
+  Store.prototype.trim = function (c) {
+    // image chunks over keptBytes: the farthest from the position shown let go, never chunk c nor the position's own
+    if (this.track.kind === "points") return;
+    const at = (k) => (k === "final" ? this.track.chunks : Number(k));
+    const here = at(this.chunkOf(this.track.steps ? this.track.steps[index] : index));
+    while (this.bytes > keptBytes) {
+      let far = null, gap = 0;
+      for (const k of Object.keys(this.raw)) {
+        const d = Math.abs(at(k) - here);
+        if (String(k) !== String(c) && d > gap) { gap = d; far = k; }
+      }
+      if (far === null) break;
+      this.bytes -= rawSize(this.raw[far]); delete this.raw[far]; stats.evicted += 1; this.overflowed = true;
+    }
+  };
   Store.prototype.decode = function (c) {
-    // a promise of chunk c decoded (kept among the DECODED most recently used); undefined if not fetched yet
+    // a promise of chunk c decoded (kept among the DECODED most recently used); undefined if not fetched yet (its
+    // fetch is started: a chunk let go, or not reached by the prefetch)
     if (this.decoded.has(c)) return Promise.resolve(this.get(c));
-    if (!this.fetched(c)) return undefined;
+    if (!this.fetched(c)) { this.load(c); return undefined; }
     if (this.pending[c]) return this.pending[c];
     const self = this;
     const work = this.track.kind === "points" ? Promise.resolve(new Uint16Array(this.raw[c])) : decodeSheet(this.raw[c], this.track.channels);
@@ -90,27 +133,33 @@
     return { values: out, width: size.width, height: size.height };
   }
 
-  async function fetchChunk(track, name, attempt) {
+  async function fetchChunk(track, name, mine) {
+    // a chunk's payload and JSON, asked for again (every second at most) until the server's background thread has
+    // written them, for as long as these frames are the ones shown (mine: their generation; null once they are not).
+    // No attempt limit: a large trace's first full draw (its findings and failing steps read every row) can hold that
+    // thread back for minutes, and giving up would leave every later chunk unloaded.
     const ext = track.kind === "points" ? ".bin" : ".png";
-    const at = (e) => new URL(track.frames + name + e + (attempt ? "?try=" + attempt : ""), window.location.href);
-    const opts = { cache: attempt ? "no-store" : "default" }; // a 404 (not written yet) must not be cached
-    try {
-      // both files at once; the JSON is written after its payload, so a JSON found with its payload missing only
-      // means the payload was asked for first: the retry finds both
-      const [r, body] = await Promise.all([fetch(at(".json"), opts), fetch(at(ext), opts)]);
-      if (!r.ok) throw new Error(String(r.status));
-      if (!body.ok) throw new Error(String(body.status));
-      const [doc, raw] = await Promise.all([r.json(), track.kind === "points" ? body.arrayBuffer() : body.blob()]);
-      return { raw: raw, doc: doc };
-    } catch (e) {
-      if (attempt > 200) throw e;
-      await new Promise((ok) => setTimeout(ok, Math.min(100 * (attempt + 1), 1000)));
-      return fetchChunk(track, name, attempt + 1); // written by the server's background thread: not there yet
+    for (let attempt = 0; mine === generation; attempt++) {
+      const at = (e) => new URL(track.frames + name + e + (attempt ? "?try=" + attempt : ""), window.location.href);
+      const opts = { cache: attempt ? "no-store" : "default" }; // a 404 (not written yet) must not be cached
+      try {
+        // both files at once; the JSON is written after its payload, so a JSON found with its payload missing only
+        // means the payload was asked for first: the retry finds both
+        const [r, body] = await Promise.all([fetch(at(".json"), opts), fetch(at(ext), opts)]);
+        if (!r.ok) throw new Error(String(r.status));
+        if (!body.ok) throw new Error(String(body.status));
+        const [doc, raw] = await Promise.all([r.json(), track.kind === "points" ? body.arrayBuffer() : body.blob()]);
+        return { raw: raw, doc: doc };
+      } catch (e) {
+        await new Promise((ok) => setTimeout(ok, Math.min(100 * (attempt + 1), 1000))); // not written yet
+      }
     }
+    return null;
   }
 
   async function loadAll(mine) { // mine: the generation of frames it loads (a new set of frames stops it)
-    // every track's chunks: those of the position shown first, then the rest in order, tracks interleaved
+    // every track's chunks: those of the position shown first, then the rest in order, tracks interleaved; a track
+    // whose compressed chunks fill KEPT_BYTES stops there, its other chunks fetched when the position needs them
     const queues = tracks.map((tr) => {
       const names = [];
       for (let k = 0; k < tr.spec.chunks; k++) names.push(k);
@@ -121,15 +170,16 @@
     });
     for (let round = 0; queues.some((q) => q.length); round++) {
       for (let k = 0; k < tracks.length; k++) {
+        if (tracks[k].store.full()) { queues[k].length = 0; continue; }
         const c = queues[k].shift();
         if (c === undefined) continue;
-        const got = await fetchChunk(tracks[k].spec, c === "final" ? "final" : "chunk_" + c, 0);
-        if (mine !== generation) return;
-        tracks[k].store.raw[c] = got.raw; tracks[k].store.docs[c] = got.doc; stats.chunksLoaded += 1;
+        const got = await tracks[k].store.load(c);
+        if (mine !== generation || !got) return;
+        stats.chunksLoaded += 1;
         $("loaded").textContent = stats.chunksLoaded < stats.chunksTotal ? `frames ${stats.chunksLoaded}/${stats.chunksTotal} chunks loaded` : "";
-        if (!playing) show(index);
       }
     }
+    stats.prefetched = true; $("loaded").textContent = "";
   }
 
   // ---- positions -> each track's step ---------------------------------------------------------------------------
@@ -424,7 +474,8 @@
       });
     } catch (e) { /* another origin */ }
     window.__noisescopePlayer.control = { play: () => setPlaying(true), pause: () => setPlaying(false), go: (i, tell) => go(i, tell !== false),
-      setSpeed: (s) => { speed = s; stats.requested = s; }, setEvery: (k) => { every = k; }, state: () => ({ index, playing, speed, every, count }) };
+      setSpeed: (s) => { speed = s; stats.requested = s; }, setEvery: (k) => { every = k; }, state: () => ({ index, playing, speed, every, count }),
+      setKeptBytes: (n) => { keptBytes = n; for (const tr of tracks) tr.store.trim(null); }, kept: () => tracks.map((tr) => tr.store.bytes) };
     requestAnimationFrame(tick);
   }
 
@@ -449,11 +500,11 @@
     }
     spec = next; count = spec.positions;
     tracks = spec.tracks.map((t) => ({ spec: t, store: new Store(t), view: null }));
-    stats.chunksLoaded = 0; stats.chunksTotal = tracks.reduce((n, t) => n + t.spec.chunks + (t.spec.final ? 1 : 0), 0);
+    stats.chunksLoaded = 0; stats.prefetched = false; stats.chunksTotal = tracks.reduce((n, t) => n + t.spec.chunks + (t.spec.final ? 1 : 0), 0);
     if (first || index >= count) index = Math.min(spec.step, count - 1);
     $("slider").max = String(count - 1);
+    generation += 1; // before the first show: the chunks it fetches belong to these frames
     build(); show(index); setHeight();
-    generation += 1;
     loadAll(generation);
   });
   setup();
