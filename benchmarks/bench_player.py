@@ -39,21 +39,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Ratio
+from benchmarks.common import Ratio, viewer_server
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--no-first-run"]
 BATCH, SHAPE, T = 20, (1, 16, 16), 1000
@@ -90,34 +85,11 @@ def make_traces(folder: Path) -> dict[str, Path]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(folder: Path) -> Iterator[str]:
     """``noisescope view FOLDER`` on a free port; its base URL; stopped in every case."""
-    port = free_port()
-    log = folder / "server.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("noisescope")), "view", str(folder), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-            time.sleep(0.3)
+    with viewer_server(folder) as (base, _):
         yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def descendants(pid: int) -> list[int]:

@@ -44,17 +44,15 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Ratio
+from benchmarks.common import Ratio, viewer_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 64, 64)
@@ -148,38 +146,6 @@ def run_child(*args: str) -> dict[str, Any]:
 # -- the viewer, in a browser -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def viewer_server(folder: Path, frames: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``noisescope view FOLDER`` (this checkout's code) on a free port, its frame files under ``frames``; stopped in every case."""
-    from benchmarks.bench_player import free_port
-
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NOISESCOPE_FRAMES_DIR=str(frames))
-    with open(folder / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", CLI, "view", str(folder), "--port", str(port)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-            if proc.poll() is not None:
-                raise RuntimeError(f"the viewer exited ({proc.returncode}): {(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base, proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def server_pid(proc: subprocess.Popen[bytes]) -> int:
     """The Streamlit process ``noisescope view`` started (``python -m viewer.serve``)."""
     from benchmarks.bench_player import descendants
@@ -197,7 +163,6 @@ def step_label_shown(page: Any, step: int, rows: int) -> None:
                            ".some((e) => e.innerText.includes(text))", arg=f"Step {step + 1} of {rows}", timeout=WAIT_MS, polling=100)
 
 
-CLI = "import sys; from tracer.cli import main; sys.exit(main())"  # ``noisescope``, this checkout's code (PYTHONPATH)
 SCRUB_ONE_JS = """(i) => { const s = document.getElementById('slider'); s.value = String(i); s.dispatchEvent(new Event('input')); }"""
 
 
@@ -227,7 +192,7 @@ def child_view(folder: Path, name: str, rows: int) -> dict[str, Any]:
 
     frames = folder / "frames"
     times: dict[str, float] = {}
-    with viewer_server(folder, frames) as (base, proc), sync_playwright() as p:
+    with viewer_server(folder, {"NOISESCOPE_FRAMES_DIR": str(frames)}) as (base, proc), sync_playwright() as p:
         serve = server_pid(proc)
         idle_mb = vm_mb("VmRSS", serve)
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

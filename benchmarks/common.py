@@ -7,9 +7,17 @@ runs beside it; the median of those ratios, with its spread, is the result.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass
 
 
@@ -75,3 +83,44 @@ def format_table(rows: list[Ratio]) -> str:
             f"{'yes' if r.passed else 'NO'} | {r.note} |"
         )
     return "\n".join(lines)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys; from tracer.cli import main; sys.exit(main())"  # ``noisescope``, this checkout's code (PYTHONPATH)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def viewer_server(folder: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``noisescope view FOLDER`` (this checkout's code) on a free port, with ``env`` added to the environment: its base
+    URL and the process; stopped in every case."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    with open(folder / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", CLI, "view", str(folder), "--port", str(port)], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the viewer exited ({proc.returncode}): {(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield base, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
