@@ -139,7 +139,7 @@ def gather_records(records: Iterable[StepRecord], *, batch: int) -> Generator[St
                                    f"rank {statuses.index(OK)} more")
             for other, summary in enumerate(every):
                 if not torch.equal(summary[1:].view(torch.int64), every[0][1:].view(torch.int64)):  # bit for bit, NaN too
-                        raise RuntimeError(f"ranks 0 and {other} disagree on the scalars or tensors of step {step}: "
+                    raise RuntimeError(f"ranks 0 and {other} disagree on the scalars or tensors of step {step}: "
                                        "they do not run the same sampler with the same options")
             assert record is not None
             try:
