@@ -4,10 +4,13 @@
 the reader, tracer/trace/reader.py, reads values) and lists, for every read of a dataset of the
 ``steps`` series with rows of their own ([S, B, *D]: the tensors), the dataset's name, the row index
 asked for (None when the selection was anything but one row) and how many rows' bytes came back.
+Only reads made on the thread that opened the recording count: a frames thread an earlier test
+left running in the same process reads other files.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,11 +50,12 @@ class Reads:
 def recorded_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
     reads = Reads()
     original = h5py.Dataset.__getitem__
+    this_test = threading.get_ident()
 
     def getitem(self: h5py.Dataset, args: Any, new_dtype: Any = None) -> Any:
         out = original(self, args, new_dtype)
         name = str(self.name or "")
-        if name.startswith("/steps/") and self.ndim >= 3:
+        if name.startswith("/steps/") and self.ndim >= 3 and threading.get_ident() == this_test:
             row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
             row = int(args) if isinstance(args, (int, np.integer)) and not isinstance(args, bool) else None
             reads.tensors.append(Read(name.rsplit("/", 1)[1], row, np.asarray(out).nbytes / row_bytes))
