@@ -31,6 +31,12 @@ performance.now() time) this measures:
   runs in the page's renderer, on its main thread and in its V8 isolate, so these numbers
   cover the page and the player together.
 
+- the first frame beside its floor: fresh pages of the DDIM trace (browser cache warm) taken in turn with fresh
+  pages of a Streamlit page holding only a custom component that paints one frame from its arguments
+  (benchmarks/player_floor/, served by the viewer's server process with its flags), FLOOR_ROUNDS of each,
+  each started on a quiet page (the one before closed, 2 s waited): what any Streamlit component page takes
+  to its first frame on this machine now, and what the player adds to it.
+
 Nothing here is asserted; the numbers are printed with the machine's load average.
 Skipped (a line in the report) without chromium or playwright.
 """
@@ -53,6 +59,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--no-first-run"]
 BATCH, SHAPE, T = 20, (1, 16, 16), 1000
 REQUESTED = 30
+FLOOR_APP = Path(__file__).resolve().parent / "player_floor" / "app.py"
+FLOOR_ROUNDS = 6
 _REPORT: list[str] = []
 
 
@@ -147,11 +155,11 @@ def memory_text(renderer: float, mem: dict[str, float]) -> str:
             f"({mem['backing_gc_mb']:.1f} after the GC)")
 
 
-def player_frame(page: Any, timeout_s: float = 60) -> Any:
+def player_frame(page: Any, timeout_s: float = 60, component: str = "player") -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for frame in page.frames:
-            if ".player/index.html" in frame.url:
+            if f".{component}/index.html" in frame.url:
                 with contextlib.suppress(Exception):
                     if frame.evaluate("() => !!(window.__noisescopePlayer && window.__noisescopePlayer.firstPaint !== null)"):
                         return frame
@@ -186,11 +194,42 @@ SCRUB_JS = """async (steps) => {
 }"""
 
 
+def first_frame(page: Any, url: str, component: str = "player") -> tuple[Any, float]:
+    """Open ``url``; the component's frame and ms from the request to its first frame drawn."""
+    start_ms = time.time() * 1000
+    page.goto(url, timeout=90_000)
+    frame = player_frame(page, component=component)
+    return frame, frame.evaluate("() => performance.timeOrigin + window.__noisescopePlayer.firstPaint") - start_ms
+
+
+def beside_floor(browser: Any, base: str, folder: Path) -> str:
+    """FLOOR_ROUNDS fresh pages of the DDIM trace and of the floor, in turn: the line of the report."""
+    times: dict[str, list[float]] = {"player": [], "floor": []}
+    loads = []
+    with viewer_server(folder, app=FLOOR_APP) as (floor_base, _):
+        for k in range(FLOOR_ROUNDS + 1):  # the first round warms the floor's server and the browser's cache
+            for which in ("player", "floor") if k % 2 else ("floor", "player"):
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                if which == "floor":
+                    _, ms = first_frame(page, f"{floor_base}/", "floor")
+                else:
+                    _, ms = first_frame(page, f"{base}/?view=playback&trace=ddim50.h5")
+                    page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)  # its second run done
+                page.close()
+                if k:
+                    times[which].append(ms)
+                    loads.append(os.getloadavg()[0])
+                time.sleep(2)
+    p, f = (statistics.median(times[w]) for w in ("player", "floor"))
+    return (f"- first frame beside its floor, {FLOOR_ROUNDS} fresh pages of each in turn (load average {min(loads):.2f} to {max(loads):.2f}): "
+            f"the DDIM trace's player median {p:.0f} ms ({min(times['player']):.0f} to {max(times['player']):.0f}), "
+            f"{sum(t <= 2000 for t in times['player'])} of {FLOOR_ROUNDS} within 2 s; a page of only a component painting one frame "
+            f"median {f:.0f} ms ({min(times['floor']):.0f} to {max(times['floor']):.0f}); the player adds {p - f:+.0f} ms (medians)")
+
+
 def measure(page: Any, base: str, name: str, rows: int) -> dict[str, Any]:
     start_ms = time.time() * 1000
-    page.goto(f"{base}/?view=playback&trace={name}.h5", timeout=90_000)
-    frame = player_frame(page)
-    first_paint = frame.evaluate("() => performance.timeOrigin + window.__noisescopePlayer.firstPaint") - start_ms
+    frame, first_paint = first_frame(page, f"{base}/?view=playback&trace={name}.h5")
     page.locator("[class*='st-key-eq-'] .katex").first.wait_for(timeout=90_000)  # the rest of the page drawn (same main thread)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=90_000, polling=20)
     whole = time.time() * 1000 - start_ms
@@ -270,6 +309,7 @@ def run(quick: bool) -> list[Ratio]:
                 _REPORT.append(f"- ddpm1000 loaded and left idle (no play, no scrub), load average {load}: {memory_text(renderer, mem)}; "
                                f"all chromium processes {total:.0f} MB")
                 page.close()
+                _REPORT.append(beside_floor(browser, base, folder))
             finally:
                 browser.close()
     return []

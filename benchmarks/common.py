@@ -96,14 +96,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def viewer_server(folder: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def viewer_server(folder: Path, env: dict[str, str] | None = None, app: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``noisescope view FOLDER`` (this checkout's code) on a free port, with ``env`` added to the environment: its base
-    URL and the process; stopped in every case."""
+    URL and the process; stopped in every case. ``app``: another Streamlit script served the same way (the viewer's
+    server process and flags, tracer/cli/view.py), its log in ``folder``."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    if app is None:
+        argv = [sys.executable, "-c", CLI, "view", str(folder), "--port", str(port)]
+    else:
+        from tracer.cli.view import command
+
+        argv = command([], "127.0.0.1", port, app=app)
     with open(folder / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", CLI, "view", str(folder), "--port", str(port)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -1,4 +1,4 @@
-"""The noisescope viewer, wired: sidebar (view and trace), then the page. Run by ``noisescope view PATH ...``.
+"""The noisescope viewer, wired: the page, then the sidebar's view and trace pickers in their place (above it). Run by ``noisescope view PATH ...``.
 
     streamlit run viewer/app.py -- PATH ...      (or NOISESCOPE_VIEW_ROOTS=PATH:PATH)
 
@@ -15,6 +15,7 @@ if __package__ in (None, ""):  # `streamlit run viewer/app.py` runs this file as
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from viewer import loaders, paths, player, state
 from viewer.text import plain
@@ -28,17 +29,24 @@ from viewer.panels.training import training_page
 KINDS_FOR_VIEW = {"playback": ("sampling",), "training": ("training",), "schedule": ("sampling", "training")}
 
 
-def trace_ui(entries: list[paths.TraceEntry], view: str) -> paths.TraceEntry | None:
-    """Sidebar: pick one trace among those that suit the view (unreadable files stay listed, to say why)."""
+def trace_choice(entries: list[paths.TraceEntry], view: str) -> tuple[paths.TraceEntry | None, list[str]]:
+    """The trace the session shows among those that suit the view (unreadable files stay listed, to say why), and the
+    names the sidebar's picker offers."""
     wanted = KINDS_FOR_VIEW.get(view, ("sampling", "training"))
     options = [e for e in entries if loaders.kind_of(e.path) in (*wanted, "unreadable")] or entries
     names = [e.name for e in options]
     if not names:
-        return None
+        return None, names
     if st.session_state.get("trace") not in names:
         st.session_state["trace"] = names[0]
-    chosen = st.sidebar.selectbox("Trace", names, key="trace")
-    return next(e for e in options if e.name == chosen)
+    return next(e for e in options if e.name == st.session_state["trace"]), names
+
+
+def nav_ui(nav: DeltaGenerator, trace_names: list[str] | None) -> None:
+    """The view and trace pickers, in the sidebar's ``nav`` container (their values are the session's, already shown)."""
+    nav.radio("View", state.VIEWS, format_func=state.VIEW_TITLES.__getitem__, key="view", horizontal=True)
+    if trace_names:
+        nav.selectbox("Trace", trace_names, key="trace")
 
 
 def main() -> None:
@@ -48,11 +56,16 @@ def main() -> None:
     names = [e.name for e in entries]
     state.read_url_once(names)
     st.sidebar.title("noisescope")
-    view = st.sidebar.radio("View", state.VIEWS, format_func=state.VIEW_TITLES.__getitem__, key="view", horizontal=True)
+    # The pickers are drawn after the page, in their place: a player's first draw holds them back (viewer/panels/playback.py).
+    nav = st.sidebar.container()
+    view = st.session_state.setdefault("view", state.VIEWS[0])
+    trace_names: list[str] | None = None
+    held_back = False
     missing = [str(r) for r in roots if not r.exists()]
     for root in missing:
         st.sidebar.warning(f"{plain(root)}: no such file or folder")
     if not entries:
+        nav_ui(nav, None)
         st.info("No traces found. Start the viewer with trace files or folders: `noisescope view runs/`.")
         st.sidebar.caption("Allowed: " + (", ".join(plain(r) for r in roots) or "nothing"))
         return
@@ -61,16 +74,18 @@ def main() -> None:
         with guard("compare"):
             compare_page(entries, st.session_state.get("compare", []), lambda chosen, i: state.write_url(view, chosen[0] if chosen else None, i, chosen))
     else:
-        entry = trace_ui(entries, view)
+        entry, trace_names = trace_choice(entries, view)
         if entry is not None:
             with guard(entry.name):
                 if view == "playback":
-                    playback_page(entry, registry, lambda i: state.write_url(view, entry.name, i))
+                    held_back = playback_page(entry, registry, lambda i: state.write_url(view, entry.name, i))
                 elif view == "training":
                     training_page(entry, lambda k: state.write_url(view, entry.name, None, snapshot=k), registry)
                 else:
                     state.write_url(view, entry.name, None)
                     schedule_page(entry)
+    if not held_back:
+        nav_ui(nav, trace_names)
     st.sidebar.caption(f"{len(entries)} trace(s) under " + ", ".join(plain(r) for r in roots))
 
 

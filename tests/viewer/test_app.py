@@ -134,10 +134,14 @@ def test_a_sessions_first_playback_draw_is_the_player_alone_and_a_second_run_dra
     assert step_label(at).startswith("**Step 1 of ")
     assert not at.get("plotly_chart") and "#### The equations of this step" not in texts(at)
     assert any("follow in a moment" in c.value for c in at.caption)
+    assert not at.sidebar.multiselect  # nor the display widgets: React draws less before the player's frame
+    first_player = at.get("component_instance")[0].proto.json_args
     assert at.session_state[DRAWN_WHOLE]
     at.run()  # what the fragment's rerun starts: a full run
     no_failures(at)
     assert len(at.get("plotly_chart")) == 1 and "#### The equations of this step" in texts(at)
+    assert [m.key for m in at.sidebar.multiselect] == [f"step:{name}.tensors", f"step:{name}.samples"]
+    assert at.get("component_instance")[0].proto.json_args == first_player  # the widgets' defaults were drawn first: same player
     assert not any("follow in a moment" in c.value for c in at.caption)
     at.session_state[f"step:{name}.player"] = {"step": 4, "seq": 1}
     at.run()

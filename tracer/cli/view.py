@@ -65,10 +65,10 @@ def url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def command(paths: Sequence[Path], host: str, port: int) -> list[str]:
-    """The Streamlit command line that serves the viewer on these roots."""
+def command(paths: Sequence[Path], host: str, port: int, app: Path = APP) -> list[str]:
+    """The Streamlit command line that serves the viewer (``app``: another script, served the same way) on these roots."""
     return [
-        sys.executable, "-m", "viewer.serve", "run", str(APP),  # Streamlit, its first page's imports done first
+        sys.executable, "-m", "viewer.serve", "run", str(app),  # Streamlit, its first page's imports done first
         "--server.address", host,
         "--server.port", str(port),
         "--server.headless", "true",

@@ -15,9 +15,11 @@ its samples by the run's index; the header says what was left out.
 The player shares the browser's main thread with the page (its iframe is same-origin):
 on a session's first draw, the page's plotly charts (the first one evaluates plotly.js,
 about 0.9 s of main thread) and KaTeX equations would hold its first frame back by 1.5
-to 3 s. So that first draw is the player alone (and the step label), and the rest
-follows in a second run: the player sends its step once its first frame is up, or the
-body fragment's timer (FIRST_DRAW_DEFER_SECONDS) fires; that run is a full one, which
+to 3 s. So that first draw is the player alone (and the step label), and the rest follows
+in a second run, the sidebar's widgets too (the view and trace pickers, and the display
+widgets, whose defaults the player plays): a page's first widget of each kind loads and runs
+its front-end code, 0.2 to 0.4 s on 2 cores. The second run comes once the player sends its
+step once its first frame is up, or the body fragment's timer (FIRST_DRAW_DEFER_SECONDS) fires; that run is a full one, which
 draws the page whole and stops the timer. Later runs draw the page whole at once.
 """
 
@@ -60,23 +62,36 @@ def sample_label(k: int, labels: np.ndarray | None, indices: tuple[int, ...] = (
     return f"#{shown}"
 
 
-def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False) -> Display:
-    """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D)."""
+def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False,
+               deferring: bool = False) -> Display:
+    """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D).
+    ``deferring`` (the player's first draw): no widget is drawn, the display is their defaults; they come with the next run."""
+    default = default_display(info)
+    if deferring:
+        return default
     st.sidebar.markdown("**Display**")
     if info.is_2d:
-        mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, key=f"{key}.x0mode", horizontal=True)
-        trails = st.sidebar.toggle("Trajectories so far", value=True, key=f"{key}.trails")
+        mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, index=X0_MODES.index(default.x0_mode), key=f"{key}.x0mode",
+                                horizontal=True)
+        trails = st.sidebar.toggle("Trajectories so far", value=default.trajectories, key=f"{key}.trails")
         return Display(x0_mode=mode, trajectories=trails)  # type: ignore[arg-type]
     offered = offered_tensors(info)
     derived = [name for name in offered if name in symbols.DERIVED]
-    tensors = st.sidebar.multiselect("Tensors", offered, default=list(default_tensors(info)), key=f"{key}.tensors",
+    tensors = st.sidebar.multiselect("Tensors", offered, default=list(default.tensors), key=f"{key}.tensors",
                                      format_func=tensor_label, help=tensors_help(derived))
-    samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(range(min(info.batch, MAX_DEFAULT_SAMPLES))),
+    samples = st.sidebar.multiselect("Samples", list(range(info.batch)), default=list(default.samples),
                                      key=f"{key}.samples", format_func=lambda k: sample_label(k, labels, info.sample_indices))
     if in_browser:  # the player's fixed scales: [-1, 1] for x_t, x0_pred and samples, symmetric per noise-like tensor
         return Display(tensors=tuple(tensors), samples=tuple(samples), colour="trace")
     colour = st.sidebar.radio("Colour scale", list(COLOUR_MODES), format_func=COLOUR_MODES.__getitem__, key=f"{key}.colour")
     return Display(tensors=tuple(tensors), samples=tuple(samples), colour=colour)  # type: ignore[arg-type]
+
+
+def default_display(info: loaders.TraceInfo) -> Display:
+    """What the display widgets show before anyone touches them (the player's fixed scales)."""
+    if info.is_2d:
+        return Display(x0_mode=X0_MODES[0], trajectories=True)  # type: ignore[arg-type]
+    return Display(tensors=tuple(default_tensors(info)), samples=tuple(range(min(info.batch, MAX_DEFAULT_SAMPLES))), colour="trace")
 
 
 def tensor_label(name: str) -> str:
@@ -104,19 +119,22 @@ def run_step(scalars: dict[str, np.ndarray], i: int) -> int | None:
     return None if index is None or i >= len(index) else int(index[i])
 
 
-def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], None]) -> None:
-    """Draw the page for ``entry``; ``on_step(i)`` is told the step shown (for the URL)."""
+def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], None]) -> bool:
+    """Draw the page for ``entry``; ``on_step(i)`` is told the step shown (for the URL). True where this was a player's
+    first draw: the sidebar's pickers wait for the next run too (the first use of a Streamlit widget in a page loads and
+    runs its front-end code, 0.2 to 0.4 s of the main thread that the first frame would wait behind)."""
     handle = loaders.open_handle(entry.path)
     info = loaders.info(handle)
     header_ui(entry.name, info)
     if info.kind != "sampling":
         st.info("This is a training trace: open the **Training** view to see it.")
-        return
+        return False
     key = step_key(entry.name)[: -len(".index")]
     written = loaders.has_final(handle)
     labels = loaders.final_array(info.path, info.inode, "labels", written) if written else None
     in_browser = supported(info)
-    display = display_ui(info, labels, key, in_browser)
+    deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
+    display = display_ui(info, labels, key, in_browser, deferring)
     live = info.status == "running"
     play = PlayState(playing=False, speed=1, follow=False) if in_browser else play_controls_ui(key, live)
     # Following a live trace that has just finished: show its last step once.
@@ -125,7 +143,6 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
         st.session_state[f"{key}.jump_last"] = True  # one-shot, read inside the fragment
     if live:
         st.session_state[following_key] = play.follow
-    deferring = in_browser and not st.session_state.get(DRAWN_WHOLE)  # the first draw: the player alone (see the module's doc)
     findings_ui(registry, info, compute=not deferring)  # under the header; they read every row once per file: not on the first draw
     run_every = play.interval if play.playing else (LIVE_POLL_SECONDS if live else (FIRST_DRAW_DEFER_SECONDS if deferring else None))
 
@@ -207,6 +224,7 @@ def playback_page(entry: TraceEntry, registry: Any, on_step: Callable[[int], Non
             export_ui.export_ui(handle, now, i, view, display, entry.name)
 
     body()
+    return deferring
 
 
 def shown_names(view: StepView) -> list[str] | None:
