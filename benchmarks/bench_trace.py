@@ -192,7 +192,7 @@ def run(quick: bool = False) -> list[Ratio]:
         workdir = Path(tmp)
         start = time.perf_counter()
         rows = [
-            *(recording_overhead(sampler, steps, repeats=(3 if quick else 11) if steps else (1 if quick else 4), workdir=workdir,
+            *(recording_overhead(sampler, steps, repeats=(3 if quick else 15) if steps else (1 if quick else 4), workdir=workdir,
                                  title=title) for sampler, steps, title in FAMILIES),
             write_throughput(100 if quick else 300, repeats=3 if quick else 7, workdir=workdir),
             random_read(repeats=5 if quick else 11, reads=200, workdir=workdir),

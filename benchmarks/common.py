@@ -2,13 +2,17 @@
 
 The machines' speed drifts by tens of percent within minutes, so A and B are
 run interleaved (A B A B ... A) and each B is divided by the mean of the two A
-runs beside it; the median of those ratios, with its spread, is the result.
+runs beside it; the median of those ratios, with its spread, is the result, and
+a 95 % bootstrap interval of that median (``median_interval``): a target is met
+("yes") or missed ("NO") only where the whole interval says so; a median on one
+side of the target with the interval across it is reported as such, not as a verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import statistics
@@ -33,11 +37,29 @@ class Ratio:
     seconds_b: float
     target: str  # e.g. "<= 1.05"
     note: str = ""
+    interval: tuple[float, float] | None = None  # 95 % bootstrap interval of the median, where there are runs to resample
+
+    def _meets(self, value: float) -> bool:
+        op, bound = self.target.split()
+        return value <= float(bound) if op == "<=" else value >= float(bound)
 
     @property
     def passed(self) -> bool:
-        op, value = self.target.split()
-        return self.median <= float(value) if op == "<=" else self.median >= float(value)
+        return self._meets(self.median)
+
+    @property
+    def verdict(self) -> str:
+        """'yes' or 'NO' where the median and its whole interval agree; else which side the median is on, undecided."""
+        if self.interval is None or self._meets(self.interval[0]) == self._meets(self.interval[1]):
+            return "yes" if self.passed else "NO"
+        return f"undecided (median {'within' if self.passed else 'beyond'}; 95 % interval {self.interval[0]:.3f}-{self.interval[1]:.3f} across the target)"
+
+
+def median_interval(values: list[float], resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """A 95 % percentile-bootstrap interval of the median of ``values`` (a fixed seed: the same runs, the same interval)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -68,19 +90,21 @@ def interleaved_ratio(
         seconds_b=statistics.mean(b_times),
         target=target,
         note=note,
+        interval=median_interval(ratios),
     )
 
 
 def format_table(rows: list[Ratio]) -> str:
     """A Markdown table of ratios, ready to paste into docs/performance.md."""
     lines = [
-        "| benchmark | ratio (median) | spread | A mean s | B mean s | target | ok | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| benchmark | ratio (median) | 95 % interval | spread | A mean s | B mean s | target | ok | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        interval = f"{r.interval[0]:.3f}-{r.interval[1]:.3f}" if r.interval else ""
         lines.append(
-            f"| {r.name} | {r.median:.3f} | {r.low:.3f}-{r.high:.3f} | {r.seconds_a:.3f} | {r.seconds_b:.3f} | {r.target} | "
-            f"{'yes' if r.passed else 'NO'} | {r.note} |"
+            f"| {r.name} | {r.median:.3f} | {interval} | {r.low:.3f}-{r.high:.3f} | {r.seconds_a:.3f} | {r.seconds_b:.3f} | {r.target} | "
+            f"{r.verdict} | {r.note} |"
         )
     return "\n".join(lines)
 
