@@ -26,6 +26,7 @@ from viewer.panels.playback import playback_page
 from viewer.panels.schedule import schedule_page
 from viewer.panels.training import training_page
 
+NAV_KEYS = ("view", "trace")  # the sidebar pickers' session keys (nav_ui)
 KINDS_FOR_VIEW = {"playback": ("sampling",), "training": ("training",), "schedule": ("sampling", "training")}
 
 
@@ -58,6 +59,9 @@ def main() -> None:
     st.sidebar.title("noisescope")
     # The pickers are drawn after the page, in their place: a player's first draw holds them back (viewer/panels/playback.py).
     nav = st.sidebar.container()
+    for key in NAV_KEYS:  # Streamlit forgets a widget's value at the end of a run that does not draw it: held as the session's own
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     view = st.session_state.setdefault("view", state.VIEWS[0])
     trace_names: list[str] | None = None
     held_back = False

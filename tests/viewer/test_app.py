@@ -148,6 +148,25 @@ def test_a_sessions_first_playback_draw_is_the_player_alone_and_a_second_run_dra
     assert step_label(at).startswith("**Step 5 of ") and len(at.get("plotly_chart")) == 1
 
 
+def test_the_trace_picked_on_another_view_stays_through_the_first_playback_draw(traces: Traces, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first playback draw of a session does not draw the sidebar's pickers; a trace picked on another view before
+    it is still the one shown once they are drawn again (Streamlit forgets the value of a widget a run does not draw)."""
+    monkeypatch.setenv(ROOTS_ENV, str(traces.root))
+    name = traces.name(traces.images_guided)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["view"] = "schedule"
+    at.run()
+    assert at.sidebar.selectbox(key="trace").value != name  # another trace than the first listed: a reset would show
+    at.sidebar.selectbox(key="trace").set_value(name).run()
+    at.sidebar.radio(key="view").set_value("playback").run()  # the player's first draw: no pickers
+    no_failures(at)
+    assert not at.sidebar.radio and at.get("component_instance")
+    at.run()  # the second run, pickers drawn again
+    no_failures(at)
+    assert at.sidebar.radio(key="view").value == "playback" and at.sidebar.selectbox(key="trace").value == name
+    assert at.session_state[DRAWN_WHOLE] and len(at.get("plotly_chart")) == 1
+
+
 def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> None:
     name = traces.name(traces.images_guided)
     t = t_column(traces.images_guided)
