@@ -59,9 +59,8 @@ def main() -> None:
     st.sidebar.title("noisescope")
     # The pickers are drawn after the page, in their place: a player's first draw holds them back (viewer/panels/playback.py).
     nav = st.sidebar.container()
-    for key in NAV_KEYS:  # Streamlit forgets a widget's value at the end of a run that does not draw it: held as the session's own
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    for key in NAV_KEYS:  # kept through a run that does not draw the pickers
+        state.held(key)
     view = st.session_state.setdefault("view", state.VIEWS[0])
     trace_names: list[str] | None = None
     held_back = False

@@ -55,6 +55,15 @@ def read_url_once(names: Sequence[str]) -> None:
             st.session_state[step_key(f"compare:{chosen[0]}")] = step  # the timeline is the first trace's
 
 
+def held(key: str) -> Any | None:
+    """The session's value of the widget ``key``, kept through a run that does not draw the widget (Streamlit forgets an
+    undrawn widget's value at the end of a run: it is set again here as the session's own); None where it has none."""
+    if key not in st.session_state:
+        return None
+    st.session_state[key] = st.session_state[key]
+    return st.session_state[key]
+
+
 def step_key(trace_name: str) -> str:
     """Session key holding the current step index of one trace (the scrubber's canonical state)."""
     return f"step:{trace_name}.index"

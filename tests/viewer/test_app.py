@@ -167,6 +167,27 @@ def test_the_trace_picked_on_another_view_stays_through_the_first_playback_draw(
     assert at.session_state[DRAWN_WHOLE] and len(at.get("plotly_chart")) == 1
 
 
+def test_tensors_picked_before_a_first_player_draw_are_played_and_kept(traces: Traces, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first player draw after the display pickers were drawn (a live trace that has just finished: the server-side
+    view drew them) plays the tensors picked, and the pickers keep them when they are drawn again."""
+    monkeypatch.setenv(ROOTS_ENV, str(traces.root))
+    name = traces.name(traces.images_ddim)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params["view"], at.query_params["trace"] = "playback", name
+    at.session_state[DRAWN_WHOLE] = True
+    at.run()
+    at.sidebar.multiselect(key=f"step:{name}.tensors").set_value(["x_t"]).run()
+    del at.session_state[DRAWN_WHOLE]  # the player's first draw from here (as when a followed live trace finishes)
+    at.run()
+    no_failures(at)
+    assert not at.sidebar.multiselect
+    panels = json.loads(at.get("component_instance")[0].proto.json_args)["spec"]["tracks"][0]["panels"]
+    assert [p["name"] for p in panels] == ["x_t"]
+    at.run()
+    no_failures(at)
+    assert at.sidebar.multiselect(key=f"step:{name}.tensors").value == ["x_t"]
+
+
 def test_a_copied_url_reopens_the_same_trace_and_step(app, traces: Traces) -> None:
     name = traces.name(traces.images_guided)
     t = t_column(traces.images_guided)

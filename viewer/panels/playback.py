@@ -32,7 +32,7 @@ import numpy as np
 import streamlit as st
 
 from tracer.trace import schema
-from viewer import equations_panel, loaders, symbols
+from viewer import equations_panel, loaders, state, symbols
 from viewer.figures.points import X0_MODES
 from viewer.figures.scalars import timeline_figure
 from viewer.panels import export_ui
@@ -65,10 +65,18 @@ def sample_label(k: int, labels: np.ndarray | None, indices: tuple[int, ...] = (
 def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False,
                deferring: bool = False) -> Display:
     """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D).
-    ``deferring`` (the player's first draw): no widget is drawn, the display is their defaults; they come with the next run."""
+    ``deferring`` (the player's first draw): no widget is drawn; the display is the session's values, else the defaults. They come next run."""
     default = default_display(info)
-    if deferring:
-        return default
+    if deferring:  # drawn next run; until then the session's values (a live trace that has just finished), else the defaults
+
+        def value(name: str, fallback: Any) -> Any:
+            kept = state.held(f"{key}.{name}")
+            return fallback if kept is None else kept
+
+        if info.is_2d:
+            return Display(x0_mode=value("x0mode", default.x0_mode), trajectories=value("trails", default.trajectories))
+        return Display(tensors=tuple(value("tensors", default.tensors)), samples=tuple(value("samples", default.samples)),
+                       colour="trace")
     st.sidebar.markdown("**Display**")
     if info.is_2d:
         mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, index=X0_MODES.index(default.x0_mode), key=f"{key}.x0mode",
