@@ -55,11 +55,11 @@ def read_url_once(names: Sequence[str]) -> None:
             st.session_state[step_key(f"compare:{chosen[0]}")] = step  # the timeline is the first trace's
 
 
-def held(key: str) -> Any | None:
+def held(key: str, default: Any = None) -> Any:
     """The session's value of the widget ``key``, kept through a run that does not draw the widget (Streamlit forgets an
-    undrawn widget's value at the end of a run: it is set again here as the session's own); None where it has none."""
+    undrawn widget's value at the end of a run: it is set again here as the session's own); ``default`` where it has none."""
     if key not in st.session_state:
-        return None
+        return default
     st.session_state[key] = st.session_state[key]
     return st.session_state[key]
 

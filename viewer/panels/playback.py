@@ -17,10 +17,11 @@ on a session's first draw, the page's plotly charts (the first one evaluates plo
 about 0.9 s of main thread) and KaTeX equations would hold its first frame back by 1.5
 to 3 s. So that first draw is the player alone (and the step label), and the rest follows
 in a second run, the sidebar's widgets too (the view and trace pickers, and the display
-widgets, whose defaults the player plays): a page's first widget of each kind loads and runs
+widgets, whose values the player plays): a page's first widget of each kind loads and runs
 its front-end code, 0.2 to 0.4 s on 2 cores. The second run comes once the player sends its
-step once its first frame is up, or the body fragment's timer (FIRST_DRAW_DEFER_SECONDS) fires; that run is a full one, which
-draws the page whole and stops the timer. Later runs draw the page whole at once.
+step (its first frame is up), or when the body fragment's timer (FIRST_DRAW_DEFER_SECONDS)
+fires; that run is a full one, which draws the page whole and stops the timer. Later runs
+draw the page whole at once.
 """
 
 from __future__ import annotations
@@ -65,18 +66,14 @@ def sample_label(k: int, labels: np.ndarray | None, indices: tuple[int, ...] = (
 def display_ui(info: loaders.TraceInfo, labels: np.ndarray | None, key: str, in_browser: bool = False,
                deferring: bool = False) -> Display:
     """Sidebar: which tensors and samples to show and on what colour scale (images), or how to draw x0_pred (2-D).
-    ``deferring`` (the player's first draw): no widget is drawn; the display is the session's values, else the defaults. They come next run."""
+    ``deferring`` (the player's first draw): no widget is drawn (they come next run); the display is the session's values,
+    else the defaults."""
     default = default_display(info)
     if deferring:  # drawn next run; until then the session's values (a live trace that has just finished), else the defaults
-
-        def value(name: str, fallback: Any) -> Any:
-            kept = state.held(f"{key}.{name}")
-            return fallback if kept is None else kept
-
         if info.is_2d:
-            return Display(x0_mode=value("x0mode", default.x0_mode), trajectories=value("trails", default.trajectories))
-        return Display(tensors=tuple(value("tensors", default.tensors)), samples=tuple(value("samples", default.samples)),
-                       colour="trace")
+            return Display(x0_mode=state.held(f"{key}.x0mode", default.x0_mode), trajectories=state.held(f"{key}.trails", default.trajectories))
+        return Display(tensors=tuple(state.held(f"{key}.tensors", default.tensors)),
+                       samples=tuple(state.held(f"{key}.samples", default.samples)), colour="trace")
     st.sidebar.markdown("**Display**")
     if info.is_2d:
         mode = st.sidebar.radio("x̂₀ (x0_pred) shown as", X0_MODES, index=X0_MODES.index(default.x0_mode), key=f"{key}.x0mode",
