@@ -27,6 +27,7 @@ the reader and the viewer import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -205,6 +206,26 @@ class Recorded:
     def to_json(self) -> dict[str, Any]:
         """The attribute again, as ``RecordChoice.to_json`` writes it."""
         return self.choice.to_json(self.batch, self.left_out, self.steps)
+
+
+def shared_samples(*kept: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+    """The run's sample indices every trace keeps (each trace's ``Trace.sample_indices()``), in increasing order, and
+    for each trace the row holding each of them: two traces are compared sample by sample only where the rows are
+    the same sample of the run (``--samples 0:4`` against ``--samples 2:6`` shares samples 2 and 3, in rows 2, 3 of
+    the first and 0, 1 of the second). Empty where no sample is kept by all of them."""
+    common = sorted(set.intersection(*(set(indices) for indices in kept))) if kept else []
+    positions = [{index: row for row, index in enumerate(indices)} for indices in kept]
+    return common, [[where[index] for index in common] for where in positions]
+
+
+def samples_text(indices: Sequence[int]) -> str:
+    """Sample indices for people: '0:16' for a run of consecutive ones, '0:16:2' for an even stride, else '2, 5, 9'."""
+    values = list(indices)
+    if len(values) > 2:
+        stride = values[1] - values[0]
+        if stride > 0 and all(b - a == stride for a, b in zip(values, values[1:], strict=False)):
+            return _slice_text((values[0], values[-1] + stride, stride))
+    return ", ".join(map(str, values))
 
 
 def parse_samples(text: str) -> tuple[Slice, bool]:
