@@ -22,6 +22,7 @@ from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
 from tracer.samplers import SamplerConfig
 from tracer.schedules import Schedule, make_schedule
+from tracer.trace.choice import RecordChoice
 from tracer.trace.reader import open_trace
 
 MEAN, STD = torch.tensor([0.5, -0.3], dtype=torch.float64), 0.4
@@ -32,10 +33,12 @@ def schedule() -> Schedule:
     return make_schedule("linear", 1000)
 
 
-def record(model: Any, schedule: Schedule, path: Path, sampler: str = "ddim", batch: int = 8, **options: Any) -> Path:
-    z = torch.randn(batch, 2, generator=torch.Generator().manual_seed(3))
+def record(model: Any, schedule: Schedule, path: Path, sampler: str = "ddim", batch: int = 8, samples: str | None = None,
+           dims: int = 2, **options: Any) -> Path:
+    """A run of ``model`` from a fixed x_T and noise, keeping the batch rows ``samples`` (--samples' syntax) or all."""
+    z = torch.randn(batch, dims, generator=torch.Generator().manual_seed(3))
     record_run(model, schedule, SamplerConfig(sampler, **options), x_T=z, labels=None, generator=torch.Generator().manual_seed(4),
-               out=path, progress=False)
+               out=path, progress=False, choice=RecordChoice.from_cli(samples=samples))
     return path
 
 
@@ -107,10 +110,14 @@ def test_bad_input_is_one_line_and_exit_2(schedule: Schedule, tmp_path: Path, ca
     oracle = GaussianOracle(schedule, MEAN, STD)
     a = record(oracle, schedule, tmp_path / "a.h5", steps=10)
     small = record(oracle, schedule, tmp_path / "small.h5", steps=10, batch=4)
+    three = record(GaussianOracle(schedule, torch.zeros(3, dtype=torch.float64), STD), schedule, tmp_path / "three.h5", steps=10, dims=3)
+    head, tail = (record(oracle, schedule, tmp_path / f"{n}.h5", steps=10, samples=rows) for n, rows in (("head", "0:3"), ("tail", "5:8")))
     other = record(oracle, schedule, tmp_path / "other.h5", steps=7, spacing="trailing")  # t = 999, 856, ..., 141: none of a's
     (tmp_path / "text.h5").write_text("not a trace")
     cases = [
-        ([str(a), str(small)], "other shapes"),
+        ([str(a), str(three)], "other shapes"),
+        ([str(a), str(small)], "batches of other sizes (" + str(a) + " 8, " + str(small) + " 4)"),
+        ([str(head), str(tail)], "keeps samples 0:3 and " + str(tail) + " samples 5:8 of the run's batch of 8: no sample in common"),
         ([str(a), str(other)], "share no noise level"),
         ([str(a), str(tmp_path / "missing.h5")], "missing.h5"),
         ([str(a), str(tmp_path / "text.h5")], "text.h5"),
@@ -121,6 +128,35 @@ def test_bad_input_is_one_line_and_exit_2(schedule: Schedule, tmp_path: Path, ca
         assert main(["diff", *argv]) == 2, argv
         captured = capsys.readouterr()
         assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and words in captured.err, (argv, captured.err)
+
+
+def test_samples_are_lined_up_by_their_index_in_the_run(schedule: Schedule, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--samples 2:6 against --samples 4:8 of one run: samples 4 and 5 are rows 2, 3 of the first and 0, 1 of the second.
+    They agree there, the noise drawn included (DDIM with eta 1); row for row by position (sample 2 against 4) they
+    would not. A moved eps in the second still parts at its first step."""
+    oracle = GaussianOracle(schedule, MEAN, STD)
+    full = record(oracle, schedule, tmp_path / "full.h5", steps=10, eta=1.0)
+    a = record(oracle, schedule, tmp_path / "a.h5", steps=10, eta=1.0, samples="2:6")
+    b = record(oracle, schedule, tmp_path / "b.h5", steps=10, eta=1.0, samples="4:8")
+    moved = record(Moved(oracle, 0.25, below=500), schedule, tmp_path / "moved.h5", steps=10, eta=1.0, samples="4:8")
+    with open_trace(a) as ta, open_trace(b) as tb, open_trace(full) as tf, open_trace(moved) as tm:
+        assert not np.array_equal(ta.tensor("x_t", 0), tb.tensor("x_t", 0))  # by position the rows are other samples
+        assert np.array_equal(ta.tensor("x_t", 0)[2:], tb.tensor("x_t", 0)[:2])
+        result = diff_traces(ta, tb)
+        assert result.agree and result.samples == [4, 5] and result.partial and result.compared == ["x_t", "eps", "x0_pred", "noise"]
+        assert all("noise" in p.gaps for p in result.pairs[:-1])  # sigma > 0 but at the last step
+        assert all(v == 0 for p in [*result.pairs, result.final] if p is not None for v in p.gaps.values())
+        whole = diff_traces(tf, tb)  # the whole batch against a slice: the slice's samples
+        assert whole.agree and whole.samples == [4, 5, 6, 7] and whole.final is not None
+        parted = diff_traces(ta, tm)
+        first = int(np.flatnonzero(ta.scalars()["t"] <= 500)[0])
+        assert parted.parts is not None and parted.parts.a == first and "eps" in parted.beyond(parted.parts)
+        assert not diff_traces(tf, tf).partial and diff_traces(tf, tf).samples == list(range(8))
+    assert main(["diff", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "samples compared: 4, 5 of the run's batch" in out and "AGREE" in out
+    assert main(["diff", str(full), str(full), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == list(range(8))
 
 
 # -- against diffusers -----------------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ the final samples after the last pair (the noise z only where both steps add it,
 elsewhere no equation reads it); a gap is max |A - B| over the tensor divided by
 max(1, max |A|, max |B|), the scale the check's tolerances use (docs/equations.md).
 
+Samples are lined up by their index in the run's batch: a trace that kept a slice of it
+(``noisescope sample --samples``, tracer/trace/choice.py) is compared on the samples both
+traces keep, row for row of the same sample, never by position in the file. Traces of
+runs of other batch sizes, or that keep no sample in common, are not compared.
+
 The traces are read one step at a time through the reader: memory stays that of a few
 steps whatever the trace's length.
 """
@@ -23,6 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from tracer.trace import schema
+from tracer.trace.choice import samples_text, shared_samples
 from tracer.trace.reader import Trace
 
 LEVEL_RTOL: Final = 1e-9  # two alpha_bar_t closer than this (relative) are one noise level: float64 rounding of one formula
@@ -34,7 +40,7 @@ GROWTH_ROWS: Final = 10  # pairs shown in "how the gap grows"
 
 
 class DiffError(ValueError):
-    """Two traces that cannot be compared (not sampling traces, other sample shapes, no shared noise level)."""
+    """Two traces that cannot be compared (not sampling traces, other sample shapes or run batches, no shared sample or noise level)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class Diff:
     only_a: list[str]  # step tensors only A holds (not compared)
     only_b: list[str]
     unpaired: tuple[int, int]  # steps of A and of B that had no partner
+    samples: list[int] = field(default_factory=list)  # the run's sample indices compared (those both traces keep)
+    partial: bool = False  # whether a trace keeps samples the other does not (they are not compared)
     final: Pair | None = None
     parts: Pair | None = field(default=None)
 
@@ -104,15 +112,31 @@ def _scalar_gap(a: float, b: float) -> float:
     return abs(a - b) / max(1.0, abs(a), abs(b))
 
 
-def _check_comparable(a: Trace, b: Trace, path_a: str, path_b: str) -> None:
+def _check_comparable(a: Trace, b: Trace, path_a: str, path_b: str) -> tuple[list[int], list[int], list[int]]:
+    """The run's sample indices both traces keep and the rows of A and of B holding them; DiffError where the traces
+    cannot be compared."""
     for trace, path in ((a, path_a), (b, path_b)):
         if trace.kind != "sampling":
             raise DiffError(f"{path} is a {trace.kind} trace: diff compares sampling traces")
         if trace.num_steps == 0:
             raise DiffError(f"{path} has no steps recorded: nothing to compare")
-    if tuple(a.sample_shape) != tuple(b.sample_shape) or a.batch_size != b.batch_size:
-        raise DiffError(f"the traces hold other shapes: {path_a} [{a.batch_size}, {', '.join(map(str, a.sample_shape))}], "
-                        f"{path_b} [{b.batch_size}, {', '.join(map(str, b.sample_shape))}]")
+    if tuple(a.sample_shape) != tuple(b.sample_shape):
+        raise DiffError(f"the traces hold other shapes: {path_a} [{', '.join(map(str, a.sample_shape))}], "
+                        f"{path_b} [{', '.join(map(str, b.sample_shape))}] a sample")
+    if a.run_batch != b.run_batch:
+        raise DiffError(f"the runs sampled batches of other sizes ({path_a} {a.run_batch}, {path_b} {b.run_batch}): "
+                        "a sample's index in one is not the same sample in the other")
+    kept_a, kept_b = a.sample_indices(), b.sample_indices()
+    common, (rows_a, rows_b) = shared_samples(kept_a, kept_b)
+    if not common:
+        raise DiffError(f"{path_a} keeps samples {samples_text(kept_a)} and {path_b} samples {samples_text(kept_b)} of the "
+                        f"run's batch of {a.run_batch}: no sample in common to compare")
+    return common, rows_a, rows_b
+
+
+def _rows(value: np.ndarray, rows: list[int], every: int) -> np.ndarray:
+    """The rows of ``value`` ([kept samples, ...]) holding the compared samples; the array itself where that is all of it."""
+    return value if len(rows) == every and rows == list(range(every)) else value[rows]
 
 
 def line_up(a: Trace, b: Trace) -> tuple[str, list[tuple[int, int]]]:
@@ -136,7 +160,8 @@ def line_up(a: Trace, b: Trace) -> tuple[str, list[tuple[int, int]]]:
 
 def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "A", path_b: str = "B") -> Diff:
     """Compare ``a`` and ``b`` (see the module's doc). DiffError when they cannot be compared."""
-    _check_comparable(a, b, path_a, path_b)
+    common, rows_a, rows_b = _check_comparable(a, b, path_a, path_b)
+    n_a, n_b = a.batch_size, b.batch_size
     if tol is None:
         tol = max(DEFAULT_TOL.get(a.tensor_dtype, 1e-5), DEFAULT_TOL.get(b.tensor_dtype, 1e-5))
     by, indices = line_up(a, b)
@@ -145,7 +170,8 @@ def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "
                         f"({a.num_steps} and {b.num_steps}): nothing to line up")
     names_a, names_b = a.tensor_names(), b.tensor_names()
     order = [*schema.STEP_TENSORS, *schema.OPTIONAL_STEP_TENSORS]
-    compared = [n for n in order if n in names_a and n in names_b and a.field_specs()[n][0] == b.field_specs()[n][0]]
+    specs_a, specs_b = a.field_specs(), b.field_specs()  # per row: [kept samples, *shape]
+    compared = [n for n in order if n in names_a and n in names_b and specs_a[n][0][1:] == specs_b[n][0][1:]]
     scalars_a, scalars_b = a.scalars(), b.scalars()
     t_a, t_b = scalars_a.get("t"), scalars_b.get("t")
     pairs = []
@@ -158,13 +184,14 @@ def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "
         for name in compared:
             if name == NOISE and not (float(scalars_a["sigma"][i]) > 0 and float(scalars_b["sigma"][j]) > 0):
                 continue
-            gaps[name] = _gap(a.tensor(name, i), b.tensor(name, j))
+            gaps[name] = _gap(_rows(a.tensor(name, i), rows_a, n_a), _rows(b.tensor(name, j), rows_b, n_b))
         pairs.append(Pair(i, j, int(t_a[i]) if t_a is not None else None, int(t_b[j]) if t_b is not None else None, gaps))
     result = Diff(path_a, path_b, by, tol, pairs, compared, [n for n in names_a if n not in compared],
-                  [n for n in names_b if n not in compared], (a.num_steps - len(pairs), b.num_steps - len(pairs)))
+                  [n for n in names_b if n not in compared], (a.num_steps - len(pairs), b.num_steps - len(pairs)),
+                  common, len(common) != n_a or len(common) != n_b)
     final_a, final_b = a.final(schema.SAMPLES), b.final(schema.SAMPLES)
-    if final_a is not None and final_b is not None and final_a.shape == final_b.shape:
-        result.final = Pair(-1, -1, None, None, {schema.SAMPLES: _gap(final_a, final_b)})
+    if final_a is not None and final_b is not None and final_a.shape[1:] == final_b.shape[1:]:
+        result.final = Pair(-1, -1, None, None, {schema.SAMPLES: _gap(_rows(final_a, rows_a, n_a), _rows(final_b, rows_b, n_b))})
     for pair in [*pairs, *([result.final] if result.final else [])]:
         if result.beyond(pair):
             result.parts = pair
@@ -198,6 +225,8 @@ def format_diff(result: Diff) -> str:
                 if any(result.unpaired) else "")
              + f"; compared: {', '.join(result.compared) or 'no step tensor'}"
              + (", samples" if result.final is not None else "")]
+    if result.partial:
+        lines.append(f"samples compared: {samples_text(result.samples)} of the run's batch (the samples both traces keep)")
     if result.only_a or result.only_b:
         lines.append("not compared (held by one trace only, or of other shapes): "
                      + "; ".join(f"{side} {', '.join(names)}" for side, names in (("A", result.only_a), ("B", result.only_b)) if names))
@@ -241,5 +270,5 @@ def diff_dict(result: Diff) -> dict[str, Any]:
         parts = {**_pair_dict(result.parts), "beyond": {k: _json(v) for k, v in result.beyond(result.parts).items()}}
     return {"a": result.path_a, "b": result.path_b, "lined_up_by": result.lined_up_by, "tolerance": result.tol,
             "agree": result.agree, "compared": result.compared, "only_a": result.only_a, "only_b": result.only_b,
-            "unpaired": {"a": result.unpaired[0], "b": result.unpaired[1]}, "parts": parts,
+            "unpaired": {"a": result.unpaired[0], "b": result.unpaired[1]}, "samples": result.samples, "parts": parts,
             "pairs": [_pair_dict(p) for p in result.pairs], "final": _pair_dict(result.final) if result.final else None}

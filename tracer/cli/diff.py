@@ -14,10 +14,11 @@ EPILOG = """examples:
   noisescope diff ours_ddim.h5 diffusers_ddim.h5
   noisescope diff ddim50.h5 ddpm1000.h5 --tol 1e-3 --json > diff.json
 lined up: step by step when the traces have as many steps (their timesteps compared too), else by noise
-  level (the steps at the same alpha_bar_t). gap = max |A - B| / max(1, max |A|, max |B|), per tensor.
+  level (the steps at the same alpha_bar_t); samples by their index in the run's batch (a trace recorded with
+  --samples is compared on the samples both keep). gap = max |A - B| / max(1, max |A|, max |B|), per tensor.
 exit codes: 0 they agree (every compared value within the tolerance), 1 they part (the report names the
   first step and tensor, by how much, and how the gap grows), 2 bad input (not sampling traces, other
-  sample shapes, no shared noise level, a bad --tol)
+  sample shapes, runs of other batch sizes, no shared sample or noise level, a bad --tol)
 """
 
 
