@@ -9,6 +9,8 @@ side by side (benchmarks/common.py):
   Euler and flow Heun on the same U-Net built as a flow (velocity) network; the
   time the sampler's thread spends inside ``TraceWriter.append`` is reported
   beside it (timed in the traced runs);
+- the same recording overhead on a CUDA GPU, where torch sees one (each step's tensors are
+  copied to the host as the writer takes them: what the copy costs the sampler);
 - write throughput: the trace writer / NumPy writing the same bytes to the same
   disk (target >= 0.5; the ratio is NumPy's time / the writer's time);
 - random step read: reading random steps of a 1,000-step trace / of a 100-step
@@ -99,33 +101,40 @@ def _timed_appends(seconds: list[float]) -> Iterator[None]:
         TraceWriter.append = original  # type: ignore[method-assign]
 
 
-def recording_overhead(sampler: str, steps: int | None, repeats: int, workdir: Path, title: str | None = None) -> Ratio:
-    """Sampling with ``record_run`` (file creation and close included) / the same loop with its records dropped."""
+def recording_overhead(sampler: str, steps: int | None, repeats: int, workdir: Path, title: str | None = None,
+                       device: str = "cpu") -> Ratio:
+    """Sampling with ``record_run`` (file creation and close included) / the same loop with its records dropped, the
+    network and the sampler's tensors on ``device`` (on CUDA the untraced run waits for the GPU at its end, as the
+    traced one does at the copies)."""
     flow = sampler in FLOW_SAMPLERS
-    model = _Calls(_model("flow" if flow else "diffusion"))
+    model = _Calls(_model("flow" if flow else "diffusion").to(device))
     schedule = make_schedule("flow", 1000) if flow else make_schedule("linear", 1000)
     config = SamplerConfig(sampler=sampler, steps=steps)
     planned = config.planned_steps(schedule.T, schedule.alpha_bar)
-    labels = torch.arange(BATCH) % 10
+    labels = (torch.arange(BATCH) % 10).to(device)
     out = workdir / f"{sampler}.h5"
     append_seconds, traced_runs, trace_bytes = [0.0], [0], [0]
 
     def without_trace() -> None:
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator(device).manual_seed(0)
         with torch.no_grad():
-            for _ in sample(model, schedule, config, x_T=initial_noise((BATCH, *SHAPE), generator=g), labels=labels, generator=g):  # type: ignore[arg-type]
+            for _ in sample(model, schedule, config, x_T=initial_noise((BATCH, *SHAPE), generator=g, device=device),  # type: ignore[arg-type]
+                            labels=labels, generator=g):
                 pass
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     def with_trace() -> None:
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator(device).manual_seed(0)
         with _timed_appends(append_seconds):
-            record_run(model, schedule, config, x_T=initial_noise((BATCH, *SHAPE), generator=g), labels=labels, generator=g,
-                       out=out, overwrite=True, progress=False)
+            record_run(model, schedule, config, x_T=initial_noise((BATCH, *SHAPE), generator=g, device=device), labels=labels,
+                       generator=g, out=out, overwrite=True, progress=False)
         traced_runs[0] += 1
         trace_bytes[0] = out.stat().st_size
         out.unlink()
 
-    name = f"recording overhead, {title or sampler.upper()} {planned} steps (traced / untraced)"
+    on = "" if device == "cpu" else f" on {device.upper()}"
+    name = f"recording overhead, {title or sampler.upper()}{on} {planned} steps (traced / untraced)"
     warmup = steps is not None  # one A and one B first, except for DDPM's 1000-step runs
     result = interleaved_ratio(name, without_trace, with_trace, repeats=repeats, target="<= 1.05", warmup=warmup)
     per_step_ms = (result.seconds_b - result.seconds_a) / planned * 1e3
@@ -191,9 +200,12 @@ def run(quick: bool = False) -> list[Ratio]:
     with tempfile.TemporaryDirectory(prefix="noisescope-bench-", dir=os.environ.get("NOISESCOPE_BENCH_DIR")) as tmp:
         workdir = Path(tmp)
         start = time.perf_counter()
+        gpu = ["cuda"] if torch.cuda.is_available() else []
+        if not gpu:
+            _extra.append("- recording overhead on a CUDA GPU: not measured (torch sees no CUDA GPU on this machine)")
         rows = [
             *(recording_overhead(sampler, steps, repeats=(3 if quick else 15) if steps else (1 if quick else 4), workdir=workdir,
-                                 title=title) for sampler, steps, title in FAMILIES),
+                                 title=title, device=device) for device in ["cpu", *gpu] for sampler, steps, title in FAMILIES),
             write_throughput(100 if quick else 300, repeats=3 if quick else 7, workdir=workdir),
             random_read(repeats=5 if quick else 11, reads=200, workdir=workdir),
         ]
