@@ -355,3 +355,16 @@ def test_a_run_file_that_is_not_a_checkpoint_is_never_replaced(tmp_path: Path) -
         run(run_dir, small(steps=3), overwrite=True)
     assert (run_dir / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir()) == ["model.safetensors"]
+
+
+def test_a_run_resumed_twice_plans_every_row_it_holds(tmp_path: Path) -> None:
+    """Each run ends on a train row and a snapshot of its own, off the cadence here (15, 27): the resumed trace plans
+    the rows it carries and those to come, so it never holds more rows than it planned (inspect: 'N of P planned')."""
+    for steps, resume in ((15, False), (27, True), (40, True)):
+        run(tmp_path / "run", small(steps=steps), resume=resume)
+        with open_trace(tmp_path / "run" / "train.h5") as trace:
+            for series in ("train", "snapshots"):
+                assert trace.rows(series) <= trace.planned(series), (steps, series, trace.rows(series), trace.planned(series))
+    with open_trace(tmp_path / "run" / "train.h5") as trace:
+        assert trace.series("snapshots")["step"].tolist() == [0, 10, 15, 20, 27, 30, 40]
+        assert trace.series("train")["step"].tolist() == [10, 15, 20, 27, 30, 40]

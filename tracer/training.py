@@ -58,7 +58,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -493,16 +493,21 @@ def _flow_examples(trainer: Trainer, x0: torch.Tensor, index: torch.Tensor, eps:
     return rows
 
 
-def _series(config: TrainConfig, total: int, shape: tuple[int, ...], prediction: str = "eps") -> list[Series]:
+def _series(config: TrainConfig, total: int, shape: tuple[int, ...], prediction: str = "eps", start: int = 0,
+            carried: Mapping[str, int] | None = None) -> list[Series]:
     """The three series of a training trace, their fields as the schema spells them (an x0 or v network's
-    worked examples also hold its output and target)."""
+    worked examples also hold its output and target); a run resumed at step ``start`` plans the ``carried`` rows of
+    the trace before it and the rows of its steps after ``start`` (each run ends on a row and a snapshot of its own)."""
     optional_examples = () if prediction == "eps" else ("model_output", "target")
+    carried = carried or {}
+    left = total - start
     return [
-        Series(schema.TRAIN, schema.series_specs(schema.TRAIN, vector=config.loss_buckets), planned=total // config.log_every + 2),
+        Series(schema.TRAIN, schema.series_specs(schema.TRAIN, vector=config.loss_buckets),
+               planned=carried.get(schema.TRAIN, 0) + left // config.log_every + 2),
         Series(
             schema.SNAPSHOTS,
             schema.series_specs(schema.SNAPSHOTS, sample=shape, batch=config.snapshot_batch),
-            planned=(total // config.snapshot_every + 2) if config.snapshot_every else 0,
+            planned=(carried.get(schema.SNAPSHOTS, 0) + left // config.snapshot_every + 2) if config.snapshot_every else 0,
         ),
         Series(schema.EXAMPLES, schema.series_specs(schema.EXAMPLES, sample=shape, optional=optional_examples), planned=config.examples),
     ]
@@ -698,7 +703,8 @@ class _TraceSink:
             path,
             kind="training",
             config=config,
-            series=_series(trainer.config, trainer.total_steps, data.shape, trainer.prediction),
+            series=_series(trainer.config, trainer.total_steps, data.shape, trainer.prediction, start=trainer.step if resume else 0,
+                           carried={name: len(rows) for name, rows in old.items()}),
             schedule=trainer.schedule,
             tensor_dtype=tensor_dtype,
             overwrite=True,
