@@ -29,6 +29,7 @@ import numpy as np
 import streamlit as st
 
 from tracer.trace import schema
+from tracer.trace.choice import shared_samples
 from tracer.trace.reader import Trace, TraceError, open_trace
 from viewer.noise import nearest, noise_level
 from viewer.symbols import DERIVED
@@ -61,6 +62,12 @@ class TraceInfo:
     sample_indices: tuple[int, ...] = ()
     recorded: str = ""
     run_steps: int = 0  # the run's planned steps where the trace keeps only some (--every K); 0 otherwise
+
+    @property
+    def run_samples(self) -> tuple[int, ...]:
+        """The run's batch index of each stored sample: ``sample_indices``, or 0 .. batch - 1 where the whole batch is stored
+        (the reader's ``Trace.sample_indices``)."""
+        return self.sample_indices or tuple(range(self.batch))
 
     @property
     def is_2d(self) -> bool:
@@ -348,15 +355,28 @@ def step_levels(path: str, inode: int, rows: int, measure: str | None) -> np.nda
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def aligned_distance(
-    path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int, name: str, measure: str | None = None
+    path_a: str, inode_a: int, rows_a: int, path_b: str, inode_b: int, rows_b: int, name: str, measure: str | None = None,
+    batch_rows_a: tuple[int, ...] | None = None, batch_rows_b: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(x of A, distance) over A's steps: mean over the batch of ||A_i - B_j|| / sqrt(d), j the step of B nearest to A's
-    step i in noise level ``measure`` (log_snr, sigma, flow_t: viewer/noise.py, from alpha_bar_t), x A's level in it;
+    """(x of A, distance) over A's steps: mean over the compared samples of ||A_i - B_j|| / sqrt(d), j the step of B nearest
+    to A's step i in noise level ``measure`` (log_snr, sigma, flow_t: viewer/noise.py, from alpha_bar_t), x A's level in it;
     by t (x the t of A) where ``measure`` is None or a trace lacks alpha_bar_t.
 
-    Batches of different sizes are compared over their common leading samples.
+    Samples are paired by the run's sample index, not by row: row ``batch_rows_a[k]`` of A against row ``batch_rows_b[k]``
+    of B (the rows of the same samples of the run; the arguments key the cache). Left out, they are the samples both
+    traces keep (tracer/trace/choice.py ``shared_samples`` of the readers' ``sample_indices``: for two whole batches,
+    their common leading samples). TraceError where no sample is paired.
     """
     handle_a, handle_b = _handle(path_a, inode_a), _handle(path_b, inode_b)
+    if batch_rows_a is None or batch_rows_b is None:
+        with handle_a.lock, handle_b.lock:
+            _, (pick_a, pick_b) = shared_samples(handle_a.trace.sample_indices(), handle_b.trace.sample_indices())
+    else:
+        pick_a, pick_b = list(batch_rows_a), list(batch_rows_b)
+    if len(pick_a) != len(pick_b):
+        raise ValueError(f"{len(pick_a)} rows of A paired with {len(pick_b)} of B: give one row of each for every sample")
+    if not pick_a:
+        raise TraceError(f"{path_a} and {path_b} keep no sample of the run in common: no distance to compute")
     level_a, level_b = step_levels(path_a, inode_a, rows_a, measure), step_levels(path_b, inode_b, rows_b, measure)
     if level_a is None or level_b is None:
         level_a = scalars(path_a, inode_a, rows_a)["t"]
@@ -366,10 +386,9 @@ def aligned_distance(
     for i in range(rows_a):
         a = read_row(handle_a, name, i, rows_a).astype(np.float64)
         b = read_row(handle_b, name, int(match[i]), rows_b).astype(np.float64)
-        n = min(a.shape[0], b.shape[0])
-        if a.shape[1:] != b.shape[1:] or n == 0:
+        if a.shape[1:] != b.shape[1:]:
             raise TraceError(f"{name} has shape {a.shape[1:]} in one trace and {b.shape[1:]} in the other: they cannot be compared")
-        diff = (a[:n] - b[:n]).reshape(n, -1)
+        diff = (a[pick_a] - b[pick_b]).reshape(len(pick_a), -1)
         distance[i] = float(np.mean(np.linalg.norm(diff, axis=1) / np.sqrt(diff.shape[1])))
     return level_a, distance
 

@@ -14,6 +14,11 @@ Sweep grid: one column per trace, the same samples in the same rows. Distances:
 the settings that tell them apart (s=3, η=0), samples (the sweep grid's rows too) by their class label; comparing
 x0_pred of a clipped and an unclipped run is warned about.
 
+Samples are lined up by the run's sample index, not by row: a trace of ``noisescope sample --samples 2:4`` holds run
+samples 2 and 3 in its rows 0 and 1. Only the samples every compared trace keeps are offered and compared
+(tracer/trace/choice.py ``shared_samples``), each trace showing its own row of each; where they keep none in common,
+a line says so and no image or distance is drawn (2-D traces still show each trace's own points side by side).
+
 Round trip (a DDIM inversion among the traces, ``noisescope invert``): the input, the x_T the
 inversion found and the data sampled back from it, and the error between the inversion's x and
 the re-sampled x at every timestep both visit. The re-sampling trace is the one the inversion's
@@ -31,6 +36,7 @@ from typing import Any, Final
 import numpy as np
 import streamlit as st
 
+from tracer.trace.choice import samples_text, shared_samples
 from viewer import describe, loaders, symbols
 from viewer.noise import DEFAULT, MEASURES, delta, fmt
 from viewer.figures.compare import distance_figure, placeable
@@ -63,6 +69,42 @@ class Opened:
     def levels(self, measure: str) -> np.ndarray | None:
         """Each step's noise level in ``measure`` (viewer/noise.py), from its alpha_bar_t; None where it records none."""
         return loaders.step_levels(self.info.path, self.info.inode, self.info.rows, measure)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The run's sample indices every compared trace keeps (``shared_samples``) and, per trace, the row of each."""
+
+    indices: list[int]
+    rows: list[list[int]]  # one list a trace, in the order the traces were given
+
+    def rows_of(self, trace: int, samples: Sequence[int]) -> list[int]:
+        """Trace number ``trace``'s rows of the run's ``samples`` (each one of ``indices``)."""
+        where = dict(zip(self.indices, self.rows[trace], strict=True))
+        return [where[s] for s in samples]
+
+    def kept_by_all(self, traces: Sequence[Opened]) -> bool:
+        """Whether every trace's every sample is shared (e.g. whole batches of one size): nothing left out."""
+        return all(len(o.info.run_samples) == len(self.indices) for o in traces)
+
+
+def shared_of(traces: Sequence[Opened]) -> Shared:
+    """The samples ``traces`` have in common, by the run's index of each (their readers' ``sample_indices``)."""
+    indices, rows = shared_samples(*(o.info.run_samples for o in traces))
+    return Shared(indices, rows)
+
+
+def samples_note(traces: Sequence[Opened], shared: Shared, names: Sequence[str] = "ABCDEFGH") -> str | None:
+    """What is compared where the traces keep other samples of the batch (``--samples``): the shared ones, or that none
+    is shared; None where every trace keeps exactly the shared samples. ``names``: how each trace is called (A, B, ...)."""
+    if shared.kept_by_all(traces):
+        return None
+    kept = [f"{name} keeps {samples_text(o.info.run_samples)}" for name, o in zip(names, traces, strict=False)]
+    if not shared.indices:
+        first = f"{names[0]} keeps samples {samples_text(traces[0].info.run_samples)}"
+        return f"{', '.join([first, *kept[1:]])} of the run's batch: no sample in common to compare."
+    return (f"Compared: samples {samples_text(shared.indices)} of the run's batch, those every trace keeps ({', '.join(kept)}); "
+            "each trace shows its own row of each.")
 
 
 def open_all(entries: Sequence[TraceEntry]) -> list[Opened]:
@@ -135,11 +177,13 @@ def compare_ui(entries: Sequence[TraceEntry], default: Sequence[str]) -> tuple[l
     return [by_name[n] for n in chosen if n in by_name], tensor, measure
 
 
-def sample_label(k: int, labels: np.ndarray | None) -> str:
-    """'3 · class 1' or '3 · unconditional' (label -1); just '3' where the trace has no labels for sample k."""
-    if labels is None or not 0 <= k < len(labels):
+def sample_label(k: int, labels: np.ndarray | None, row: int | None = None) -> str:
+    """'3 · class 1' or '3 · unconditional' (label -1) for the run's sample k, its label read at ``row`` of the trace
+    (default k: a trace that keeps the whole batch); just '3' where the trace has no labels for that row."""
+    row = k if row is None else row
+    if labels is None or not 0 <= row < len(labels):
         return str(k)
-    label = int(labels[k])
+    label = int(labels[row])
     return f"{k} · {'unconditional' if label < 0 else f'class {label}'}"
 
 
@@ -177,9 +221,12 @@ def clipping_warning(traces: Sequence[Opened], labels: Sequence[str]) -> str | N
             "part of their difference is the clipping, not the model or the sampler.")
 
 
-def samples_ui(batch: int, labels: np.ndarray | None = None) -> list[int]:
-    return st.sidebar.multiselect("Samples", list(range(batch)), default=list(range(min(batch, 8))), key=f"compare.samples.{batch}",
-                                  format_func=lambda k: sample_label(k, labels))
+def samples_ui(shared: Shared, labels: np.ndarray | None = None) -> list[int]:
+    """Sidebar: the run's samples to show, among those every trace keeps, each named with its class label in A (``labels``,
+    A's rows)."""
+    row = dict(zip(shared.indices, shared.rows[0], strict=True)) if shared.rows else {}
+    return st.sidebar.multiselect("Samples", shared.indices, default=shared.indices[:8], key=f"compare.samples.{samples_text(shared.indices)}",
+                                  format_func=lambda k: sample_label(k, labels, row.get(k)))
 
 
 def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state: Callable[[list[str], int], None]) -> None:
@@ -201,7 +248,13 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
     reference = opened[0]
     others = opened[1:]
     labels = class_labels(reference)
-    samples = samples_ui(min(o.info.batch for o in opened), labels)
+    shared = shared_of(opened)
+    samples = samples_ui(shared, labels)
+    note = samples_note(opened, shared)
+    if note is not None and not shared.indices:
+        st.info(note)
+    elif note is not None:
+        st.caption(note)
     if reference.info.rows == 0:
         st.info(f"{plain(reference.entry.name)} has no steps yet.")
         return
@@ -212,11 +265,11 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
         st.caption(f"{lacking} record{'s' if ',' not in lacking else ''} no alpha_bar_t, so no noise level: the traces are lined up "
                    "by t instead (the step of each whose t is nearest to A's).")
     what = "nearest in $t$" if measure is None else f"nearest in {MEASURES[measure].text}"
-    if measure is not None and playable(opened, tensor):
+    if measure is not None and playable(opened, tensor) and (reference.info.is_2d or shared.indices):
         st.markdown(f"Every trace at the same noise level ({MEASURES[measure].text}), played in the browser; pause to line the "
                     "tabs below up on **A**'s step nearest to it.")
         with guard("player"):
-            compare_player(key, opened, tensor, samples, labels, measure)
+            compare_player(key, opened, tensor, samples, shared, measure)
         i = current_index(key, reference.info.rows)
     else:
         st.markdown(f"Timeline of **{plain(reference.entry.name)}** ({reference.info.rows} steps); every other trace shows its step {what}.")
@@ -244,11 +297,11 @@ def compare_page(entries: Sequence[TraceEntry], default: Sequence[str], on_state
             round_trip_ui(pair[0], pair[1], int(reference.t[i]), samples)
         tabs = tabs[1:]
     with tabs[0], guard("side by side"):
-        side_by_side(reference, others, i, matched, tensor, samples, measure)
+        side_by_side(reference, others, i, matched, tensor, samples, shared, measure)
     with tabs[1], guard("sweep grid"):
-        sweep(reference, others, i, matched, tensor, samples, labels, measure)
+        sweep(reference, others, i, matched, tensor, samples, shared, labels, measure)
     with tabs[2], guard("distances"), st.container(key=DISTANCES):
-        distances(reference, others, i, tensor, measure, partings)
+        distances(reference, others, i, tensor, shared, measure, partings)
 
 
 def noise_levels(o: Opened, measure: str = DEFAULT) -> np.ndarray | None:
@@ -265,10 +318,10 @@ def playable(opened: Sequence[Opened], tensor: str) -> bool:
             and all(noise_levels(o) is not None for o in opened))
 
 
-def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Sequence[int], labels: np.ndarray | None,
+def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Sequence[int], shared: Shared,
                    measure: str = DEFAULT) -> None:
     """The traces' ``tensor`` in one player, lined up by noise level in ``measure``; the position sent back picks A's step
-    (``key``.index)."""
+    (``key``.index). Image tracks show the run's ``samples``, each trace its own rows of them (``shared``)."""
     levels = [noise_levels(o, measure) for o in opened]
     steps, level = compare_steps([v for v in levels if v is not None], [loaders.has_final(o.handle) for o in opened], MEASURES[measure])
     letters = list("ABCDEFGH"[: len(opened)])
@@ -282,9 +335,10 @@ def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Seq
         tracks = [points_track(o.handle, o.info, [tensor], class_labels(o), "none", True, name, box, step=int(s))
                   for o, name, s in zip(opened, names, first, strict=True)]
     else:
-        picked = _shown(samples, min(o.info.batch for o in opened))
-        tracks = [image_track(o.handle, o.info, [tensor], picked, class_labels(o), name, ranges_of=reference.info, step=int(s))
-                  for o, name, s in zip(opened, names, first, strict=True)]
+        picked = _shown(samples, shared)
+        tracks = [image_track(o.handle, o.info, [tensor], shared.rows_of(k, picked), class_labels(o), name, ranges_of=reference.info,
+                              step=int(s))
+                  for k, (o, name, s) in enumerate(zip(opened, names, first, strict=True))]
     cursor = levels[0] if levels[0] is not None else reference.t
     spec = compare_spec(tracks, letters, [o.t for o in opened], steps, level, int(at[0]) if at.size else 0, DISTANCES, MEASURES[measure],
                         cursor_x=cursor)
@@ -293,9 +347,12 @@ def compare_player(key: str, opened: Sequence[Opened], tensor: str, samples: Seq
         st.session_state[f"{key}.index"] = int(min(steps[sent, 0], reference.info.rows - 1))
 
 
-def _images(o: Opened, step: int, tensor: str, samples: Sequence[int]) -> np.ndarray:
-    picked = _shown(samples, o.info.batch)
-    return loaders.step_tensors(o.handle, step, [tensor], picked, o.info.rows)[tensor]
+def _images(o: Opened, step: int, tensor: str, rows: Sequence[int]) -> np.ndarray:
+    """``tensor`` at ``step`` of ``o`` for its batch ``rows`` (``Shared.rows_of``), [N, *D]."""
+    return loaders.step_tensors(o.handle, step, [tensor], rows, o.info.rows)[tensor]
+
+
+NONE_SHARED: Final = "No sample is kept by every compared trace (see above): nothing to compare here."
 
 
 def where(o: Opened, step: int, measure: str | None) -> str:
@@ -307,7 +364,9 @@ def where(o: Opened, step: int, measure: str | None) -> str:
 
 
 def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int],
-                 measure: str | None = DEFAULT) -> None:
+                 shared: Shared, measure: str | None = DEFAULT) -> None:
+    """The run's ``samples`` of each trace (its own rows of them) beside A's, and their difference from A's; 2-D traces:
+    each trace's whole point cloud."""
     if reference.info.is_2d:
         cols = st.columns(len(others) + 1)
         bounds = extent(loaders.trajectory(reference.info.path, reference.info.inode, reference.info.rows, tensor))
@@ -317,19 +376,22 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
             col.plotly_chart(point_cloud_figure(cloud[step], cloud[step : step + 1], None, "none", bounds, title=title, height=340),
                              config=CHART_CONFIG, key=f"cmp.pts.{o.entry.name}")
         return
-    ref_images = as_images(_images(reference, i, tensor, samples))
+    if not shared.indices:
+        st.caption(NONE_SHARED)
+        return
+    picked = _shown(samples, shared)
+    ref_images = as_images(_images(reference, i, tensor, shared.rows_of(0, picked)))
     fixed = loaders.colour_ranges(reference.info.path, reference.info.inode, reference.info.rows, (tensor,))
     low, high = fixed[tensor]
     ref_panel = Panel(f"A: {symbols.html(tensor, False)} at {where(reference, i, measure)}", ref_images, low, high, colours_for(tensor))
-    for letter, o, step in zip("BCDEFGH", others, matched, strict=False):
-        images = as_images(_images(o, step, tensor, samples))
-        n = min(len(images), len(ref_images))
+    for k, (letter, o, step) in enumerate(zip("BCDEFGH", others, matched, strict=False), start=1):
+        images = as_images(_images(o, step, tensor, shared.rows_of(k, picked)))  # the same run samples as A's, in order
         panel = Panel(f"{letter}: {symbols.html(tensor, False)} at {where(o, step, measure)}", images, low, high, colours_for(tensor))
         if images.shape[1:] != ref_images.shape[1:]:
             st.warning(f"{plain(o.entry.name)}: sample shape {images.shape[1:]} differs from A's {ref_images.shape[1:]}; no difference image.")
             st.plotly_chart(image_grids_figure([ref_panel, panel], per_row=3), config=CHART_CONFIG, key=f"cmp.{letter}")
             continue
-        diff = images[:n] - ref_images[:n]
+        diff = images - ref_images
         bound = float(np.nanmax(np.abs(diff))) if diff.size else 1.0
         bound = bound if bound > 0 else 1.0
         panels = [ref_panel, panel, Panel(f"{letter} − A", diff, -bound, bound, DIVERGING)]
@@ -339,24 +401,31 @@ def side_by_side(reference: Opened, others: Sequence[Opened], i: int, matched: S
 
 
 def sweep(reference: Opened, others: Sequence[Opened], i: int, matched: Sequence[int], tensor: str, samples: Sequence[int],
-          labels: np.ndarray | None = None, measure: str | None = DEFAULT) -> None:
+          shared: Shared, labels: np.ndarray | None = None, measure: str | None = DEFAULT) -> None:
+    """One column per trace, one row per sample of the run (each trace's own row of it), labelled with A's class label."""
     if reference.info.is_2d:
         st.info("The sweep grid shows images; for 2-D traces see Side by side.")
         return
+    if not shared.indices:
+        st.caption(NONE_SHARED)
+        return
+    picked = _shown(samples, shared)
     fixed = loaders.colour_ranges(reference.info.path, reference.info.inode, reference.info.rows, (tensor,))
     low, high = fixed[tensor]
     columns = []
     traces = [reference, *others]
-    for o, step, label in zip(traces, [i, *matched], legend_labels(traces), strict=True):
-        columns.append(Panel(f"{plotly_text(label)}<br>{where(o, step, measure)}", as_images(_images(o, step, tensor, samples)), low, high, colours_for(tensor)))
-    rows = [sample_label(k, labels) for k in _shown(samples, reference.info.batch)]
+    for k, (o, step, label) in enumerate(zip(traces, [i, *matched], legend_labels(traces), strict=True)):
+        columns.append(Panel(f"{plotly_text(label)}<br>{where(o, step, measure)}", as_images(_images(o, step, tensor, shared.rows_of(k, picked))),
+                             low, high, colours_for(tensor)))
+    rows = [sample_label(k, labels, row) for k, row in zip(picked, shared.rows_of(0, picked), strict=True)]
     st.plotly_chart(sweep_grid_figure(columns, rows), config=CHART_CONFIG, key="cmp.sweep")
-    st.caption("One column per trace; each row one sample, the same in every column (the same x_T when the runs share a seed).")
+    st.caption("One column per trace; each row one sample of the run, the same in every column, whichever row of its trace "
+               "holds it (the same x_T when the runs share a seed).")
 
 
-def _shown(samples: Sequence[int], batch: int) -> list[int]:
-    """The samples _images draws: those in range, or sample 0 when none is."""
-    return [s for s in samples if 0 <= s < batch] or [0]
+def _shown(samples: Sequence[int], shared: Shared) -> list[int]:
+    """The run's samples drawn: those picked that every trace keeps, or the first shared one when none is picked."""
+    return [s for s in samples if s in shared.indices] or shared.indices[:1]
 
 
 def parting_of(reference: Opened, other: Opened) -> dict[str, Any]:
@@ -381,16 +450,20 @@ def parting_line(doc: Mapping[str, Any], letter: str) -> str:
                    f"(t = {parts['t_b']}): {values} (marked on the distance plot).")
 
 
-def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, measure: str | None = DEFAULT,
+def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, shared: Shared, measure: str | None = DEFAULT,
               partings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Per step of A: the mean RMS distance to each other trace at its step nearest in noise level (``measure``; in t where
-    None), over A's noise level, the cursor at A's step; where ``partings`` says a trace parts from A, a mark at A's step."""
+    None), over the run's samples every trace keeps (``shared``), over A's noise level, the cursor at A's step; where
+    ``partings`` says a trace parts from A, a mark at A's step."""
+    if not shared.indices:
+        st.caption(NONE_SHARED)
+        return
     curves = {}
     parts: dict[str, float] = {}
     names = dict(zip((o.entry.name for o in (reference, *others)), legend_labels([reference, *others]), strict=True))
-    for o in others:
+    for k, o in enumerate(others, start=1):
         x, d = loaders.aligned_distance(reference.info.path, reference.info.inode, reference.info.rows, o.info.path, o.info.inode, o.info.rows,
-                                        tensor, measure)
+                                        tensor, measure, tuple(shared.rows[0]), tuple(shared.rows[k]))
         label = plotly_text(f"{names[o.entry.name]} − {names[reference.entry.name]}")
         curves[label] = (x, d)
         found = (partings or {}).get(o.entry.name, {}).get("parts")
@@ -401,11 +474,12 @@ def distances(reference: Opened, others: Sequence[Opened], i: int, tensor: str, 
     levels = reference.levels(measure) if measure is not None else None
     cursor = float(levels[i]) if levels is not None else float(reference.t[i])
     st.plotly_chart(distance_figure(curves, cursor, y_title=title, measure=spec, parts=parts), config=CHART_CONFIG, key="cmp.dist")
+    over = "the batch" if shared.kept_by_all([reference, *others]) else f"samples {samples_text(shared.indices)} (those every trace keeps)"
     if spec is None or levels is None:
-        st.caption("Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in t.")
+        st.caption(f"Per step of A: the mean over {over} of the RMS distance to the other trace at its step nearest in t.")
         return
     off_axis = levels[~placeable(levels, spec)]
-    st.caption(f"Per step of A: the mean over the batch of the RMS distance to the other trace at its step nearest in {spec.text}, "
+    st.caption(f"Per step of A: the mean over {over} of the RMS distance to the other trace at its step nearest in {spec.text}, "
                f"plotted over A's {spec.text} (noisy on the left, clean on the right)"
                + (f"; {off_axis.size} step(s) of A at {spec.text} = {fmt(float(off_axis[0]))} (pure noise) have no place on the axis."
                   if off_axis.size else "."))
@@ -472,7 +546,8 @@ def _open_linked(o: Opened, opened: Sequence[Opened], entries: Sequence[TraceEnt
     return found[0] if found else None
 
 
-def _state(o: Opened, where: int, picked: Sequence[int] | None = None) -> np.ndarray:
+def _state(o: Opened, where: int, rows: Sequence[int]) -> np.ndarray:
+    """x of ``o`` at row ``where`` (or its final samples, ``SAMPLES``), its batch ``rows`` of it."""
     if where == SAMPLES:
         value = loaders.final_array(o.info.path, o.info.inode, "samples", loaders.has_final(o.handle))
         if value is None:
@@ -480,7 +555,7 @@ def _state(o: Opened, where: int, picked: Sequence[int] | None = None) -> np.nda
         array = np.asarray(value, dtype=np.float32)
     else:
         array = loaders.read_row(o.handle, "x_t", where, o.info.rows)
-    return array if picked is None else array[[s for s in picked if 0 <= s < len(array)] or [0]]
+    return array[list(rows)]
 
 
 def _states(o: Opened) -> dict[int, int]:
@@ -489,10 +564,13 @@ def _states(o: Opened) -> dict[int, int]:
 
 
 def round_trip_errors(inversion: Opened, resample: Opened) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(t, RMS error, max error) at every timestep both traces hold x at, t ascending; once per row counts."""
+    """(t, RMS error, max error) at every timestep both traces hold x at, t ascending, over the run's samples both keep;
+    once per row counts."""
+    shared = shared_of([inversion, resample])
 
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = [(t, *state_error(_state(resample, b), _state(inversion, a))) for t, a, b in line_up(_states(inversion), _states(resample))]
+        rows = [(t, *state_error(_state(resample, b, shared.rows[1]), _state(inversion, a, shared.rows[0])))
+                for t, a, b in line_up(_states(inversion), _states(resample))]
         t, rms, top = (np.asarray(column) for column in zip(*rows)) if rows else (np.zeros(0),) * 3
         return t, rms, top
 
@@ -515,12 +593,17 @@ def round_trip_ui(inversion: Opened, resample: Opened | None, cursor_t: int, sam
         return
     st.markdown(f"**{plain(inversion.entry.name)}** inverts its input from $t = 0$ up to $t = {t_end}$; "
                 f"**{plain(resample.entry.name)}** samples back down from the $x_T$ it found.")
-    input_ = _state(inversion, 0, samples)
-    x_T = _state(inversion, SAMPLES, samples)  # noqa: N806
     if not loaders.has_final(resample.handle):
         st.info(f"{plain(resample.entry.name)} has not finished sampling back yet.")
         return
-    resampled = _state(resample, SAMPLES, samples)
+    shared = shared_of([inversion, resample])  # by the run's sample index, as everywhere in Compare
+    if not shared.indices:
+        st.info(samples_note([inversion, resample], shared, [plain(inversion.entry.name), plain(resample.entry.name)]) or "")
+        return
+    picked = _shown(samples, shared)
+    input_ = _state(inversion, 0, shared.rows_of(0, picked))
+    x_T = _state(inversion, SAMPLES, shared.rows_of(0, picked))  # noqa: N806
+    resampled = _state(resample, SAMPLES, shared.rows_of(1, picked))
     if inversion.info.is_2d:
         st.plotly_chart(round_trip_points_figure(input_, x_T, resampled), config=CHART_CONFIG, key="cmp.roundtrip.points")
     else:
