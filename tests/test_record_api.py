@@ -216,7 +216,9 @@ def test_an_exception_in_the_loop_leaves_a_readable_failed_trace(tmp_path: Path,
         assert trace.status == "failed" and trace.num_steps == 4 and trace.planned() == 10
         assert trace.final("samples") is None
         report = check_trace(trace)
-        assert not report.failed and any("did not finish" in note for note in report.notes)
+        assert not report.failed and report.verdict == "INCOMPLETE" and report.exit_code == 3
+        assert [what for what, _ in report.unchecked] == ["the end of the run"]
+        assert "did not finish (status failed): 4 of 10 planned steps recorded" in report.unchecked[0][1]
     assert main(["inspect", str(path)]) == 0
     assert "failed" in capsys.readouterr().out
 

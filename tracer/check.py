@@ -11,8 +11,9 @@ After the table come the findings (tracer/equations/findings.py): diagnoses with
 
 A trace that lacks the datasets its kind always has is refused by the reader (``TraceError``: bad input); a check
 that cannot be judged is listed in ``Report.unchecked`` and makes the verdict INCOMPLETE (exit 3), never PASS: so
-are the checks whose tensors a recording choice left out and the steps it skipped (tracer/trace/choice.py). In a
-trace that skips steps the report names each row by the run's step (``steps/index``).
+are the checks whose tensors a recording choice left out and the steps it skipped (tracer/trace/choice.py), and the
+end of a sampling run that did not finish (status running or failed). In a trace that skips steps the report names
+each row by the run's step (``steps/index``).
 """
 
 from __future__ import annotations
@@ -190,10 +191,9 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
             else "chain.x_t is not checked: the trace records no x_prev and no step equation applies"
         )
     rows = trace.rows(schema.EXAMPLES if facts.kind == "training" else schema.STEPS)
-    if facts.kind == "sampling" and trace.status != "complete" and rows:
-        notes.append(f"the run did not finish (status {trace.status}): its last committed step's output is not known, "
-                     "so that step's update is not judged")
     missing = []
+    if facts.kind == "sampling" and trace.status != "complete" and rows:
+        missing.append(_unfinished(trace, rows))
     if (facts.kind == "sampling" and trace.status == "complete" and rows and only_ids is None
             and schema.X_PREV not in facts.step_names and not trace.has_final()):
         missing.append(("the last step's update", "the trace records neither x_prev nor samples: the last step's output is unknown"))
@@ -218,6 +218,16 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
         step_indices=tuple(int(k) for k in trace.step_indices()[:rows]) if facts.gaps else (),
         recorded=_recorded(trace),
     )
+
+
+def _unfinished(trace: Any, rows: int) -> tuple[str, str]:
+    """What a sampling run that did not finish (status running or failed) leaves unverified: its last committed step's
+    update (the step's output is not known), the steps it never recorded and its final samples."""
+    planned = int(trace.planned()) if hasattr(trace, "planned") else 0
+    state = "is still being written" if trace.status == "running" else f"did not finish (status {trace.status})"
+    recorded = f"{rows} of {planned} planned steps recorded" if planned > rows else f"{rows} steps recorded"
+    return ("the end of the run", f"the run {state}: {recorded}; the last one's update is not judged (its output is not "
+                                  "known), and what came after it, the final samples included, is not in the trace")
 
 
 def _recorded(trace: Any) -> str:

@@ -189,8 +189,8 @@ def test_a_row_no_check_reads_is_still_read_before_a_verdict(tmp_path: Path, cap
 
     with pytest.raises(RuntimeError):
         record_sampling(cut(), path, schedule=SCHEDULE, config={}, planned=8, labels=None)
-    assert main(["check", str(path)]) == 0
-    capsys.readouterr()
+    assert main(["check", str(path)]) == 3  # INCOMPLETE: the end of the run (steps 6, 7 and the samples) is not in it
+    assert "6 of 8 planned steps recorded" in capsys.readouterr().out
     real = reader.Trace.tensor
 
     def damaged(self, name, i, series="steps", dtype=np.float32):

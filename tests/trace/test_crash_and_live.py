@@ -149,8 +149,11 @@ def test_a_killed_trace_reads_as_its_committed_rows_everywhere(tmp_path, capsys)
     path = tmp_path / "killed.h5"
     killed_writer(path, 60, 0.01, after=12)
     truth = expected(60)
-    assert main(["check", str(path)]) == 0  # the synthetic chain is DDIM with eta 0: identified, every step checked
-    assert "identified as ddim" in capsys.readouterr().out
+    # The synthetic chain is DDIM with eta 0: identified, every committed step checked and none fails; the end of the
+    # run is not in the trace, so the verdict is INCOMPLETE (exit 3), never PASS.
+    assert main(["check", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "identified as ddim" in out and "INCOMPLETE" in out and "the end of the run" in out and "FAIL" not in out
     with open_trace(path) as trace, open_trace(path) as second:
         n = trace.num_steps
         assert 13 <= n < 60 and second.num_steps == n

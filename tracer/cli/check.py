@@ -19,7 +19,8 @@ EPILOG = """examples:
   noisescope check ddim.h5 --only ddim.step,chain.t_prev --tol 1e-4
 exit codes: 0 PASS (every check passes and nothing was left unchecked), 1 FAIL (a check fails),
   2 bad input, 3 INCOMPLETE (nothing fails, but part of the trace's math could not be verified:
-  no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows;
+  no step equation for its sampler, a guidance scale not declared, tensors not recorded, no rows,
+  a run that did not finish (crashed, killed, or still being written);
   the report lists each under "not checked" with the reason), 4 NOISE LEFT (every check passes, but
   a sigma-space run ends above sigma = 0, --final-sigma sigma_min, or a run's last step ends at t = 0,
   alpha_bar_0 < 1, as the report's DDIM and --preset seed-report do: its samples keep that noise)
