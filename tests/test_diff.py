@@ -159,6 +159,39 @@ def test_samples_are_lined_up_by_their_index_in_the_run(schedule: Schedule, tmp_
     assert json.loads(capsys.readouterr().out)["samples"] == list(range(8))
 
 
+class Stops(torch.nn.Module):
+    """The oracle, until it raises at the first t <= ``below``: a run that stops there, its trace status failed."""
+
+    def __init__(self, inner: GaussianOracle, below: int) -> None:
+        super().__init__()
+        self.inner, self.below = inner, below
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if bool((t <= self.below).any()):
+            raise RuntimeError("stopped")
+        return self.inner(x, t, labels)
+
+
+def test_a_run_that_stopped_is_lined_up_by_step_on_the_steps_it_holds(schedule: Schedule, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    oracle = GaussianOracle(schedule, MEAN, STD)
+    full = record(oracle, schedule, tmp_path / "full.h5", steps=10)
+    with pytest.raises(RuntimeError, match="stopped"):
+        record(Stops(oracle, below=500), schedule, tmp_path / "cut.h5", steps=10)
+    cut = tmp_path / "cut.h5"
+    with open_trace(cut) as tc, open_trace(full) as tf:
+        held = tc.num_steps
+        assert tc.status == "failed" and 0 < held < 10 and tc.planned() == tf.planned() == 10
+        result = diff_traces(tc, tf)
+    assert result.lined_up_by == "step" and [(p.a, p.b) for p in result.pairs] == [(i, i) for i in range(held)]
+    assert result.agree and result.unpaired == (0, 10 - held) and result.final is None and result.status == ("failed", "complete")
+    assert main(["diff", str(full), str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert f"{10 - held} steps of A past the other's last" in out and "B did not finish (status failed)" in out
+    assert main(["diff", str(cut), str(full), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == {"a": "failed", "b": "complete"}
+
+
 # -- against diffusers -----------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 Two traces are lined up step by step when they have as many steps (the same plan, or two
 plans of one length: their timesteps are compared too, so a sampler that visits other
-timesteps parts at the first step where they differ), and otherwise by noise level: a
+timesteps parts at the first step where they differ), or plan as many and one did not
+finish (the steps both hold; the report says which stopped), and otherwise by noise level: a
 step of A is paired with the step of B at the same alpha_bar_t (relative difference at
 most ``LEVEL_RTOL``), so DDIM 50 against DDPM 1,000 on the same timesteps compares the
 50 levels both visit. At each pair every step tensor both traces hold is compared, and
@@ -77,6 +78,7 @@ class Diff:
     unpaired: tuple[int, int]  # steps of A and of B that had no partner
     samples: list[int] = field(default_factory=list)  # the run's sample indices compared (those both traces keep)
     partial: bool = False  # whether a trace keeps samples the other does not (they are not compared)
+    status: tuple[str, str] = ("complete", "complete")  # each trace's status (a run that did not finish: running, failed)
     final: Pair | None = None
     parts: Pair | None = field(default=None)
 
@@ -140,10 +142,13 @@ def _rows(value: np.ndarray, rows: list[int], every: int) -> np.ndarray:
 
 
 def line_up(a: Trace, b: Trace) -> tuple[str, list[tuple[int, int]]]:
-    """("step", pairs) when the traces have as many steps, else ("noise level", the pairs at a shared alpha_bar_t)."""
+    """("step", pairs) when the traces have as many steps, or plan as many and one did not finish (the steps both
+    hold); else ("noise level", the pairs at a shared alpha_bar_t)."""
     n_a, n_b = a.num_steps, b.num_steps
-    if n_a == n_b:
-        return "step", [(i, i) for i in range(n_a)]
+    planned_a, planned_b = a.planned(), b.planned()
+    unfinished = a.status != "complete" or b.status != "complete"
+    if n_a == n_b or (unfinished and planned_a == planned_b > 0):
+        return "step", [(i, i) for i in range(min(n_a, n_b))]
     level_a = np.asarray(a.scalars()["alpha_bar_t"][:n_a], dtype=np.float64)
     level_b = np.asarray(b.scalars()["alpha_bar_t"][:n_b], dtype=np.float64)
     order = np.argsort(level_b, kind="stable")
@@ -188,7 +193,7 @@ def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "
         pairs.append(Pair(i, j, int(t_a[i]) if t_a is not None else None, int(t_b[j]) if t_b is not None else None, gaps))
     result = Diff(path_a, path_b, by, tol, pairs, compared, [n for n in names_a if n not in compared],
                   [n for n in names_b if n not in compared], (a.num_steps - len(pairs), b.num_steps - len(pairs)),
-                  common, len(common) != n_a or len(common) != n_b)
+                  common, len(common) != n_a or len(common) != n_b, (str(a.status), str(b.status)))
     final_a, final_b = a.final(schema.SAMPLES), b.final(schema.SAMPLES)
     if final_a is not None and final_b is not None and final_a.shape[1:] == final_b.shape[1:]:
         result.final = Pair(-1, -1, None, None, {schema.SAMPLES: _gap(_rows(final_a, rows_a, n_a), _rows(final_b, rows_b, n_b))})
@@ -218,15 +223,28 @@ def growth(result: Diff, rows: int = GROWTH_ROWS) -> list[Pair]:
     return rest + ([result.final] if result.final is not None else [])
 
 
+def _unpaired(result: Diff) -> str:
+    """The steps with no partner, in words ("" where every step has one)."""
+    if not any(result.unpaired):
+        return ""
+    if result.lined_up_by == "step":  # one trace stopped early: its partner's steps past its last
+        side, k = ("A", result.unpaired[0]) if result.unpaired[0] else ("B", result.unpaired[1])
+        return f" ({k} step{'s' if k != 1 else ''} of {side} past the other's last)"
+    return f" ({result.unpaired[0]} steps of A and {result.unpaired[1]} of B at levels the other does not visit)"
+
+
 def format_diff(result: Diff) -> str:
     lines = [f"A: {result.path_a}", f"B: {result.path_b}",
              f"lined up by {result.lined_up_by}: {len(result.pairs)} pair{'s' if len(result.pairs) != 1 else ''}"
-             + (f" ({result.unpaired[0]} steps of A and {result.unpaired[1]} of B at levels the other does not visit)"
-                if any(result.unpaired) else "")
+             + _unpaired(result)
              + f"; compared: {', '.join(result.compared) or 'no step tensor'}"
              + (", samples" if result.final is not None else "")]
     if result.partial:
         lines.append(f"samples compared: {samples_text(result.samples)} of the run's batch (the samples both traces keep)")
+    for side, status in (("A", result.status[0]), ("B", result.status[1])):
+        if status != "complete":
+            lines.append(f"{side} did not finish (status {status}): only the steps it holds are compared, and its final samples are "
+                         "not in the trace")
     if result.only_a or result.only_b:
         lines.append("not compared (held by one trace only, or of other shapes): "
                      + "; ".join(f"{side} {', '.join(names)}" for side, names in (("A", result.only_a), ("B", result.only_b)) if names))
@@ -270,5 +288,5 @@ def diff_dict(result: Diff) -> dict[str, Any]:
         parts = {**_pair_dict(result.parts), "beyond": {k: _json(v) for k, v in result.beyond(result.parts).items()}}
     return {"a": result.path_a, "b": result.path_b, "lined_up_by": result.lined_up_by, "tolerance": result.tol,
             "agree": result.agree, "compared": result.compared, "only_a": result.only_a, "only_b": result.only_b,
-            "unpaired": {"a": result.unpaired[0], "b": result.unpaired[1]}, "samples": result.samples, "parts": parts,
+            "unpaired": {"a": result.unpaired[0], "b": result.unpaired[1]}, "samples": result.samples, "status": {"a": result.status[0], "b": result.status[1]}, "parts": parts,
             "pairs": [_pair_dict(p) for p in result.pairs], "final": _pair_dict(result.final) if result.final else None}
