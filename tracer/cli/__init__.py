@@ -12,6 +12,9 @@ A closed stdout (``noisescope check ... | head``) ends the command quietly, exit
 
 Under torchrun (RANK or WORLD_SIZE in the environment) ``main`` joins the process group before the
 command runs and leaves it at the end (tracer/distributed.py); only train and sample run that way.
+SIGTERM stops a command that writes a run (train, sample, invert, demo) as Ctrl-C does: the trace
+is marked failed with every committed step kept, and the command exits with 143 (a rank under
+torchrun ends by the signal itself, as torchrun's agent expects).
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tracer import distributed
-from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail, one_line, resolve_device
+from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, Terminated, fail, one_line, resolve_device, sigterm_raises
 from tracer.config import ConfigError
 
 COMMANDS = ("train", "sample", "invert", "demo", "view", "inspect", "check", "diff", "recover")
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that run as many processes (torchrun, --nproc)
+RUN_COMMANDS = ("train", "sample", "invert", "demo")  # the commands that write a run: SIGTERM ends them as Ctrl-C does
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def version() -> str:
@@ -94,6 +100,9 @@ def _run(argv: Sequence[str] | None) -> int:
                 raise ConfigError(f"noisescope {args.command} runs in one process; torchrun is for "
                                   f"{' and '.join(DISTRIBUTED_COMMANDS)}")
             distributed.init_from_env(resolve_device(getattr(args, "device", "auto")))
+        if args.command in RUN_COMMANDS:
+            with sigterm_raises():
+                return int(args.run(args) or 0)
         return int(args.run(args) or 0)
     except USER_ERRORS as error:
         if isinstance(error, BrokenPipeError) or os.environ.get("NOISESCOPE_DEBUG"):
@@ -105,6 +114,13 @@ def _run(argv: Sequence[str] | None) -> int:
         if not os.environ.get(distributed.ERRORS_ENV):  # a rank under --nproc: the launcher says it
             print("noisescope: interrupted", file=sys.stderr)
         return 130
+    except Terminated:  # the writers have closed what they wrote (failed, every committed step kept)
+        if distributed.under_torchrun():  # stopped by torchrun's agent: end by the signal, as the agent expects of a rank
+            distributed.destroy()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        print("noisescope: stopped by SIGTERM", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as error:
         if distributed.is_peer_lost(error):  # another rank died: it is the cause, and it is named once
             return distributed.peer_lost_exit(error)
