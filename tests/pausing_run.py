@@ -12,6 +12,9 @@ MODE: fresh, overwrite or resume. MOMENT, where the run prints "paused" and slee
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,11 +25,29 @@ from tracer.config import DataConfig, ModelConfig, ScheduleConfig, TrainConfig
 DATA = DataConfig("moons", seed=0, size=256)
 MODEL = ModelConfig("mlp", channels=(32, 32))
 SCHEDULE = ScheduleConfig("linear", 100)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(steps: int, seed: int = 0) -> TrainConfig:
     return TrainConfig(steps=steps, batch=32, log_every=10, snapshot_every=10, snapshot_batch=6, snapshot_steps=5,
                        examples=4, warmup=5, save_every=0, seed=seed)
+
+
+def run_and_kill(*args: str) -> None:
+    """Start this module with ``args`` in a process of its own, wait until it pauses, SIGKILL it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.pausing_run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "paused":
+                break
+        else:
+            raise AssertionError(f"the run ended without pausing: rc={proc.wait()}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def pausing_at(moment: str) -> Any:

@@ -9,44 +9,22 @@ run removes what the killed one left half-written.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.pausing_run import DATA, MODEL, SCHEDULE, config
+from tests.pausing_run import DATA, MODEL, SCHEDULE, config, run_and_kill
 from tests.trace.synthetic import records
 from tracer.checkpoints import load_checkpoint
 from tracer.schedules import make_schedule
 from tracer.trace.sampling import record_sampling
 from tracer.training import RUN_FILES, STATE_FILE, TRACE_FILE, train
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-def run_and_kill(*args: str) -> None:
-    """Start tests/pausing_run.py with ``args``, wait until it pauses, SIGKILL it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.pausing_run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip() == "paused":
-                break
-        else:
-            raise AssertionError(f"the run ended without pausing: rc={proc.wait()}")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 def run(run_dir: Path, steps: int, **kwargs: object) -> None:

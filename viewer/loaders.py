@@ -62,6 +62,9 @@ class TraceInfo:
     sample_indices: tuple[int, ...] = ()
     recorded: str = ""
     run_steps: int = 0  # the run's planned steps where the trace keeps only some (--every K); 0 otherwise
+    # The file says "running" but its writer is gone (tracer/trace/liveness.py: killed before it could close the trace):
+    # ``status`` is then "failed", as the run's, so that nothing waits for rows that will not come.
+    killed: bool = False
 
     @property
     def run_samples(self) -> tuple[int, ...]:
@@ -171,12 +174,15 @@ def static_info(handle: TraceHandle) -> dict[str, Any]:
 
 
 def info(handle: TraceHandle) -> TraceInfo:
-    """A summary whose status and committed rows are read fresh from the file on every call."""
+    """A summary whose status and committed rows are read fresh from the file on every call; a trace whose writer was
+    killed before it closed it reads as failed (``killed``)."""
     trace = handle.trace
     static = static_info(handle)
     with handle.lock:
         series = main_series(trace)
-        return TraceInfo(status=trace.status, rows=trace.rows(series), planned=trace.planned(series), **static)
+        killed = trace.abandoned
+        return TraceInfo(status="failed" if killed else trace.status, rows=trace.rows(series), planned=trace.planned(series),
+                         killed=killed, **static)
 
 
 def read_row(handle: TraceHandle, name: str, i: int, rows: int, series: str = schema.STEPS) -> np.ndarray:

@@ -561,6 +561,25 @@ def test_a_failed_trace_says_so_and_shows_its_committed_steps(tmp_path: Path, mo
     assert step_label(at).startswith("**Step 1 of 5**")
 
 
+def test_a_trace_whose_writer_was_killed_says_so_and_plays_its_committed_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILLed after its fourth step, the file still says running; its writer is gone (tracer/trace/liveness.py): the
+    page says the run was killed and plays the four steps in the browser instead of waiting for more."""
+    from tests.pausing_run import run_and_kill
+
+    root = tmp_path / "killed"
+    root.mkdir()
+    run_and_kill("sample", str(root / "killed.h5"), "8", "0", "step:3")
+    monkeypatch.setenv(ROOTS_ENV, str(root))
+    at = run_app()
+    no_failures(at)
+    assert ":red-badge[failed: killed before it closed the trace] 4 of 8 steps" in " ".join(texts(at))
+    assert any("killed before it could close its trace" in w.value for w in at.warning)
+    assert step_label(at).startswith("**Step 1 of 4**")
+    player_step(at, "killed.h5", 2)  # played in the browser, as a finished trace: the step it sends back is shown
+    assert step_label(at).startswith("**Step 3 of 4**")
+    no_failures(at)
+
+
 def test_a_v_prediction_trace_with_guidance_rescale_shows_its_equations_as_holding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

@@ -51,6 +51,13 @@ def step_statistics(trace: Trace, series: str = schema.STEPS) -> list[dict[str, 
     return rows
 
 
+# What a "running" status means, by whether its writer still runs (Trace.writer_state).
+WRITER_NOTE: dict[str, dict[str, str]] = {
+    "running": {"gone": " (its writer is gone: the run was killed before it could close the trace)",
+                "alive": " (being written)"},
+}
+
+
 def summary(trace: Trace) -> dict[str, Any]:
     info: dict[str, Any] = {
         "path": str(trace.path),
@@ -58,6 +65,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         "schema_version": trace.schema_version,
         "kind": trace.kind,
         "status": trace.status,
+        "writer": trace.writer_state(),  # alive, gone or unknown (tracer/trace/liveness.py)
         "created": trace.created,
         "tensor_dtype": trace.tensor_dtype,
         "recovered_from": trace.recovered_from,
@@ -93,7 +101,8 @@ def summary(trace: Trace) -> dict[str, Any]:
 def _text(info: dict[str, Any], rows: int) -> str:
     lines = [
         f"{info['path']}",
-        f"  kind      {info['kind']}   status {info['status']}   schema v{info['schema_version']}   created {info['created']}",
+        f"  kind      {info['kind']}   status {info['status']}{WRITER_NOTE.get(info['status'], {}).get(info['writer'], '')}   "
+        f"schema v{info['schema_version']}   created {info['created']}",
     ]
     if info["recovered_from"]:
         lines.append(f"  recovered from {info['recovered_from']}")

@@ -41,8 +41,9 @@ import h5py._objects
 import numpy as np
 
 from tracer.schedules import Schedule, betas_valid, from_betas
-from tracer.trace import bounded, schema
+from tracer.trace import bounded, liveness, schema
 from tracer.trace.choice import RecordChoice, Recorded
+from tracer.trace.liveness import WriterState
 
 
 class TraceError(ValueError):
@@ -636,6 +637,21 @@ class Trace:
             return value if value in schema.STATUSES else "failed"  # type: ignore[return-value]
 
         return self._read("the status", read)
+
+    def writer_state(self) -> WriterState:
+        """Whether the process that wrote (or writes) the trace still runs: "alive", "gone" or "unknown" (a trace without
+        the stamp, written on another machine, or an unreadable stamp): tracer/trace/liveness.py."""
+        raw = self._shared.attrs.get(schema.ATTR_WRITER)
+        try:
+            return liveness.state(None if raw is None else json.loads(_attr_str(raw)))
+        except (ValueError, TypeError):
+            return "unknown"
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the trace says "running" but its writer is gone: the run was killed (SIGKILL, the out-of-memory
+        killer) before it could close the trace. Its committed rows read as any; nothing more will come."""
+        return self.status == "running" and self.writer_state() == "gone"
 
     @property
     def recovered_from(self) -> str | None:

@@ -22,7 +22,7 @@ from tracer.trace.writer import Series, TraceExistsError, TraceWriter
 
 # Attributes the writer sets itself from its arguments (the rest are copied as they are).
 _WRITER_ATTRS = (schema.ATTR_FORMAT, schema.ATTR_SCHEMA_VERSION, schema.ATTR_KIND, schema.ATTR_CONFIG,
-                 schema.ATTR_TENSOR_DTYPE, schema.ATTR_PLANNED)
+                 schema.ATTR_TENSOR_DTYPE, schema.ATTR_PLANNED, schema.ATTR_WRITER)
 
 
 def default_output(path: Path) -> Path:

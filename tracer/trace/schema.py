@@ -52,6 +52,9 @@ ATTR_VERSIONS: Final = "versions"  # JSON: library versions of the writer
 ATTR_TENSOR_DTYPE: Final = "tensor_dtype"  # float32 | float16
 ATTR_PLANNED: Final = "planned"  # JSON: {series: planned rows}
 ATTR_RECOVERED_FROM: Final = "recovered_from"  # set by `noisescope recover` on the copy
+# JSON: the process that writes the trace, {"host", "boot_id", "pid_ns", "pid", "started"} (tracer/trace/liveness.py),
+# so that a reader on the same machine tells a run still being written from one killed before it closed its trace.
+ATTR_WRITER: Final = "writer"
 # JSON, only where a sampling run recorded less than everything (tracer/trace/choice.py, noisescope sample --record,
 # --every, --samples): {"tensors": [names] or null, "every": K, "samples": [start, stop, step] or null, "batch": B}.
 ATTR_RECORD: Final = "record"

@@ -47,7 +47,7 @@ import numpy as np
 from tracer import atomic
 from tracer.atomic import DiskFullError
 from tracer.schedules import Schedule
-from tracer.trace import schema
+from tracer.trace import liveness, schema
 
 __all__ = ["DiskFullError", "Series", "TraceExistsError", "TraceWriter"]
 
@@ -247,6 +247,9 @@ class TraceWriter:
         f.attrs[schema.ATTR_VERSIONS] = json.dumps(library_versions())
         f.attrs[schema.ATTR_TENSOR_DTYPE] = self.tensor_dtype.name
         f.attrs[schema.ATTR_PLANNED] = json.dumps({s.name: s.planned for s in series})
+        writer = liveness.identity()
+        if writer is not None:  # who writes it: a reader can tell a killed run's trace from a live one
+            f.attrs[schema.ATTR_WRITER] = json.dumps(writer)
         for key, value in attrs.items():
             f.attrs[key] = value if isinstance(value, (str, int, float, np.ndarray)) else json.dumps(value)
         f.create_dataset(schema.STATUS, data=np.array(b"running", dtype=schema.STATUS_DTYPE))

@@ -10,11 +10,12 @@ from viewer.loaders import TraceInfo
 from viewer.text import plain
 
 BADGES = {"running": ("orange", "running: still being written"), "complete": ("green", "complete"), "failed": ("red", "failed: the writer stopped early")}
+KILLED = ("red", "failed: killed before it closed the trace")  # the file says running, its writer is gone (TraceInfo.killed)
 
 
 def status_text(info: TraceInfo) -> str:
     """':orange-badge[running: still being written] 12 of 50 steps' and the like (Streamlit badge markdown)."""
-    colour, words = BADGES.get(info.status, ("gray", "status"))
+    colour, words = KILLED if info.killed else BADGES.get(info.status, ("gray", "status"))
     unknown = "" if info.status in BADGES else f" {plain(info.status)}"  # never inside the badge's brackets
     unit = "steps" if info.kind == "sampling" else "logged training rows"
     planned = f" of {info.planned}" if info.planned and info.planned != info.rows else ""
@@ -28,7 +29,10 @@ def header_ui(name: str, info: TraceInfo) -> None:
     facts = " · ".join(p for p in (settings, f"{info.batch} samples of shape {shape}" if info.batch else "", info.tensor_dtype) if p)
     with st.container(key="trace-status"):
         st.markdown(f"##### {plain(name)}  \n{plain(facts)}  \n{status_text(info)}")
-    if info.status == "failed":
+    if info.killed:
+        st.warning("This run was killed before it could close its trace: the file still says it is running, but the process "
+                   "that wrote it is gone. Every step it committed is shown; no more will come.")
+    elif info.status == "failed":
         st.warning("This trace is marked failed: the run stopped before the end. Every step it committed is shown.")
     if info.recovered_from:
         st.caption(f"Recovered copy of {plain(info.recovered_from)}.")
