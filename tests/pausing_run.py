@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from tracer.config import DataConfig, ModelConfig, ScheduleConfig, TrainConfig
@@ -33,21 +34,26 @@ def config(steps: int, seed: int = 0) -> TrainConfig:
                        examples=4, warmup=5, save_every=0, seed=seed)
 
 
-def run_and_kill(*args: str) -> None:
-    """Start this module with ``args`` in a process of its own, wait until it pauses, SIGKILL it."""
+def kill_at(module: str, args: Sequence[str], said: str) -> None:
+    """Run ``python -m MODULE ARGS`` (this checkout's code) in a process of its own and SIGKILL it once it prints the
+    line ``said``; AssertionError if it ends first."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.pausing_run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.strip() == "paused":
+            if line.strip() == said:
                 break
         else:
-            raise AssertionError(f"the run ended without pausing: rc={proc.wait()}")
+            raise AssertionError(f"python -m {module} ended before it said {said!r}: rc={proc.wait()}")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def run_and_kill(*args: str) -> None:
+    """Start this module with ``args`` in a process of its own, wait until it pauses, SIGKILL it."""
+    kill_at("tests.pausing_run", args, "paused")
 
 
 def pausing_at(moment: str) -> Any:

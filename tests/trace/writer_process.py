@@ -43,22 +43,6 @@ if __name__ == "__main__":
 
 def killed_writer(path, steps: int, delay: float, after: int) -> None:
     """Run this writer in a child process on ``path`` and SIGKILL it once step ``after`` is committed."""
-    import os
-    import signal
-    import subprocess
-    from pathlib import Path
+    from tests.pausing_run import kill_at
 
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.trace.writer_process", str(path), str(steps), str(delay)],
-                            cwd=root, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip() == f"step {after}":
-                break
-        else:
-            raise AssertionError(f"the writer ended before step {after}: rc={proc.wait()}")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_at("tests.trace.writer_process", [str(path), str(steps), str(delay)], f"step {after}")

@@ -151,3 +151,9 @@ def player_step(at, trace_name: str, step: int):  # noqa: ANN001, ANN201 - an Ap
     seq = (previous or {}).get("seq", 0) + 1
     at.session_state[key] = {"step": step, "seq": seq}
     return at.run()
+
+
+def no_failures(at) -> None:  # noqa: ANN001 - an AppTest
+    """The app ran without an exception or an st.error; else the assertion names them."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.conftest import Traces, player_step
+from tests.viewer.conftest import Traces, no_failures, player_step
 from tracer.equations.equation import num
 from tracer.trace.reader import open_trace
 from viewer import symbols
@@ -55,10 +55,6 @@ def step_label(at: AppTest) -> str:
     assert len(labels) == 1, texts(at)
     return labels[0]
 
-
-def no_failures(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def t_column(path: Path) -> np.ndarray:

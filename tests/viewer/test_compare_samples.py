@@ -22,7 +22,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.conftest import BATCH, T, image_means
+from tests.viewer.conftest import BATCH, T, image_means, no_failures
 from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
 from tracer.samplers.config import SamplerConfig
@@ -82,10 +82,6 @@ def app(slices: Slices, monkeypatch: pytest.MonkeyPatch):
 
     return run
 
-
-def no_failures(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.proto.body for e in at.error]
 
 
 def charts(at: AppTest) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.conftest import Traces
+from tests.viewer.conftest import Traces, no_failures
 from tests.viewer.test_app import run_app
 from tracer.trace.reader import open_trace
 from viewer import loaders
@@ -29,10 +29,6 @@ def app(traces: Traces, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(ROOTS_ENV, str(traces.root))
     return run_app
 
-
-def no_failures(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def player_spec(at: AppTest) -> dict:

@@ -30,6 +30,7 @@ from viewer.figures.inversion import (
 )
 from viewer.panels.playback import DRAWN_WHOLE
 from viewer.paths import ROOTS_ENV
+from tests.viewer.conftest import no_failures
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "viewer" / "app.py"
@@ -103,10 +104,6 @@ def run_app(root: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTes
         at.query_params[key] = value
     return at.run()
 
-
-def no_failures(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 

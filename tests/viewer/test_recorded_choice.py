@@ -15,7 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.viewer.conftest import BATCH, T, image_means, player_step
+from tests.viewer.conftest import BATCH, T, image_means, no_failures, player_step
 from tracer.models.analytic import GaussianOracle
 from tracer.recording import record_run
 from tracer.samplers.config import SamplerConfig
@@ -75,10 +75,6 @@ def app(reduced: Reduced, monkeypatch: pytest.MonkeyPatch):
 
     return run
 
-
-def no_failures(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.proto.body for e in at.error]
 
 
 def step_label(at: AppTest) -> str:
