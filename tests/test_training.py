@@ -3,6 +3,7 @@ resume continues exactly, the training trace holds what it claims, and bad confi
 
 from __future__ import annotations
 
+import signal
 import math
 import struct
 from pathlib import Path
@@ -215,6 +216,36 @@ def test_ctrl_c_leaves_a_run_that_resumes_exactly(tmp_path: Path, monkeypatch: p
     with open_trace(tmp_path / "split" / "train.h5") as trace:
         assert trace.status == "failed" and trace.series("train")["step"].tolist() == [10, 20]
     monkeypatch.setattr(Trainer, "train_step", original)
+    run(tmp_path / "split", small(steps=30), resume=True)
+    whole, resumed = state_tensors(tmp_path / "whole"), state_tensors(tmp_path / "split")
+    for name in whole:
+        assert torch.equal(whole[name], resumed[name]), name
+
+
+@pytest.mark.parametrize("where", ["loss_per_sample", "_update_ema"])
+def test_a_real_ctrl_c_inside_a_step_waits_for_its_end_and_the_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                     where: str) -> None:
+    """SIGINT delivered for real in the middle of step 21: after its noise and timesteps are drawn (loss_per_sample), or
+    after the weights are updated but before the EMA and the step counter (_update_ema). It takes effect once the step
+    is done (tracer/interrupts.py ``whole``), so the state saved on Ctrl-C is that after step 21, and a resumed run
+    ends where an uninterrupted one does. Raised where it arrives, it left a state a resume could not continue
+    exactly (a mixed step)."""
+    run(tmp_path / "whole", small(steps=30))
+    original = getattr(Trainer, where)
+    sent = []
+
+    def then_ctrl_c(self: Trainer, *args: object, **kwargs: object) -> object:
+        result = original(self, *args, **kwargs)
+        if self.step == 20 and not sent:
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)  # Python's handler: KeyboardInterrupt, unless held
+        return result
+
+    monkeypatch.setattr(Trainer, where, then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "split", small(steps=30))
+    monkeypatch.setattr(Trainer, where, original)
+    assert sent and torch.load(tmp_path / "split" / STATE_FILE, weights_only=True)["step"] == 21
     run(tmp_path / "split", small(steps=30), resume=True)
     whole, resumed = state_tensors(tmp_path / "whole"), state_tensors(tmp_path / "split")
     for name in whole:

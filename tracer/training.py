@@ -68,7 +68,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tracer import atomic, distributed
+from tracer import atomic, distributed, interrupts
 from tracer.checkpoints import MODEL_FILE, check_replaceable, encode_checkpoint
 from tracer.config import ConfigError, DataConfig, ModelConfig, ScheduleConfig, TrainConfig, check_prediction_schedule, to_dict
 from tracer.data import Dataset, load_dataset, split
@@ -277,7 +277,8 @@ class Trainer:
         while self.step < stop:
             if self.world_size > 1:
                 distributed.kill_hook_for_tests(self.rank, self.step)
-            per_sample, t, grad_norm = self.train_step()
+            with interrupts.whole():  # a Ctrl-C takes effect between steps: the state saved is one a resume continues exactly
+                per_sample, t, grad_norm = self.train_step()
             k = bucket_of(t, self.schedule.T, buckets)
             sums.index_add_(0, k, per_sample.to(torch.float64))
             counts.index_add_(0, k, torch.ones_like(sums[k]))

@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tracer import distributed
-from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, Terminated, fail, one_line, resolve_device, sigterm_raises
+from tracer.cli.common import EXIT_USAGE, USER_ERRORS, OneLineParser, fail, one_line, resolve_device
 from tracer.config import ConfigError
+from tracer.interrupts import Terminated, sigterm_raises
 
 COMMANDS = ("train", "sample", "invert", "demo", "view", "inspect", "check", "diff", "recover")
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that run as many processes (torchrun, --nproc)

@@ -21,15 +21,11 @@ from __future__ import annotations
 import argparse
 import errno
 import math
-import contextlib
 import os
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from tracer.config import ConfigError
@@ -41,30 +37,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, TraceError, TraceEx
 
 EXIT_USAGE = 2
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes it too
-
-
-class Terminated(BaseException):  # noqa: N818 - a signal, as KeyboardInterrupt is one
-    """SIGTERM, raised in the main thread of a command that writes a run (``sigterm_raises``). A run stopped by
-    ``kill``, a job scheduler's time limit or torchrun's agent (which stops the other ranks when one dies) then ends as
-    Ctrl-C ends it: through the writers' exits, which mark the trace failed and keep every committed step. Without
-    it the process died at once and left the trace saying "running" for good."""
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises ``Terminated`` while the block runs (in the main thread only: elsewhere no handler can be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def one_line(error: BaseException | str) -> str:
