@@ -223,13 +223,13 @@ def check_trace(trace: Any, *, tol: float | None = None, only: Iterable[str] | N
 def _unfinished(trace: Any, rows: int) -> tuple[str, str]:
     """What a sampling run that did not finish (status running or failed) leaves unverified: its last committed step's
     update (the step's output is not known), the steps it never recorded and its final samples."""
-    planned = int(trace.planned()) if hasattr(trace, "planned") else 0
+    planned = int(trace.planned())
     if trace.status != "running":
         state = f"did not finish (status {trace.status})"
     else:
         state = {"gone": "was killed before it could close the trace (status running, but its writer is gone)",
                  "alive": "is still being written (status running, its writer still runs)"}.get(
-            trace.writer_state() if hasattr(trace, "writer_state") else "unknown",
+            trace.writer_state(),
             "did not finish when this was read (status running: still being written, or killed before it could close the trace)")
     recorded = f"{rows} of {planned} planned steps recorded" if planned > rows else f"{rows} steps recorded"
     return ("the end of the run", f"the run {state}: {recorded}; the last one's update is not judged (its output is not "

@@ -136,9 +136,9 @@ def _check_comparable(a: Trace, b: Trace, path_a: str, path_b: str) -> tuple[lis
     return common, rows_a, rows_b
 
 
-def _rows(value: np.ndarray, rows: list[int], every: int) -> np.ndarray:
-    """The rows of ``value`` ([kept samples, ...]) holding the compared samples; the array itself where that is all of it."""
-    return value if len(rows) == every and rows == list(range(every)) else value[rows]
+def _rows(value: np.ndarray, rows: list[int] | None) -> np.ndarray:
+    """The rows of ``value`` ([kept samples, ...]) holding the compared samples; None: all of them, in order."""
+    return value if rows is None else value[rows]
 
 
 def line_up(a: Trace, b: Trace) -> tuple[str, list[tuple[int, int]]]:
@@ -166,7 +166,8 @@ def line_up(a: Trace, b: Trace) -> tuple[str, list[tuple[int, int]]]:
 def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "A", path_b: str = "B") -> Diff:
     """Compare ``a`` and ``b`` (see the module's doc). DiffError when they cannot be compared."""
     common, rows_a, rows_b = _check_comparable(a, b, path_a, path_b)
-    n_a, n_b = a.batch_size, b.batch_size
+    pick_a = None if rows_a == list(range(a.batch_size)) else rows_a  # None: every row of the trace, in order
+    pick_b = None if rows_b == list(range(b.batch_size)) else rows_b
     if tol is None:
         tol = max(DEFAULT_TOL.get(a.tensor_dtype, 1e-5), DEFAULT_TOL.get(b.tensor_dtype, 1e-5))
     by, indices = line_up(a, b)
@@ -189,14 +190,14 @@ def diff_traces(a: Trace, b: Trace, *, tol: float | None = None, path_a: str = "
         for name in compared:
             if name == NOISE and not (float(scalars_a["sigma"][i]) > 0 and float(scalars_b["sigma"][j]) > 0):
                 continue
-            gaps[name] = _gap(_rows(a.tensor(name, i), rows_a, n_a), _rows(b.tensor(name, j), rows_b, n_b))
+            gaps[name] = _gap(_rows(a.tensor(name, i), pick_a), _rows(b.tensor(name, j), pick_b))
         pairs.append(Pair(i, j, int(t_a[i]) if t_a is not None else None, int(t_b[j]) if t_b is not None else None, gaps))
     result = Diff(path_a, path_b, by, tol, pairs, compared, [n for n in names_a if n not in compared],
                   [n for n in names_b if n not in compared], (a.num_steps - len(pairs), b.num_steps - len(pairs)),
-                  common, len(common) != n_a or len(common) != n_b, (str(a.status), str(b.status)))
+                  common, pick_a is not None or pick_b is not None, (str(a.status), str(b.status)))
     final_a, final_b = a.final(schema.SAMPLES), b.final(schema.SAMPLES)
     if final_a is not None and final_b is not None and final_a.shape[1:] == final_b.shape[1:]:
-        result.final = Pair(-1, -1, None, None, {schema.SAMPLES: _gap(_rows(final_a, rows_a, n_a), _rows(final_b, rows_b, n_b))})
+        result.final = Pair(-1, -1, None, None, {schema.SAMPLES: _gap(_rows(final_a, pick_a), _rows(final_b, pick_b))})
     for pair in [*pairs, *([result.final] if result.final else [])]:
         if result.beyond(pair):
             result.parts = pair

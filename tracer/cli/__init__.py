@@ -20,6 +20,7 @@ torchrun ends by the signal itself, as torchrun's agent expects).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -101,10 +102,8 @@ def _run(argv: Sequence[str] | None) -> int:
                 raise ConfigError(f"noisescope {args.command} runs in one process; torchrun is for "
                                   f"{' and '.join(DISTRIBUTED_COMMANDS)}")
             distributed.init_from_env(resolve_device(getattr(args, "device", "auto")))
-        if args.command in RUN_COMMANDS:
-            with sigterm_raises():
-                return int(args.run(args) or 0)
-        return int(args.run(args) or 0)
+        with sigterm_raises() if args.command in RUN_COMMANDS else contextlib.nullcontext():
+            return int(args.run(args) or 0)
     except USER_ERRORS as error:
         if isinstance(error, BrokenPipeError) or os.environ.get("NOISESCOPE_DEBUG"):
             raise
